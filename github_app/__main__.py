@@ -1,0 +1,5 @@
+"""``python -m github_app serve|send``."""
+
+from github_app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,224 @@
+"""Command line: ``serve`` runs the app, ``send`` posts a signed test delivery to it.
+
+``serve`` owns signal handling (uvicorn's own is turned off): the first
+SIGTERM/SIGINT makes the webhook answer 503, lets in-flight events finish
+within SHUTDOWN_TIMEOUT and logs how many queued events remain; a second one
+stops at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import uvicorn
+from githubkit.webhooks import sign
+
+from github_app import __version__
+from github_app.config import Settings, load_settings
+from github_app.errors import SettingsError
+from github_app.logs import configure_logging
+from github_app.runtime import Runtime
+from github_app.server import create_app
+
+log = logging.getLogger("github_app")
+
+EXAMPLE_INSTALLATION = {"id": 1, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m github_app", description="auto-issue-processor, a GitHub App."
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the app (dry run when no credentials are set)")
+    serve.add_argument("--host", help="address to listen on (HOST, default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port to listen on (PORT, default 3000)")
+    serve.add_argument("--env-file", default=".env", help="settings file (default .env)")
+    serve.add_argument("--dry-run", action="store_true", default=None, help="log writes only")
+    serve.add_argument("--webhook-path", help="webhook route (WEBHOOK_PATH)")
+    serve.add_argument("--github-api-url", help="API base URL (GITHUB_API_URL), e.g. for GHES")
+    serve.add_argument("--log-level", help="LOG_LEVEL: DEBUG, INFO, WARNING, ERROR")
+    serve.add_argument("--log-format", choices=["text", "json"], help="LOG_FORMAT")
+    serve.add_argument("--workers", type=int, help="drain width (sets WORKERS_MIN and WORKERS_MAX)")
+
+    send = commands.add_parser("send", help="post a signed example delivery to a running app")
+    send.add_argument("--url", help="webhook URL (default: this machine's HOST/PORT/WEBHOOK_PATH)")
+    send.add_argument("--port", type=int, help="port of a local app (default PORT, 3000)")
+    send.add_argument("--secret", help="webhook secret (default: WEBHOOK_SECRET)")
+    send.add_argument("--env-file", default=".env", help="settings file (default .env)")
+    send.add_argument(
+        "--payload", type=Path, help="JSON payload file (default: GitHub's issues.opened example)"
+    )
+    send.add_argument("--event", help="X-GitHub-Event (default: from the file name, or issues)")
+    send.add_argument("--installation", type=int, help="installation id to add if missing (1)")
+    send.add_argument("--delivery", help="X-GitHub-Delivery (default: a new UUID)")
+    send.add_argument(
+        "--form", action="store_true", help="send as application/x-www-form-urlencoded"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return run_serve(args)
+        return run_send(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    overrides: dict[str, str | None] = {
+        "HOST": args.host,
+        "PORT": None if args.port is None else str(args.port),
+        "DRY_RUN": "true" if args.dry_run else None,
+        "WEBHOOK_PATH": args.webhook_path,
+        "GITHUB_API_URL": args.github_api_url,
+        "LOG_LEVEL": args.log_level,
+        "LOG_FORMAT": args.log_format,
+        "WORKERS_MIN": None if args.workers is None else str(args.workers),
+        "WORKERS_MAX": None if args.workers is None else str(args.workers),
+    }
+    settings = load_settings(env_file=args.env_file, overrides=overrides)
+    print(banner(settings), flush=True)
+    configure_logging(settings.log_level, settings.log_format)
+    runtime = Runtime(settings)
+    return anyio.run(serve, settings, runtime, backend_options={"use_uvloop": True})
+
+
+def banner(settings: Settings) -> str:
+    """The first line of output: the mode, and a generated secret (a configured one never)."""
+    url = f"http://{settings.host}:{settings.port}{settings.webhook_path}"
+    if settings.webhook_secret_generated:
+        secret = f"webhook secret (generated for this run): {settings.webhook_secret}"
+    else:
+        secret = "webhook secret: from WEBHOOK_SECRET"
+    if settings.dry_run and not settings.has_credentials:
+        mode = "DRY RUN, no app credentials: GitHub calls are logged, not made"
+    elif settings.dry_run:
+        mode = f"DRY RUN as app {settings.app_id}: reads go to GitHub, writes are logged, not made"
+    else:
+        mode = f"app {settings.app_id} against {settings.github_api_url}"
+    return f"auto-issue-processor {__version__}: {mode}; {secret}; webhooks at {url}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: ``serve`` handles them for a graceful drain."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(settings: Settings, runtime: Runtime) -> int:
+    try:
+        await runtime.identify()
+    except SettingsError as exc:
+        log.error("%s", exc)
+        return 2
+    config = uvicorn.Config(
+        create_app(settings, runtime=runtime),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config)
+    async with anyio.create_task_group() as group:
+        group.start_soon(_watch_signals, runtime, server)
+        await server.serve()
+        group.cancel_scope.cancel()
+    return 1 if server.force_exit else 0
+
+
+async def _watch_signals(runtime: Runtime, server: uvicorn.Server) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as group:
+            async for signum in signals:
+                if runtime.shutting_down:
+                    log.warning("second %s: stopping now", signal.Signals(signum).name)
+                    server.force_exit = True
+                    server.should_exit = True
+                    group.cancel_scope.cancel()
+                    return
+                log.info("received %s", signal.Signals(signum).name)
+                group.start_soon(_shutdown, runtime, server)
+
+
+async def _shutdown(runtime: Runtime, server: uvicorn.Server) -> None:
+    await runtime.shutdown()
+    server.should_exit = True
+
+
+def run_send(args: argparse.Namespace) -> int:
+    settings = load_settings(
+        env_file=args.env_file,
+        overrides={
+            "WEBHOOK_SECRET": args.secret,
+            "PORT": None if args.port is None else str(args.port),
+        },
+    )
+    if settings.webhook_secret_generated:
+        raise SettingsError("no secret: pass --secret (the one serve printed) or set WEBHOOK_SECRET")
+    payload, event = _load_payload(args.payload, args.event)
+    if "installation" not in payload or args.installation is not None:
+        installation = dict(EXAMPLE_INSTALLATION)
+        if args.installation is not None:
+            installation["id"] = args.installation
+        payload["installation"] = installation
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    content_type = "application/json"
+    if args.form:
+        body = httpx.QueryParams({"payload": body.decode("utf-8")}).__str__().encode("ascii")
+        content_type = "application/x-www-form-urlencoded"
+    delivery = args.delivery or str(uuid.uuid4())
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    url = args.url or f"http://{host}:{settings.port}{settings.webhook_path}"
+    headers = {
+        "Content-Type": content_type,
+        "User-Agent": "GitHub-Hookshot/auto-issue-processor-send",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": sign(settings.webhook_secret, body, "sha256"),
+    }
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=10.0)
+    except httpx.HTTPError as exc:
+        print(f"error: cannot deliver to {url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{event}.{payload.get('action', '')} delivery {delivery} -> {response.status_code}")
+    print(response.text)
+    return 0 if response.is_success else 1
+
+
+def _load_payload(path: Path | None, event: str | None) -> tuple[dict[str, Any], str]:
+    if path is None:
+        text = files("github_app").joinpath("examples/issues.opened.json").read_text("utf-8")
+        return json.loads(text), event or "issues"
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise SettingsError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise SettingsError(f"{path} must hold a JSON object")
+    return payload, event or path.name.split(".", 1)[0]

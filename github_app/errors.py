@@ -1,0 +1,46 @@
+"""One exception family for the project, each carrying what a caller needs to answer."""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class SettingsError(AppError):
+    """The settings cannot start the app; the message is one line meant for the operator."""
+
+
+class WebhookError(AppError):
+    """A delivery is refused before it is queued; carries the HTTP status to answer with."""
+
+    def __init__(self, status_code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.reason = reason
+        self.message = message
+
+
+class GitHubError(AppError):
+    """A GitHub call failed in a way the caller should know about."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RetryableGitHubError(GitHubError):
+    """A failure that may pass: 5xx, timeouts, rate limits. The event may be tried again."""
+
+
+class InstallationGone(GitHubError):
+    """The installation was removed or suspended: its events can no longer be processed."""
+
+
+class ConfigError(AppError):
+    """A repository's config file is invalid; ``problems`` lists each offending key."""
+
+    def __init__(self, repository: str, problems: list[str]) -> None:
+        super().__init__(f"{repository}: invalid config: " + "; ".join(problems))
+        self.repository = repository
+        self.problems = problems

@@ -1,0 +1,182 @@
+"""The webhook route, as a plain ASGI callable: acknowledge fast, work later.
+
+GitHub waits 10 s for an answer and does not retry by itself, so the route
+does the least that makes a delivery safe to acknowledge: check size and
+content type before reading, verify the signature, read the routing fields,
+compress, and offer the envelope to the queue. 202 means it will be
+processed; 503 (with Retry-After) means it was not taken, so GitHub shows the
+delivery as failed and it can be redelivered. Nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from github_app.compression import PayloadCodec
+from github_app.deliveries import RecentDeliveries
+from github_app.errors import WebhookError
+from github_app.priority import PriorityRules
+from github_app.queue import EventQueue
+from github_app.registry import Registry
+from github_app.webhooks import (
+    MAX_BODY_BYTES,
+    check_content_type,
+    decode_body,
+    make_envelope,
+    verify_signature,
+)
+
+log = logging.getLogger(__name__)
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@dataclass
+class IntakeStats:
+    """What happened to deliveries at the door."""
+
+    received: int = 0
+    queued: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    pings: int = 0
+    refused: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    queued_by_event: Counter[str] = field(default_factory=Counter)
+
+
+class WebhookIntake:
+    """ASGI app for ``POST $WEBHOOK_PATH``."""
+
+    def __init__(
+        self,
+        *,
+        secret: str,
+        registry: Registry,
+        queue: EventQueue,
+        deliveries: RecentDeliveries,
+        rules: PriorityRules,
+        codec: PayloadCodec,
+        on_admitted: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+        max_body: int = MAX_BODY_BYTES,
+    ) -> None:
+        self._secret = secret
+        self._registry = registry
+        self._queue = queue
+        self._deliveries = deliveries
+        self._rules = rules
+        self._codec = codec
+        self._on_admitted = on_admitted
+        self._clock = clock
+        self._max_body = max_body
+        self.accepting = True
+        self.stats = IntakeStats()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        self.stats.received += 1
+        try:
+            status, body, extra = await self._handle(scope, receive)
+        except WebhookError as exc:
+            self.stats.rejected[exc.reason] += 1
+            status, extra = exc.status_code, []
+            body = {"error": exc.reason, "message": exc.message}
+            if exc.status_code >= 500:
+                extra = [(b"retry-after", b"30")]
+        await send(
+            {"type": "http.response.start", "status": status, "headers": JSON_HEADERS + extra}
+        )
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+    async def _handle(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+        if scope["method"] != "POST":
+            raise WebhookError(405, "method_not_allowed", "webhooks are delivered with POST")
+        if not self.accepting:
+            raise WebhookError(503, "shutting_down", "the app is shutting down; redeliver later")
+        headers = _headers(scope)
+        kind = check_content_type(headers.get("content-type"))
+        event = headers.get("x-github-event")
+        delivery_id = headers.get("x-github-delivery")
+        if not event or not delivery_id:
+            raise WebhookError(
+                400, "missing_header", "X-GitHub-Event and X-GitHub-Delivery headers are required"
+            )
+        raw = await self._read_body(receive, headers.get("content-length"))
+        verify_signature(self._secret, raw, headers.get("x-hub-signature-256"))
+        json_body, payload = decode_body(raw, kind)
+        if event == "ping":
+            self.stats.pings += 1
+            log.info("ping from hook %s: %s", payload.get("hook_id"), payload.get("zen"))
+            return 200, {"status": "pong"}, []
+        if delivery_id in self._deliveries:
+            self.stats.duplicates += 1
+            return 200, {"status": "duplicate", "delivery": delivery_id}, []
+        action = payload.get("action")
+        action = action if isinstance(action, str) else None
+        if not self._registry.subscribes(event, action):
+            self.stats.ignored += 1
+            name = f"{event}.{action}" if action else event
+            return 202, {"status": "ignored", "reason": f"no processor handles {name}"}, []
+        envelope = make_envelope(
+            delivery_id=delivery_id,
+            event=event,
+            json_body=json_body,
+            payload=payload,
+            received_at=self._clock(),
+            compress=self._codec.compress,
+        )
+        priority = self._rules.classify(envelope)
+        admission = self._queue.offer(envelope, priority)
+        if not admission.admitted:
+            self.stats.refused += 1
+            log.warning("refused delivery %s (%s): %s", delivery_id, envelope.name, admission.reason)
+            body = {"error": "queue_full", "message": admission.reason, "priority": priority.name}
+            return 503, body, [(b"retry-after", str(admission.retry_after).encode())]
+        self._deliveries.remember(delivery_id)
+        self.stats.queued += 1
+        self.stats.queued_by_event[envelope.name] += 1
+        self._on_admitted()
+        return 202, {"status": "queued", "delivery": delivery_id, "priority": priority.name}, []
+
+    async def _read_body(self, receive: Receive, content_length: str | None) -> bytes:
+        """The whole body, refusing (413) as soon as it is known to exceed the cap."""
+        if content_length is not None:
+            try:
+                declared = int(content_length)
+            except ValueError:
+                raise WebhookError(400, "bad_content_length", "Content-Length is not a number") from None
+            if declared > self._max_body:
+                raise WebhookError(413, "payload_too_large", _too_large(self._max_body))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise WebhookError(400, "client_disconnected", "the client went away mid-body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                raise WebhookError(413, "payload_too_large", _too_large(self._max_body))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def _too_large(limit: int) -> str:
+    return f"payload is larger than {limit // (1024 * 1024)} MB"

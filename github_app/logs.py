@@ -1,0 +1,100 @@
+"""Logging set-up: text or one JSON object per line, with the event's context on every line.
+
+The context (delivery id, event, action, installation, repository) lives in a
+ContextVar set by the worker for the event it runs; anyio tasks copy context
+when spawned, so every line logged while handling an event carries it, down
+to the HTTP layer's dry-run lines, without passing a logger around.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from github_app.envelope import Envelope
+
+EVENT_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("event_context", default=None)
+CONTEXT_FIELDS = ("delivery_id", "event", "action", "installation", "repository")
+
+
+def envelope_context(envelope: Envelope) -> dict[str, Any]:
+    return {
+        "delivery_id": envelope.delivery_id,
+        "event": envelope.event,
+        "action": envelope.action,
+        "installation": envelope.installation_id,
+        "repository": envelope.repository,
+    }
+
+
+@contextmanager
+def event_context(envelope: Envelope) -> Iterator[None]:
+    """Every log line inside this block carries the envelope's routing fields."""
+    token = EVENT_CONTEXT.set(envelope_context(envelope))
+    try:
+        yield
+    finally:
+        EVENT_CONTEXT.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Copies the current event context onto each record (as ``record.ctx``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "ctx"):
+            record.ctx = EVENT_CONTEXT.get()
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ctx = getattr(record, "ctx", None)
+        if ctx:
+            fields = " ".join(f"{k}={ctx[k]}" for k in CONTEXT_FIELDS if ctx.get(k) is not None)
+            line = f"{line} [{fields}]"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        ctx = getattr(record, "ctx", None)
+        if ctx:
+            entry.update({k: v for k, v in ctx.items() if v is not None})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Route our and uvicorn's loggers to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,77 @@
+"""The processor interface: what a processor declares and what it is given for each event.
+
+A processor is a value, not a subclass: a name, the ``event.action`` pairs it
+handles, the GitHub permissions it needs, a config dataclass with defaults,
+help text, and an async ``handle(context)``. Third-party packages expose one
+through the ``auto_issue_processor.processors`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from githubkit import GitHub
+from pydantic import ConfigDict
+
+from github_app.envelope import Envelope
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """Every processor's config section has ``enabled``; unknown keys are errors."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+
+
+ConfigT = TypeVar("ConfigT", bound=ProcessorConfig)
+
+
+@dataclass(frozen=True)
+class Context(Generic[ConfigT]):
+    """What a processor gets for one event.
+
+    ``github`` acts as the event's installation and goes through the shared
+    client layer; in dry-run mode its writes are logged instead of sent.
+    ``log`` lines carry the delivery's context automatically.
+    """
+
+    envelope: Envelope
+    event: Any
+    payload: Mapping[str, Any]
+    github: GitHub[Any]
+    config: ConfigT
+    dry_run: bool
+    log: logging.Logger
+    bot_login: str | None = None
+
+    @property
+    def owner(self) -> str:
+        return (self.envelope.repository or "/").split("/", 1)[0]
+
+    @property
+    def repo(self) -> str:
+        return (self.envelope.repository or "/").split("/", 1)[1]
+
+
+Handler = Callable[[Context[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Processor(Generic[ConfigT]):
+    """A declared processor. ``events`` holds ``"issues.opened"`` or ``"issues"`` (any action)."""
+
+    name: str
+    description: str
+    events: tuple[str, ...]
+    config_type: type[ConfigT]
+    handle: Callable[[Context[ConfigT]], Awaitable[None]]
+    permissions: Mapping[str, str] = field(default_factory=dict)
+    config_example: str = ""
+
+    def handles(self, event: str, action: str | None) -> bool:
+        return event in self.events or (action is not None and f"{event}.{action}" in self.events)

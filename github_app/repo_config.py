@@ -1,0 +1,214 @@
+"""Per-repository configuration: ``.github/auto-issue-processor.yml``, read through the API.
+
+Lookup order, as Probot apps do it: the repository's own file, else the same
+file in the owner's ``.github`` repository; ``_extends: repo`` or
+``_extends: owner/repo`` merges a base file under this one (one level).
+
+A file that is not valid (bad YAML, unknown keys, wrong types) never
+half-applies: every processor of that repository runs with its defaults, and
+the errors are logged with the repository and kept for the status endpoint.
+Parsed configs are cached per repository for a few minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import yaml
+from cachetools import TTLCache
+from githubkit import GitHub
+from githubkit.exception import RequestError, RequestFailed
+from pydantic import TypeAdapter, ValidationError
+
+from github_app.github import as_github_error
+from github_app.processor import Processor, ProcessorConfig
+
+log = logging.getLogger(__name__)
+
+CONFIG_PATH = ".github/auto-issue-processor.yml"
+MAX_CONFIG_BYTES = 256 * 1024
+RAW_MEDIA_TYPE = "application/vnd.github.raw+json"
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """Validated config objects by processor name; empty means defaults everywhere."""
+
+    sections: Mapping[str, ProcessorConfig] = field(default_factory=dict)
+    source: str = "defaults"
+    errors: tuple[str, ...] = ()
+
+    def for_processor(self, processor: Processor[Any]) -> Any:
+        found = self.sections.get(processor.name)
+        return found if found is not None else processor.config_type()
+
+
+class ConfigParser:
+    """Validates a config document against the registered processors' config types."""
+
+    def __init__(self, processors: Iterable[Processor[Any]]) -> None:
+        self._adapters = {p.name: TypeAdapter(p.config_type) for p in processors}
+
+    def load_yaml(self, raw: str | bytes) -> tuple[dict[str, Any], list[str]]:
+        """The top-level mapping of a YAML document, or the errors that prevent reading it."""
+        if len(raw) > MAX_CONFIG_BYTES:
+            return {}, [f"file is larger than {MAX_CONFIG_BYTES // 1024} KiB"]
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            return {}, ["file is not UTF-8 text"]
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            return {}, [f"invalid YAML{where}: {problem}"]
+        if document is None:
+            return {}, []
+        if not isinstance(document, dict):
+            return {}, ["the file must be a mapping of processor names to sections"]
+        return document, []
+
+    def validate(self, document: Mapping[str, Any]) -> tuple[dict[str, ProcessorConfig], list[str]]:
+        sections: dict[str, ProcessorConfig] = {}
+        errors: list[str] = []
+        for name, section in document.items():
+            if name == "_extends":
+                continue
+            adapter = self._adapters.get(str(name))
+            if adapter is None:
+                known = ", ".join(sorted(self._adapters)) or "none"
+                errors.append(f"{name}: unknown processor (known: {known})")
+                continue
+            try:
+                sections[str(name)] = adapter.validate_python(section or {})
+            except ValidationError as exc:
+                for problem in exc.errors():
+                    location = ".".join(str(part) for part in (name, *problem["loc"]))
+                    errors.append(f"{location}: {problem['msg']}")
+        return sections, errors
+
+    def parse(self, text: str | bytes, source: str) -> RepoConfig:
+        """Parse one file on its own (no ``_extends``): used by ``check-config`` and tests."""
+        document, errors = self.load_yaml(text)
+        if errors:
+            return RepoConfig(source=source, errors=tuple(errors))
+        sections, errors = self.validate(document)
+        if errors:
+            return RepoConfig(source=source, errors=tuple(errors))
+        return RepoConfig(sections, source)
+
+
+class RepoConfigStore:
+    """Fetches, validates and caches configs; one fetch per repository at a time."""
+
+    def __init__(
+        self,
+        processors: Iterable[Processor[Any]],
+        *,
+        ttl: float = 300.0,
+        capacity: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._parser = ConfigParser(processors)
+        self._cache: TTLCache[str, RepoConfig] = TTLCache(maxsize=capacity, ttl=ttl, timer=clock)
+        self._locks: dict[str, anyio.Lock] = {}
+        self.errors: dict[str, tuple[str, ...]] = {}
+
+    def invalidate(self, repository: str) -> None:
+        self._cache.pop(repository, None)
+
+    async def get(self, github: GitHub[Any], repository: str) -> RepoConfig:
+        cached = self._cache.get(repository)
+        if cached is not None:
+            return cached
+        lock = self._locks.setdefault(repository, anyio.Lock())
+        async with lock:
+            cached = self._cache.get(repository)
+            if cached is None:
+                cached = await self._load(github, repository)
+                self._cache[repository] = cached
+        if not lock.locked():
+            self._locks.pop(repository, None)
+        return cached
+
+    async def _load(self, github: GitHub[Any], repository: str) -> RepoConfig:
+        owner, _, name = repository.partition("/")
+        text, source = await _fetch(github, owner, name), repository
+        if text is None and name != ".github":
+            text, source = await _fetch(github, owner, ".github"), f"{owner}/.github"
+        if text is None:
+            self.errors.pop(repository, None)
+            return RepoConfig()
+        config = await self._resolve(github, owner, text, source)
+        if config.errors:
+            self.errors[repository] = config.errors
+            for problem in config.errors:
+                log.error("config of %s (%s): %s", repository, source, problem)
+            log.error("config of %s is invalid: its processors run with defaults", repository)
+            return RepoConfig(source="defaults", errors=config.errors)
+        self.errors.pop(repository, None)
+        return config
+
+    async def _resolve(
+        self, github: GitHub[Any], owner: str, text: bytes, source: str
+    ) -> RepoConfig:
+        document, errors = self._parser.load_yaml(text)
+        if errors:
+            return RepoConfig(source=source, errors=tuple(errors))
+        base_name = document.get("_extends")
+        if base_name is not None:
+            if not isinstance(base_name, str) or not base_name.strip():
+                return RepoConfig(source=source, errors=("_extends: must be 'repo' or 'owner/repo'",))
+            base_owner, _, base_repo = base_name.strip().rpartition("/")
+            base_owner = base_owner or owner
+            base_text = await _fetch(github, base_owner, base_repo)
+            if base_text is None:
+                return RepoConfig(
+                    source=source, errors=(f"_extends: {base_owner}/{base_repo} has no {CONFIG_PATH}",)
+                )
+            base, errors = self._parser.load_yaml(base_text)
+            if errors:
+                return RepoConfig(
+                    source=source, errors=tuple(f"_extends {base_name}: {e}" for e in errors)
+                )
+            base.pop("_extends", None)
+            document = _merge(base, document)
+        sections, errors = self._parser.validate(document)
+        if errors:
+            return RepoConfig(source=source, errors=tuple(errors))
+        return RepoConfig(sections, source)
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Sections of ``override`` replace keys of the same section in ``base``."""
+    merged = dict(base)
+    for name, section in override.items():
+        if isinstance(section, dict) and isinstance(merged.get(name), dict):
+            merged[name] = {**merged[name], **section}
+        else:
+            merged[name] = section
+    return merged
+
+
+async def _fetch(github: GitHub[Any], owner: str, repo: str) -> bytes | None:
+    """The file's bytes, or ``None`` when the repository has no such file."""
+    try:
+        response = await github.arequest(
+            "GET",
+            f"/repos/{owner}/{repo}/contents/{CONFIG_PATH}",
+            headers={"Accept": RAW_MEDIA_TYPE},
+        )
+    except RequestFailed as exc:
+        if exc.response.status_code == 404:
+            return None
+        raise as_github_error(exc) from None
+    except RequestError as exc:
+        raise as_github_error(exc) from None
+    return response.raw_response.content

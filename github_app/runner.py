@@ -1,0 +1,156 @@
+"""Runs one queued event through every processor subscribed to it.
+
+This is where the worker does what the request path skipped: decompress,
+parse into githubkit's typed model, load the repository's config, and call
+each processor in isolation. One processor failing never stops another; each
+failure is logged with the delivery's context and counted per processor. An
+event any processor failed on is forgotten by the delivery memory, so GitHub's
+redelivery of it is accepted again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from githubkit.exception import GitHubException
+from pydantic import ValidationError
+
+from github_app.compression import PayloadCodec
+from github_app.deliveries import RecentDeliveries
+from github_app.errors import GitHubError
+from github_app.github import GitHubGateway, as_github_error
+from github_app.logs import event_context
+from github_app.processor import Context, Processor
+from github_app.queue import QueuedEvent
+from github_app.registry import Registry
+from github_app.repo_config import RepoConfig, RepoConfigStore
+from github_app.webhooks import parse_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProcessorStats:
+    """Counters per processor name, for the status endpoint and metrics."""
+
+    ok: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    seconds: Counter[str] = field(default_factory=Counter)
+    events_failed: int = 0
+    events_ok: int = 0
+    own_events_skipped: int = 0
+    unparseable: int = 0
+
+
+class EventRunner:
+    """The dispatcher's handler: one call per queued event."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        gateway: GitHubGateway,
+        configs: RepoConfigStore,
+        codec: PayloadCodec,
+        deliveries: RecentDeliveries,
+        dry_run: bool,
+    ) -> None:
+        self._registry = registry
+        self._gateway = gateway
+        self._configs = configs
+        self._codec = codec
+        self._deliveries = deliveries
+        self._dry_run = dry_run
+        self.stats = ProcessorStats()
+
+    async def __call__(self, item: QueuedEvent) -> None:
+        envelope = item.envelope
+        with event_context(envelope):
+            ok = await self._run(item)
+        if ok:
+            self.stats.events_ok += 1
+        else:
+            self.stats.events_failed += 1
+            self._deliveries.forget(envelope.delivery_id)
+
+    async def _run(self, item: QueuedEvent) -> bool:
+        envelope = item.envelope
+        processors = self._registry.for_event(envelope.event, envelope.action)
+        if not processors:
+            return True
+        bot = self._gateway.bot_login
+        if bot is not None and envelope.sender_login == bot:
+            self.stats.own_events_skipped += 1
+            log.debug("skipped: sent by this app")
+            return True
+        if self._gateway.app is not None and envelope.installation_id is None:
+            log.warning("skipped: the delivery names no installation, so the app cannot act on it")
+            return True
+        body = self._codec.decompress(envelope.payload)
+        try:
+            event = parse_event(envelope.event, body)
+        except ValidationError as exc:
+            self.stats.unparseable += 1
+            log.error("payload does not match GitHub's schema: %s", _first_error(exc))
+            return False
+        payload: dict[str, Any] = json.loads(body)
+        github = self._gateway.installation(envelope.installation_id)
+        try:
+            config = (
+                await self._configs.get(github, envelope.repository)
+                if envelope.repository
+                else RepoConfig()
+            )
+        except GitHubError as exc:
+            log.error("cannot read the repository config: %s", exc)
+            return False
+        ok = True
+        for processor in processors:
+            processor_config = config.for_processor(processor)
+            if not processor_config.enabled:
+                continue
+            context: Context[Any] = Context(
+                envelope=envelope,
+                event=event,
+                payload=payload,
+                github=github,
+                config=processor_config,
+                dry_run=self._dry_run,
+                log=logging.getLogger(f"processors.{processor.name}"),
+                bot_login=bot,
+            )
+            ok = await self._call(processor, context) and ok
+        return ok
+
+    async def _call(self, processor: Processor[Any], context: Context[Any]) -> bool:
+        started = time.perf_counter()
+        try:
+            await processor.handle(context)
+        except (GitHubError, GitHubException) as exc:
+            self.stats.failed[processor.name] += 1
+            error = exc if isinstance(exc, GitHubError) else as_github_error(exc)
+            log.error("processor %s failed: %s", processor.name, error)
+            return False
+        except Exception:
+            self.stats.failed[processor.name] += 1
+            log.exception("processor %s raised", processor.name)
+            return False
+        finally:
+            self.stats.seconds[processor.name] += time.perf_counter() - started
+        self.stats.ok[processor.name] += 1
+        return True
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return str(exc)
+    first = errors[0]
+    location = ".".join(str(part) for part in first["loc"][:6])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{location}: {first['msg']}{more}"

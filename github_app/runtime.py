@@ -1,0 +1,141 @@
+"""Wires the parts from settings and owns their lifetime (no setup at import time).
+
+Start-up and shutdown order live here so the CLI, the tests and any embedding
+program go through the same steps: the dispatcher runs in a task group owned
+by ``running()``; shutdown refuses new deliveries first (503), lets in-flight
+work finish within the timeout, logs what is still queued, then closes the
+GitHub connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+
+from github_app.compression import PayloadCodec
+from github_app.config import Settings
+from github_app.deliveries import RecentDeliveries
+from github_app.dispatch import Dispatcher
+from github_app.errors import SettingsError
+from github_app.github import GitHubGateway
+from github_app.intake import WebhookIntake
+from github_app.priority import PriorityRules
+from github_app.queue import MemoryQueue
+from github_app.registry import Registry
+from github_app.repo_config import RepoConfigStore
+from github_app.runner import EventRunner
+
+log = logging.getLogger(__name__)
+
+IDENTIFY_TIMEOUT = 10.0
+
+
+class Runtime:
+    """Everything with state: queue, dispatcher, GitHub gateway, config cache, counters."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        paused: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.started_at = clock()
+        self.registry = registry if registry is not None else Registry.load()
+        self.codec = PayloadCodec()
+        self.deliveries = RecentDeliveries()
+        self.queue = MemoryQueue(settings.queue_max_events, settings.queue_max_bytes)
+        self.gateway = GitHubGateway(settings, transport=transport, clock=clock)
+        self.configs = RepoConfigStore(self.registry)
+        self.runner = EventRunner(
+            registry=self.registry,
+            gateway=self.gateway,
+            configs=self.configs,
+            codec=self.codec,
+            deliveries=self.deliveries,
+            dry_run=settings.dry_run,
+        )
+        self.dispatcher = Dispatcher(
+            self.queue, self.runner, width=settings.workers_max, paused=paused
+        )
+        self.intake = WebhookIntake(
+            secret=settings.webhook_secret,
+            registry=self.registry,
+            queue=self.queue,
+            deliveries=self.deliveries,
+            rules=PriorityRules(),
+            codec=self.codec,
+            on_admitted=self.dispatcher.notify,
+            clock=clock,
+        )
+        self._identity_checked = False
+        self._shutdown_started = False
+        self._shutdown_done = anyio.Event()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown_started
+
+    async def identify(self) -> None:
+        """Check the app's credentials with GitHub once (a 401 is fatal; an outage is not)."""
+        if self.gateway.app is None or self._identity_checked:
+            return
+        self._identity_checked = True
+        with anyio.move_on_after(IDENTIFY_TIMEOUT):
+            await self.gateway.identify()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Runtime]:
+        """Run the dispatcher for the duration of the block, then shut down gracefully."""
+        try:
+            async with anyio.create_task_group() as group:
+                await self.identify()
+                group.start_soon(self.dispatcher.run)
+                try:
+                    yield self
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.shutdown()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.gateway.aclose()
+
+    async def shutdown(self) -> None:
+        """Refuse new deliveries, finish in-flight work within the timeout, report what remains.
+
+        Safe to call more than once (a signal and the server's lifespan both call it).
+        """
+        if self._shutdown_started:
+            await self._shutdown_done.wait()
+            return
+        self._shutdown_started = True
+        self.intake.accepting = False
+        in_flight = self.dispatcher.in_flight
+        log.info(
+            "shutting down: refusing new deliveries, finishing %d in-flight event(s) (up to %gs)",
+            in_flight,
+            self.settings.shutdown_timeout,
+        )
+        cut_off = await self.dispatcher.drain(self.settings.shutdown_timeout)
+        remaining = len(self.queue)
+        if cut_off:
+            log.error("shutdown timeout: %d in-flight event(s) were cancelled unfinished", cut_off)
+        log.info(
+            "shutdown: %d queued event(s) remain unprocessed%s",
+            remaining,
+            " (GitHub shows them as delivered; redeliver them from the app's settings)"
+            if remaining
+            else "",
+        )
+        self._shutdown_done.set()
+
+
+__all__ = ["Runtime", "SettingsError"]

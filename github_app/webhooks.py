@@ -1,0 +1,127 @@
+"""Verify and read a webhook delivery, without I/O.
+
+The request path does only the cheap part: check the signature, decode the
+body, read the few routing fields and compress. Typed parsing into githubkit
+models costs far more and happens in the worker (``parse_event``), with one
+pydantic TypeAdapter per event name, built once.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from githubkit.webhooks import verify
+from githubkit_schemas.latest.webhooks import VALID_EVENT_NAMES, WebhookNamespace
+from pydantic import TypeAdapter
+
+from github_app.envelope import Envelope
+from github_app.errors import WebhookError
+
+MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+JSON_TYPES = ("application/json",)
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def check_content_type(content_type: str | None) -> str:
+    """Return ``"json"`` or ``"form"``; anything else is a 415."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media in JSON_TYPES:
+        return "json"
+    if media == FORM_TYPE:
+        return "form"
+    raise WebhookError(
+        415,
+        "unsupported_media_type",
+        f"content type must be application/json or {FORM_TYPE}, not {media or 'none'}",
+    )
+
+
+def verify_signature(secret: str, body: bytes, signature: str | None) -> None:
+    """Constant-time HMAC-SHA256 check of ``X-Hub-Signature-256``; SHA-1 is not accepted."""
+    if not signature:
+        raise WebhookError(401, "missing_signature", "X-Hub-Signature-256 header is missing")
+    if not signature.startswith("sha256=") or not verify(secret, body, signature):
+        raise WebhookError(401, "bad_signature", "signature does not match the payload")
+
+
+def decode_body(body: bytes, kind: str) -> tuple[bytes, dict[str, Any]]:
+    """The JSON bytes and the parsed object; form bodies carry JSON in their ``payload`` field."""
+    if kind == "form":
+        try:
+            fields = parse_qs(body.decode("utf-8"), strict_parsing=False)
+        except UnicodeDecodeError:
+            raise WebhookError(400, "malformed_body", "form body is not UTF-8") from None
+        values = fields.get("payload")
+        if not values:
+            raise WebhookError(400, "malformed_body", "form body has no payload field")
+        body = values[0].encode("utf-8")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookError(400, "malformed_json", f"payload is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise WebhookError(400, "malformed_json", "payload must be a JSON object")
+    return body, payload
+
+
+def routing_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    """Read action, installation, repository, issue number and sender, tolerating odd shapes."""
+
+    def obj(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    action = payload.get("action")
+    installation = obj(payload.get("installation")).get("id")
+    repository = obj(payload.get("repository")).get("full_name")
+    number = obj(payload.get("issue")).get("number")
+    if number is None:
+        number = obj(payload.get("pull_request")).get("number")
+    sender = obj(payload.get("sender"))
+    return {
+        "action": action if isinstance(action, str) else None,
+        "installation_id": installation if isinstance(installation, int) else None,
+        "repository": repository if isinstance(repository, str) else None,
+        "issue_number": number if isinstance(number, int) else None,
+        "sender_login": sender.get("login") if isinstance(sender.get("login"), str) else None,
+        "sender_type": sender.get("type") if isinstance(sender.get("type"), str) else None,
+    }
+
+
+def make_envelope(
+    *,
+    delivery_id: str,
+    event: str,
+    json_body: bytes,
+    payload: dict[str, Any],
+    received_at: float,
+    compress: Callable[[bytes], bytes],
+) -> Envelope:
+    return Envelope(
+        delivery_id=delivery_id,
+        event=event,
+        received_at=received_at,
+        payload=compress(json_body),
+        raw_size=len(json_body),
+        **routing_fields(payload),
+    )
+
+
+@functools.cache
+def _adapter(event: str) -> TypeAdapter[Any]:
+    # githubkit's own ``parse`` builds this adapter on every call (milliseconds); we build it
+    # once per event name, from the same schema version githubkit's namespace uses.
+    if event not in VALID_EVENT_NAMES:
+        raise WebhookError(400, "unknown_event", f"unknown event type {event!r}")
+    package = WebhookNamespace.__module__.rsplit(".", 1)[0]
+    module = importlib.import_module(f"{package}.{event}")
+    return TypeAdapter(module.Event)
+
+
+def parse_event(event: str, json_body: bytes) -> Any:
+    """The typed githubkit model of a payload (``IssuesOpened``, ``IssueCommentCreated``, ...)."""
+    return _adapter(event).validate_json(json_body)

@@ -1,0 +1,12 @@
+"""The built-in processors, listed in one place. Third-party ones use the entry-point group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from github_app.processor import Processor
+from processors.labeler import LABELER
+
+BUILTINS: tuple[Processor[Any], ...] = (LABELER,)
+
+__all__ = ["BUILTINS"]

@@ -1,0 +1,183 @@
+"""labeler: adds labels to new and edited issues whose title or body match a rule.
+
+Each rule names a label and either ``keywords`` (whole words, any case) or a
+``pattern`` (a regular expression over title and body). All matching labels
+are added in one API call; a label the issue already has is never re-added.
+Patterns run on RE2, a linear-time engine, so a pathological pattern pushed
+to one repository cannot stall the app for everyone else (RE2 has no
+backreferences or look-around; such a pattern is a config error).
+
+```yaml
+labeler:
+  rules:
+    - label: bug
+      keywords: [crash, traceback, exception]
+    - label: documentation
+      pattern: '(?i)\\bdocs?\\b'
+```
+
+Without a ``labeler`` section the default rules below apply; they use labels
+every new GitHub repository has (bug, documentation, enhancement).
+``labeler: {enabled: false}`` turns it off.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Protocol
+
+import re2
+from pydantic import AfterValidator, ConfigDict, model_validator
+
+from github_app.processor import Context, Processor, ProcessorConfig
+
+MAX_PATTERN_LENGTH = 1000
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_OPTIONS.max_mem = 8 << 20  # bound the compiled program's memory per pattern
+
+
+def _compile(pattern: str) -> Any:
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        message = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(f"not a supported regular expression (RE2 syntax): {message}") from None
+
+
+def _check_pattern(pattern: str | None) -> str | None:
+    if pattern is not None:
+        if len(pattern) > MAX_PATTERN_LENGTH:
+            raise ValueError(f"pattern is longer than {MAX_PATTERN_LENGTH} characters")
+        _compile(pattern)
+    return pattern
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """Add ``label`` when any keyword appears as a whole word, or ``pattern`` matches."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
+
+    label: str
+    keywords: tuple[str, ...] = ()
+    pattern: Annotated[str | None, AfterValidator(_check_pattern)] = None
+
+    @model_validator(mode="after")
+    def _needs_a_matcher(self) -> LabelRule:
+        if not self.keywords and self.pattern is None:
+            raise ValueError(f"rule for label {self.label!r} needs keywords or a pattern")
+        return self
+
+
+DEFAULT_RULES = (
+    LabelRule("bug", ("bug", "crash", "crashes", "traceback", "exception", "error", "broken")),
+    LabelRule("documentation", ("docs", "documentation", "readme", "typo", "spelling")),
+    LabelRule("enhancement", ("feature request", "enhancement", "would be nice")),
+)
+
+
+@dataclass(frozen=True)
+class LabelerConfig(ProcessorConfig):
+    rules: tuple[LabelRule, ...] = DEFAULT_RULES
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    label: str
+    matcher: Any
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_rules(rules: tuple[LabelRule, ...]) -> tuple[CompiledRule, ...]:
+    compiled = []
+    for rule in rules:
+        parts = []
+        if rule.keywords:
+            words = "|".join(re2.escape(word.strip()) for word in rule.keywords if word.strip())
+            parts.append(rf"(?i)\b(?:{words})\b")
+        if rule.pattern is not None:
+            parts.append(f"(?:{rule.pattern})")
+        compiled.append(CompiledRule(rule.label, _compile("|".join(parts))))
+    return tuple(compiled)
+
+
+def labels_to_add(
+    rules: Sequence[CompiledRule], title: str, body: str | None, existing: Collection[str]
+) -> list[str]:
+    """Labels whose rule matches and that the issue does not have (GitHub ignores case)."""
+    text = f"{title}\n{body or ''}"
+    have = {name.lower() for name in existing}
+    wanted: list[str] = []
+    for rule in rules:
+        key = rule.label.lower()
+        if key not in have and rule.matcher.search(text):
+            have.add(key)
+            wanted.append(rule.label)
+    return wanted
+
+
+class LabelWriter(Protocol):
+    """The one GitHub operation the labeler needs."""
+
+    async def add_labels(self, owner: str, repo: str, number: int, labels: list[str]) -> None: ...
+
+
+class GitHubLabelWriter:
+    def __init__(self, github: Any) -> None:
+        self._github = github
+
+    async def add_labels(self, owner: str, repo: str, number: int, labels: list[str]) -> None:
+        await self._github.rest.issues.async_add_labels(owner, repo, number, data={"labels": labels})
+
+
+async def label_issue(
+    api: LabelWriter,
+    config: LabelerConfig,
+    *,
+    owner: str,
+    repo: str,
+    number: int,
+    title: str,
+    body: str | None,
+    existing: Collection[str],
+) -> list[str]:
+    labels = labels_to_add(compile_rules(config.rules), title, body, existing)
+    if labels:
+        await api.add_labels(owner, repo, number, labels)
+    return labels
+
+
+async def handle(ctx: Context[LabelerConfig]) -> None:
+    issue = ctx.event.issue
+    existing = [label.name for label in (issue.labels or []) if getattr(label, "name", None)]
+    added = await label_issue(
+        GitHubLabelWriter(ctx.github),
+        ctx.config,
+        owner=ctx.owner,
+        repo=ctx.repo,
+        number=issue.number,
+        title=issue.title,
+        body=issue.body,
+        existing=existing,
+    )
+    if added:
+        ctx.log.info("labeler: added %s to #%s", ", ".join(added), issue.number)
+    else:
+        ctx.log.debug("labeler: no new label for #%s", issue.number)
+
+
+LABELER: Processor[LabelerConfig] = Processor(
+    name="labeler",
+    description="Adds labels to new and edited issues whose title or body match a rule.",
+    events=("issues.opened", "issues.edited"),
+    config_type=LabelerConfig,
+    handle=handle,
+    permissions={"issues": "write", "contents": "read", "metadata": "read"},
+    config_example=(
+        "labeler:\n  rules:\n    - label: bug\n      keywords: [crash, traceback]\n"
+        "    - label: documentation\n      pattern: '(?i)\\bdocs?\\b'\n"
+    ),
+)
