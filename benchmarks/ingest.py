@@ -181,7 +181,7 @@ def post_delivery(port: int, body: bytes, delivery: str) -> tuple[int, bytes]:
         conn.close()
 
 
-def wait_ready(proc: subprocess.Popen[bytes], port: int, body: bytes, log: IO[bytes]) -> None:
+def wait_ready(proc: subprocess.Popen[bytes], port: int, body: bytes, log: IO[bytes]) -> bytes:
     """Poll until the server accepts a signed delivery with 202, or fail by the deadline."""
     deadline = time.monotonic() + STARTUP_DEADLINE
     while time.monotonic() < deadline:
@@ -199,7 +199,7 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, body: bytes, log: IO[by
                 f"server answered the first signed delivery with {status}, not 202: "
                 f"{answer[:500]!r}\n{read_log(log)}"
             )
-        return
+        return answer
     raise BenchmarkError(f"server not ready after {STARTUP_DEADLINE:.0f} s:\n{read_log(log)}")
 
 
@@ -215,8 +215,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running(server: Server, core: int | None, body: bytes) -> Iterator[tuple[int, int, IO[bytes]]]:
-    """Start ``server`` pinned to ``core``, wait until it answers; yield (pid, port, log)."""
+def running(server: Server, core: int | None, body: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """Start ``server`` pinned to ``core``, wait until it takes a delivery.
+
+    Yields (pid, port, the body of its answer to that first delivery).
+    """
     port = free_port()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
@@ -227,8 +230,8 @@ def running(server: Server, core: int | None, body: bytes) -> Iterator[tuple[int
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_ready(proc, port, body, log)
-            yield proc.pid, port, log
+            first_answer = wait_ready(proc, port, body, log)
+            yield proc.pid, port, first_answer
             if proc.poll() is not None:
                 raise BenchmarkError(
                     f"{server.name} exited with code {proc.returncode} under load:\n{read_log(log)}"
@@ -279,6 +282,18 @@ def run_wrk(
     )
 
 
+def answer_status(answer: bytes) -> str | None:
+    """The app's ``status`` field ("queued", "ignored", "duplicate"); None for an empty body."""
+    if not answer.strip():
+        return None
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        return "unreadable"
+    status = data.get("status") if isinstance(data, dict) else None
+    return str(status) if status is not None else "missing"
+
+
 def cpu_seconds(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return float(times.user + times.system)
@@ -294,14 +309,22 @@ def measure(
 ) -> Run:
     server_core, wrk_core = cores if cores else (None, None)
     signature = sign(body)
-    with running(server, server_core, body) as (pid, port, _log):
+    warnings: list[str] = []
+    with running(server, server_core, body) as (pid, port, first_answer):
         proc = psutil.Process(pid)
         run_wrk(port, WARMUP_SECONDS, args.connections, wrk_core, body_file, signature)
         before = cpu_seconds(proc)
         result = run_wrk(port, args.duration, args.connections, wrk_core, body_file, signature)
         after = cpu_seconds(proc)
         rss_mb = proc.memory_info().rss / 2**20
-    warnings: list[str] = []
+        # One more delivery after the run: is the server still queueing (not full, not ignoring)?
+        last_status, last_answer = post_delivery(port, body, f"after-{secrets.token_hex(8)}")
+    for when, answer in (("first", first_answer), ("after-run", last_answer)):
+        outcome = answer_status(answer)
+        if outcome not in (None, "queued"):
+            warnings.append(f"{when} delivery answered {outcome!r}, not 'queued': {answer[:200]!r}")
+    if last_status != 202:
+        warnings.append(f"after-run delivery answered {last_status}: {last_answer[:200]!r}")
     if result.requests == 0:
         warnings.append("no request completed")
     elif result.non_2xx > INVALID_NON_2XX_SHARE * result.requests:

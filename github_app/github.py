@@ -277,8 +277,10 @@ class GitHubGateway:
         except RequestError as exc:
             log.warning("could not identify the app: %s", type(exc.__cause__ or exc).__name__)
             return None
-        app = response.parsed_data
-        self.app_slug = app.slug if app is not None else None
+        # Only the slug is needed; reading it from the JSON keeps start-up immune to schema drift.
+        data = response.raw_response.json()
+        slug = data.get("slug") if isinstance(data, dict) else None
+        self.app_slug = slug if isinstance(slug, str) else None
         log.info("authenticated as app %r", self.app_slug)
         return self.app_slug
 
