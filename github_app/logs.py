@@ -43,13 +43,23 @@ def event_context(envelope: Envelope) -> Iterator[None]:
         EVENT_CONTEXT.reset(token)
 
 
-class ContextFilter(logging.Filter):
-    """Copies the current event context onto each record (as ``record.ctx``)."""
+_base_factory = logging.getLogRecordFactory()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "ctx"):
-            record.ctx = EVENT_CONTEXT.get()
-        return True
+
+def _record_with_context(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_factory(*args, **kwargs)
+    record.ctx = EVENT_CONTEXT.get()
+    return record
+
+
+def install_context() -> None:
+    """Make every log record carry the current event context as ``record.ctx``.
+
+    A record factory (not a handler filter) so that any handler sees it,
+    including ones added later by an embedding program or a test.
+    """
+    if logging.getLogRecordFactory() is not _record_with_context:
+        logging.setLogRecordFactory(_record_with_context)
 
 
 class TextFormatter(logging.Formatter):
@@ -86,7 +96,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Route our and uvicorn's loggers to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(ContextFilter())
+    install_context()
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -35,8 +35,10 @@ ConfigT = TypeVar("ConfigT", bound=ProcessorConfig)
 class Context(Generic[ConfigT]):
     """What a processor gets for one event.
 
-    ``github`` acts as the event's installation and goes through the shared
-    client layer; in dry-run mode its writes are logged instead of sent.
+    ``event`` is githubkit's typed model of the payload, or ``None`` when the
+    payload does not match the pinned schema; ``payload`` is always the raw
+    JSON object. ``github`` acts as the event's installation and goes through
+    the shared client layer; in dry-run mode its writes are logged, not sent.
     ``log`` lines carry the delivery's context automatically.
     """
 

@@ -24,6 +24,7 @@ from github_app.dispatch import Dispatcher
 from github_app.errors import SettingsError
 from github_app.github import GitHubGateway
 from github_app.intake import WebhookIntake
+from github_app.logs import install_context
 from github_app.priority import PriorityRules
 from github_app.queue import MemoryQueue
 from github_app.registry import Registry
@@ -47,6 +48,7 @@ class Runtime:
         paused: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        install_context()
         self.settings = settings
         self.started_at = clock()
         self.registry = registry if registry is not None else Registry.load()

@@ -24,7 +24,7 @@ every new GitHub repository has (bug, documentation, enhancement).
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Protocol
 
@@ -150,9 +150,28 @@ async def label_issue(
     return labels
 
 
+@dataclass(frozen=True)
+class IssueFacts:
+    """What the labeler reads from an ``issues`` payload."""
+
+    number: int
+    title: str
+    body: str | None
+    labels: tuple[str, ...]
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> IssueFacts:
+        issue = payload["issue"]
+        labels = tuple(
+            label["name"]
+            for label in issue.get("labels") or ()
+            if isinstance(label, dict) and isinstance(label.get("name"), str)
+        )
+        return cls(int(issue["number"]), str(issue.get("title") or ""), issue.get("body"), labels)
+
+
 async def handle(ctx: Context[LabelerConfig]) -> None:
-    issue = ctx.event.issue
-    existing = [label.name for label in (issue.labels or []) if getattr(label, "name", None)]
+    issue = IssueFacts.from_payload(ctx.payload)
     added = await label_issue(
         GitHubLabelWriter(ctx.github),
         ctx.config,
@@ -161,7 +180,7 @@ async def handle(ctx: Context[LabelerConfig]) -> None:
         number=issue.number,
         title=issue.title,
         body=issue.body,
-        existing=existing,
+        existing=issue.labels,
     )
     if added:
         ctx.log.info("labeler: added %s to #%s", ", ".join(added), issue.number)

@@ -1,0 +1,173 @@
+"""The dispatcher through the real server: priority order, per-issue order, isolation, shutdown."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import pytest
+
+from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.registry import Registry
+from tests.conftest import make_settings, running_app, wait_for
+from tests.deliveries import app_payload, fixture, issue_event, signed
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Recorder:
+    """A processor for tests: records what it ran, optionally blocks or fails on cue."""
+
+    seen: list[str]
+    running: set[tuple[str, int]]
+    overlaps: int = 0
+    block_on: str | None = None
+    release: anyio.Event | None = None
+    started: anyio.Event | None = None
+    fail_on: str | None = None
+
+    async def handle(self, ctx: Context[Any]) -> None:
+        envelope = ctx.envelope
+        key = envelope.issue_key or ("", 0)
+        if key in self.running:
+            self.overlaps += 1
+        self.running.add(key)
+        try:
+            if envelope.delivery_id == self.block_on:
+                assert self.release is not None and self.started is not None
+                self.started.set()
+                await self.release.wait()
+            if envelope.delivery_id == self.fail_on:
+                raise RuntimeError("processor bug")
+            self.seen.append(envelope.delivery_id)
+        finally:
+            self.running.discard(key)
+
+
+def recording_registry(recorder: Recorder, name: str = "recorder") -> Registry:
+    processor: Processor[ProcessorConfig] = Processor(
+        name=name,
+        description="records events",
+        events=("issues", "issue_comment", "installation", "star"),
+        config_type=ProcessorConfig,
+        handle=recorder.handle,
+    )
+    return Registry([processor])
+
+
+async def test_with_the_drain_paused_low_high_critical_come_out_critical_high_low() -> None:
+    recorder = Recorder([], set())
+    settings = make_settings(None)  # dry run: no GitHub at all
+    async with running_app(settings, registry=recording_registry(recorder), paused=True) as app:
+        low = signed(app_payload("star.created"), "star", delivery_id="low")
+        high = signed(issue_event("opened", number=8), "issues", delivery_id="high")
+        critical = signed(fixture("installation.created"), "installation", delivery_id="crit")
+        answers = [await app.post(delivery) for delivery in (low, high, critical)]
+        assert [a.json()["priority"] for a in answers] == ["LOW", "HIGH", "CRITICAL"]
+        app.runtime.dispatcher.resume()
+        await app.settle()
+    assert recorder.seen == ["crit", "high", "low"]
+
+
+async def test_events_of_one_issue_run_one_at_a_time_in_arrival_order() -> None:
+    recorder = Recorder([], set(), block_on="first", release=anyio.Event(), started=anyio.Event())
+    settings = make_settings(None, WORKERS_MAX="4")
+    async with running_app(settings, registry=recording_registry(recorder)) as app:
+        first = signed(issue_event("edited", number=5), "issues", delivery_id="first")
+        second = signed(issue_event("opened", number=5), "issues", delivery_id="second")
+        other = signed(issue_event("opened", number=6), "issues", delivery_id="other")
+        assert (await app.post(first)).status_code == 202
+        assert recorder.started is not None
+        with anyio.fail_after(5):
+            await recorder.started.wait()
+        # The second event of issue 5 has higher priority but must wait for the first;
+        # issue 6 is not held up by issue 5.
+        assert (await app.post(second)).status_code == 202
+        assert (await app.post(other)).status_code == 202
+        await wait_for(lambda: "other" in recorder.seen, what="the other issue's event")
+        assert "second" not in recorder.seen
+        assert recorder.release is not None
+        recorder.release.set()
+        await app.settle()
+    assert recorder.seen == ["other", "first", "second"]
+    assert recorder.overlaps == 0
+
+
+async def test_a_failing_processor_is_logged_with_the_delivery_id_and_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failing = Recorder([], set(), fail_on="boom")
+    healthy = Recorder([], set())
+    registry = Registry(
+        [*recording_registry(failing, "failing"), *recording_registry(healthy, "healthy")]
+    )
+    caplog.set_level(logging.INFO)
+    async with running_app(make_settings(None), registry=registry) as app:
+        assert (await app.post(signed(issue_event(number=1), "issues", delivery_id="boom"))).is_success
+        assert (await app.post(signed(issue_event(number=2), "issues", delivery_id="ok"))).is_success
+        await app.settle()
+        assert app.runtime.runner.stats.failed["failing"] == 1
+        assert app.runtime.runner.stats.ok["healthy"] == 2
+    assert healthy.seen == ["boom", "ok"] or sorted(healthy.seen) == ["boom", "ok"]
+    assert failing.seen == ["ok"]
+    failures = [r for r in caplog.records if "processor failing raised" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].ctx["delivery_id"] == "boom"  # type: ignore[attr-defined]
+    assert failures[0].exc_info is not None
+
+
+async def test_width_change_takes_effect_while_events_run() -> None:
+    gate = anyio.Event()
+    active = 0
+    peak = 0
+
+    async def slow(ctx: Context[Any]) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            await gate.wait()
+        finally:
+            active -= 1
+
+    registry = Registry(
+        [Processor("slow", "waits", ("issues",), ProcessorConfig, slow)]
+    )
+    async with running_app(make_settings(None, WORKERS_MAX="1"), registry=registry) as app:
+        for number in range(1, 5):
+            assert (await app.post(signed(issue_event(number=number), "issues"))).is_success
+        await wait_for(lambda: active == 1, what="one event running")
+        assert len(app.runtime.queue) == 3
+        app.runtime.dispatcher.width = 3
+        await wait_for(lambda: active == 3, what="the wider limit to admit waiting work")
+        gate.set()
+        await app.settle()
+    assert peak == 3
+
+
+async def test_shutdown_refuses_new_deliveries_and_finishes_in_flight_work(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder([], set(), block_on="inflight", release=anyio.Event(), started=anyio.Event())
+    caplog.set_level(logging.INFO)
+    settings = make_settings(None, WORKERS_MAX="1")
+    async with running_app(settings, registry=recording_registry(recorder)) as app:
+        assert (await app.post(signed(issue_event(number=1), "issues", delivery_id="inflight"))).is_success
+        assert (await app.post(signed(issue_event(number=2), "issues", delivery_id="queued"))).is_success
+        assert recorder.started is not None and recorder.release is not None
+        with anyio.fail_after(5):
+            await recorder.started.wait()
+        async with anyio.create_task_group() as group:
+            group.start_soon(app.runtime.shutdown)
+            await wait_for(lambda: app.runtime.shutting_down, what="shutdown to begin")
+            refused = await app.post(signed(issue_event(number=3), "issues"))
+            assert refused.status_code == 503
+            assert refused.json()["error"] == "shutting_down"
+            ready = await app.client.get(app.url + "/readyz")
+            assert ready.status_code == 503
+            recorder.release.set()
+    assert recorder.seen == ["inflight"]
+    assert any("1 queued event(s) remain" in r.getMessage() for r in caplog.records)
