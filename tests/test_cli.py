@@ -1,0 +1,203 @@
+"""The commands as a user runs them: ``serve`` in a real process, ``send`` against it, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+SETTINGS = (
+    "APP_ID",
+    "PRIVATE_KEY",
+    "PRIVATE_KEY_PATH",
+    "WEBHOOK_SECRET",
+    "DRY_RUN",
+    "PORT",
+    "HOST",
+    "ADMIN_TOKEN",
+    "GITHUB_API_URL",
+    "WEBHOOK_PATH",
+)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def poll(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def dry_run_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path, Path]]:
+    port = free_port()
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "github_app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=clean_env(),
+            stdout=stdout,
+            stderr=stderr,
+        )
+        try:
+            poll(lambda: healthy(port) or process.poll() is not None, "the server to start")
+            assert process.poll() is None, err.read_text()
+            yield process, port, out, err
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+
+
+def test_serve_without_credentials_is_a_dry_run_that_logs_the_labelers_would_be_call(
+    dry_run_server: tuple[subprocess.Popen[bytes], int, Path, Path], tmp_path: Path
+) -> None:
+    process, port, out, err = dry_run_server
+    first_line = out.read_text().splitlines()[0]
+    assert "DRY RUN" in first_line
+    match = re.search(r"generated for this run\): ([0-9a-f]{40})", first_line)
+    assert match, first_line
+    sent = subprocess.run(
+        [sys.executable, "-m", "github_app", "send", "--port", str(port), "--secret", match[1]],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert "-> 202" in sent.stdout
+    poll(
+        lambda: "dry-run: would POST /repos/Codertocat/Hello-World/issues/1/labels"
+        in err.read_text(),
+        "the dry-run line in the log",
+    )
+    line = next(x for x in err.read_text().splitlines() if "would POST" in x)
+    assert '{"labels":["documentation"]}' in line
+    assert "delivery_id=" in line
+
+    wrong = subprocess.run(
+        [sys.executable, "-m", "github_app", "send", "--port", str(port), "--secret", "nope"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert wrong.returncode == 1
+    assert "401" in wrong.stdout
+
+
+def test_sigterm_stops_gracefully_and_reports_what_remains(
+    dry_run_server: tuple[subprocess.Popen[bytes], int, Path, Path],
+) -> None:
+    process, _port, _out, err = dry_run_server
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    log = err.read_text()
+    assert "received SIGTERM" in log
+    assert "0 queued event(s) remain" in log
+    assert "Traceback" not in log
+
+
+def test_a_configured_secret_is_never_printed(tmp_path: Path) -> None:
+    port = free_port()
+    out = tmp_path / "stdout.txt"
+    with out.open("wb") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "github_app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=clean_env(WEBHOOK_SECRET="s3cr3t-value-never-shown"),
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            poll(lambda: healthy(port), "the server to start")
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=20)
+    text = out.read_text()
+    assert "DRY RUN" in text.splitlines()[0]
+    assert "from WEBHOOK_SECRET" in text
+    assert "s3cr3t-value-never-shown" not in text
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"APP_ID": "abc"}, "APP_ID must be the app's numeric id"),
+        ({"APP_ID": "1"}, "half-configured app"),
+        ({"APP_ID": "1", "PRIVATE_KEY_PATH": "/nonexistent/key.pem"}, "no such file"),
+        (
+            {
+                "APP_ID": "1",
+                "WEBHOOK_SECRET": "x",
+                "PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\\nbroken\\n-----END RSA PRIVATE KEY-----",
+            },
+            "private key cannot be loaded",
+        ),
+    ],
+)
+def test_bad_settings_stop_start_up_with_one_clear_line_and_no_traceback(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "github_app", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, result.stderr
+    assert message in errors[0]
+
+
+def test_dot_env_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("APP_ID=notanumber\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "github_app", "serve"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "APP_ID must be the app's numeric id, not 'notanumber'" in result.stderr
