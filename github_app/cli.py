@@ -108,7 +108,7 @@ def banner(settings: Settings) -> str:
     if settings.webhook_secret_generated:
         secret = f"webhook secret (generated for this run): {settings.webhook_secret}"
     else:
-        secret = "webhook secret: from WEBHOOK_SECRET"
+        secret = "webhook secret: from WEBHOOK_SECRET"  # noqa: S105 - says where, never what
     if settings.dry_run and not settings.has_credentials:
         mode = "DRY RUN, no app credentials: GitHub calls are logged, not made"
     elif settings.dry_run:
@@ -177,7 +177,9 @@ def run_send(args: argparse.Namespace) -> int:
         },
     )
     if settings.webhook_secret_generated:
-        raise SettingsError("no secret: pass --secret (the one serve printed) or set WEBHOOK_SECRET")
+        raise SettingsError(
+            "no secret: pass --secret (the one serve printed) or set WEBHOOK_SECRET"
+        )
     payload, event = _load_payload(args.payload, args.event)
     if "installation" not in payload or args.installation is not None:
         installation = dict(EXAMPLE_INSTALLATION)

@@ -76,27 +76,36 @@ def read_env_file(path: Path) -> dict[str, str]:
         if not sep or not key.replace("_", "").isalnum():
             raise SettingsError(f"{path}:{index}: expected KEY=value")
         value = value.strip()
-        if value.startswith('"'):
+        if value[:1] in ('"', "'"):
+            quote = value[0]
             body = value[1:]
-            while not _closes_double_quote(body):
-                if index >= len(lines):
-                    raise SettingsError(f"{path}: unterminated quoted value for {key}")
+            close = _closing_quote(body, quote)
+            while close < 0 and quote == '"' and index < len(lines):
                 body += "\n" + lines[index]
                 index += 1
-            value = body.rstrip()[:-1].replace("\\n", "\n").replace('\\"', '"')
-        elif value.startswith("'"):
-            if not value.endswith("'") or len(value) < 2:
+                close = _closing_quote(body, quote)
+            if close < 0:
                 raise SettingsError(f"{path}:{index}: unterminated quoted value for {key}")
-            value = value[1:-1]
+            rest = body[close + 1 :].strip()
+            if rest and not rest.startswith("#"):
+                raise SettingsError(f"{path}:{index}: unexpected text after the quoted value")
+            value = body[:close]
+            if quote == '"':
+                value = value.replace("\\n", "\n").replace('\\"', '"')
         else:
             value = value.split(" #", 1)[0].strip()
         values[key] = value
     return values
 
 
-def _closes_double_quote(body: str) -> bool:
-    stripped = body.rstrip()
-    return stripped.endswith('"') and not stripped.endswith('\\"')
+def _closing_quote(body: str, quote: str) -> int:
+    """Index of the quote that ends ``body`` (a backslash escapes one inside double quotes)."""
+    position = 0
+    while True:
+        position = body.find(quote, position)
+        if position < 0 or quote == "'" or body[position - 1 : position] != "\\":
+            return position
+        position += 1
 
 
 def load_settings(

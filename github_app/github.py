@@ -14,7 +14,6 @@ GitHub answers 401 to a cached one.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -198,12 +197,13 @@ class GitHubGateway:
         self.dry_run_transport: DryRunTransport | None = None
         outbound: httpx.AsyncBaseTransport | None = self._pool
         if settings.dry_run:
-            self.dry_run_transport = DryRunTransport(self._pool if settings.has_credentials else None)
+            self.dry_run_transport = DryRunTransport(
+                self._pool if settings.has_credentials else None
+            )
             outbound = self.dry_run_transport
         self._transport = outbound
         self.app: GitHub[AppAuthStrategy] | None = None
-        if settings.has_credentials:
-            assert settings.app_id is not None and settings.private_key is not None
+        if settings.app_id is not None and settings.private_key is not None:
             _check_private_key(settings.private_key)
             self.app = self._client(AppAuthStrategy(settings.app_id, settings.private_key))
         self.tokens = TokenCache(self._mint_token, clock=clock)
@@ -329,14 +329,3 @@ def _check_private_key(pem: str) -> None:
     except (ValueError, TypeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SettingsError(f"private key cannot be loaded: {reason}") from None
-
-
-def error_body(response: httpx.Response) -> str:
-    """GitHub's error message from a response, for logs (never headers: they may hold tokens)."""
-    try:
-        data = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text[:200]
-    if isinstance(data, dict) and isinstance(data.get("message"), str):
-        return data["message"]
-    return str(data)[:200]

@@ -141,7 +141,9 @@ class WebhookIntake:
         admission = self._queue.offer(envelope, priority)
         if not admission.admitted:
             self.stats.refused += 1
-            log.warning("refused delivery %s (%s): %s", delivery_id, envelope.name, admission.reason)
+            log.warning(
+                "refused delivery %s (%s): %s", delivery_id, envelope.name, admission.reason
+            )
             body = {"error": "queue_full", "message": admission.reason, "priority": priority.name}
             return 503, body, [(b"retry-after", str(admission.retry_after).encode())]
         self._deliveries.remember(delivery_id)
@@ -156,7 +158,9 @@ class WebhookIntake:
             try:
                 declared = int(content_length)
             except ValueError:
-                raise WebhookError(400, "bad_content_length", "Content-Length is not a number") from None
+                raise WebhookError(
+                    400, "bad_content_length", "Content-Length is not a number"
+                ) from None
             if declared > self._max_body:
                 raise WebhookError(413, "payload_too_large", _too_large(self._max_body))
         chunks: list[bytes] = []

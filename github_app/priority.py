@@ -52,13 +52,21 @@ class PriorityRules:
     def __init__(
         self, rules: Iterable[PriorityRule] = DEFAULT_RULES, default: Priority = Priority.LOW
     ) -> None:
+        ordered = tuple(rules)
+        # Precompute the first matching rule for every (event, action) the table names,
+        # so "first match wins" holds and classifying stays one or two dict probes.
         self._exact: dict[tuple[str, str | None], Priority] = {}
+        for rule in ordered:
+            if rule.action is not None:
+                key = (rule.event, rule.action)
+                first = next(
+                    r for r in ordered if r.event == rule.event and r.action in (None, rule.action)
+                )
+                self._exact.setdefault(key, first.priority)
         self._by_event: dict[str, Priority] = {}
-        for rule in rules:
+        for rule in ordered:
             if rule.action is None:
                 self._by_event.setdefault(rule.event, rule.priority)
-            else:
-                self._exact.setdefault((rule.event, rule.action), rule.priority)
         self._default = default
 
     def classify(self, envelope: Envelope) -> Priority:

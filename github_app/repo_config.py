@@ -86,8 +86,12 @@ class ConfigParser:
                 known = ", ".join(sorted(self._adapters)) or "none"
                 errors.append(f"{name}: unknown processor (known: {known})")
                 continue
+            if section is None or section is True:
+                section = {}  # `labeler:` or `labeler: true`: on, with defaults
+            elif section is False:
+                section = {"enabled": False}
             try:
-                sections[str(name)] = adapter.validate_python(section or {})
+                sections[str(name)] = adapter.validate_python(section)
             except ValidationError as exc:
                 for problem in exc.errors():
                     location = ".".join(str(part) for part in (name, *problem["loc"]))
@@ -165,13 +169,16 @@ class RepoConfigStore:
         base_name = document.get("_extends")
         if base_name is not None:
             if not isinstance(base_name, str) or not base_name.strip():
-                return RepoConfig(source=source, errors=("_extends: must be 'repo' or 'owner/repo'",))
+                return RepoConfig(
+                    source=source, errors=("_extends: must be 'repo' or 'owner/repo'",)
+                )
             base_owner, _, base_repo = base_name.strip().rpartition("/")
             base_owner = base_owner or owner
             base_text = await _fetch(github, base_owner, base_repo)
             if base_text is None:
                 return RepoConfig(
-                    source=source, errors=(f"_extends: {base_owner}/{base_repo} has no {CONFIG_PATH}",)
+                    source=source,
+                    errors=(f"_extends: {base_owner}/{base_repo} has no {CONFIG_PATH}",),
                 )
             base, errors = self._parser.load_yaml(base_text)
             if errors:

@@ -40,7 +40,7 @@ class ProcessorStats:
 
     ok: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)
     events_failed: int = 0
     events_ok: int = 0
     own_events_skipped: int = 0
@@ -143,7 +143,10 @@ class EventRunner:
             log.exception("processor %s raised", processor.name)
             return False
         finally:
-            self.stats.seconds[processor.name] += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.stats.seconds[processor.name] = (
+                self.stats.seconds.get(processor.name, 0.0) + elapsed
+            )
         self.stats.ok[processor.name] += 1
         return True
 

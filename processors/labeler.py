@@ -47,6 +47,13 @@ def _compile(pattern: str) -> Any:
         raise ValueError(f"not a supported regular expression (RE2 syntax): {message}") from None
 
 
+def _check_keywords(keywords: tuple[str, ...]) -> tuple[str, ...]:
+    cleaned = tuple(word.strip() for word in keywords)
+    if any(not word for word in cleaned):
+        raise ValueError("keywords must not be blank")
+    return cleaned
+
+
 def _check_pattern(pattern: str | None) -> str | None:
     if pattern is not None:
         if len(pattern) > MAX_PATTERN_LENGTH:
@@ -62,7 +69,7 @@ class LabelRule:
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
 
     label: str
-    keywords: tuple[str, ...] = ()
+    keywords: Annotated[tuple[str, ...], AfterValidator(_check_keywords)] = ()
     pattern: Annotated[str | None, AfterValidator(_check_pattern)] = None
 
     @model_validator(mode="after")
@@ -96,8 +103,11 @@ def compile_rules(rules: tuple[LabelRule, ...]) -> tuple[CompiledRule, ...]:
     for rule in rules:
         parts = []
         if rule.keywords:
-            words = "|".join(re2.escape(word.strip()) for word in rule.keywords if word.strip())
-            parts.append(rf"(?i)\b(?:{words})\b")
+            # Whole words: not preceded or followed by a word character. Written without
+            # \b so that keywords ending in punctuation (c++, .net) match too; RE2 has no
+            # look-behind, so the boundary characters are consumed instead.
+            words = "|".join(re2.escape(word) for word in rule.keywords)
+            parts.append(rf"(?i)(?:^|[^\w])(?:{words})(?:[^\w]|$)")
         if rule.pattern is not None:
             parts.append(f"(?:{rule.pattern})")
         compiled.append(CompiledRule(rule.label, _compile("|".join(parts))))
@@ -130,7 +140,9 @@ class GitHubLabelWriter:
         self._github = github
 
     async def add_labels(self, owner: str, repo: str, number: int, labels: list[str]) -> None:
-        await self._github.rest.issues.async_add_labels(owner, repo, number, data={"labels": labels})
+        await self._github.rest.issues.async_add_labels(
+            owner, repo, number, data={"labels": labels}
+        )
 
 
 async def label_issue(

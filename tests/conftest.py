@@ -96,9 +96,9 @@ def github() -> Iterator[respx.MockRouter]:
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
         router.route(host="127.0.0.1").pass_through()
         router.get(f"{API}/app", name="app").mock(return_value=app_response())
-        router.post(
-            f"{API}/app/installations/{INSTALLATION_ID}/access_tokens", name="token"
-        ).mock(side_effect=lambda request: token_response())
+        router.post(f"{API}/app/installations/{INSTALLATION_ID}/access_tokens", name="token").mock(
+            side_effect=lambda request: token_response()
+        )
         yield router
 
 

@@ -62,7 +62,16 @@ def dry_run_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], in
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "github_app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "github_app",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             cwd=tmp_path,
             env=clean_env(),
             stdout=stdout,
@@ -81,7 +90,7 @@ def dry_run_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], in
 def test_serve_without_credentials_is_a_dry_run_that_logs_the_labelers_would_be_call(
     dry_run_server: tuple[subprocess.Popen[bytes], int, Path, Path], tmp_path: Path
 ) -> None:
-    process, port, out, err = dry_run_server
+    _process, port, out, err = dry_run_server
     first_line = out.read_text().splitlines()[0]
     assert "DRY RUN" in first_line
     match = re.search(r"generated for this run\): ([0-9a-f]{40})", first_line)
@@ -98,8 +107,9 @@ def test_serve_without_credentials_is_a_dry_run_that_logs_the_labelers_would_be_
     assert sent.returncode == 0, sent.stderr
     assert "-> 202" in sent.stdout
     poll(
-        lambda: "dry-run: would POST /repos/Codertocat/Hello-World/issues/1/labels"
-        in err.read_text(),
+        lambda: (
+            "dry-run: would POST /repos/Codertocat/Hello-World/issues/1/labels" in err.read_text()
+        ),
         "the dry-run line in the log",
     )
     line = next(x for x in err.read_text().splitlines() if "would POST" in x)
@@ -136,7 +146,16 @@ def test_a_configured_secret_is_never_printed(tmp_path: Path) -> None:
     out = tmp_path / "stdout.txt"
     with out.open("wb") as stdout:
         process = subprocess.Popen(
-            [sys.executable, "-m", "github_app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "github_app",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             cwd=tmp_path,
             env=clean_env(WEBHOOK_SECRET="s3cr3t-value-never-shown"),
             stdout=stdout,
@@ -163,7 +182,9 @@ def test_a_configured_secret_is_never_printed(tmp_path: Path) -> None:
             {
                 "APP_ID": "1",
                 "WEBHOOK_SECRET": "x",
-                "PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\\nbroken\\n-----END RSA PRIVATE KEY-----",
+                "PRIVATE_KEY": (
+                    "-----BEGIN RSA PRIVATE KEY-----\\nbroken\\n-----END RSA PRIVATE KEY-----"
+                ),
             },
             "private key cannot be loaded",
         ),

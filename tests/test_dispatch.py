@@ -106,8 +106,12 @@ async def test_a_failing_processor_is_logged_with_the_delivery_id_and_others_sti
     )
     caplog.set_level(logging.INFO)
     async with running_app(make_settings(None), registry=registry) as app:
-        assert (await app.post(signed(issue_event(number=1), "issues", delivery_id="boom"))).is_success
-        assert (await app.post(signed(issue_event(number=2), "issues", delivery_id="ok"))).is_success
+        assert (
+            await app.post(signed(issue_event(number=1), "issues", delivery_id="boom"))
+        ).is_success
+        assert (
+            await app.post(signed(issue_event(number=2), "issues", delivery_id="ok"))
+        ).is_success
         await app.settle()
         assert app.runtime.runner.stats.failed["failing"] == 1
         assert app.runtime.runner.stats.ok["healthy"] == 2
@@ -133,9 +137,7 @@ async def test_width_change_takes_effect_while_events_run() -> None:
         finally:
             active -= 1
 
-    registry = Registry(
-        [Processor("slow", "waits", ("issues",), ProcessorConfig, slow)]
-    )
+    registry = Registry([Processor("slow", "waits", ("issues",), ProcessorConfig, slow)])
     async with running_app(make_settings(None, WORKERS_MAX="1"), registry=registry) as app:
         for number in range(1, 5):
             assert (await app.post(signed(issue_event(number=number), "issues"))).is_success
@@ -151,12 +153,18 @@ async def test_width_change_takes_effect_while_events_run() -> None:
 async def test_shutdown_refuses_new_deliveries_and_finishes_in_flight_work(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    recorder = Recorder([], set(), block_on="inflight", release=anyio.Event(), started=anyio.Event())
+    recorder = Recorder(
+        [], set(), block_on="inflight", release=anyio.Event(), started=anyio.Event()
+    )
     caplog.set_level(logging.INFO)
     settings = make_settings(None, WORKERS_MAX="1")
     async with running_app(settings, registry=recording_registry(recorder)) as app:
-        assert (await app.post(signed(issue_event(number=1), "issues", delivery_id="inflight"))).is_success
-        assert (await app.post(signed(issue_event(number=2), "issues", delivery_id="queued"))).is_success
+        assert (
+            await app.post(signed(issue_event(number=1), "issues", delivery_id="inflight"))
+        ).is_success
+        assert (
+            await app.post(signed(issue_event(number=2), "issues", delivery_id="queued"))
+        ).is_success
         assert recorder.started is not None and recorder.release is not None
         with anyio.fail_after(5):
             await recorder.started.wait()

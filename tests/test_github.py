@@ -75,8 +75,10 @@ async def test_a_401_on_a_cached_token_mints_a_new_one_once_and_repeats_the_requ
     with respx.mock() as router:
         mint = minting(router)
         issue = router.get(f"{API}/repos/o/r/issues/1").mock(
-            side_effect=[httpx.Response(401, json={"message": "Bad credentials"}),
-                         httpx.Response(200, json={"ok": True})]
+            side_effect=[
+                httpx.Response(401, json={"message": "Bad credentials"}),
+                httpx.Response(200, json={"ok": True}),
+            ]
         )
         gateway = GitHubGateway(make_settings(private_key_pem))
         response = await gateway.installation(7).arequest("GET", "/repos/o/r/issues/1")
@@ -124,7 +126,11 @@ async def test_identify_learns_the_bot_login_and_rejected_credentials_are_a_sett
         gateway = GitHubGateway(make_settings(private_key_pem))
         await gateway.identify()
         assert gateway.bot_login == "auto-issue-processor-test[bot]"
-        route.mock(return_value=httpx.Response(401, json={"message": "A JSON web token could not be decoded"}))
+        route.mock(
+            return_value=httpx.Response(
+                401, json={"message": "A JSON web token could not be decoded"}
+            )
+        )
         with pytest.raises(SettingsError, match="401"):
             await gateway.identify()
         await gateway.aclose()

@@ -145,7 +145,9 @@ async def test_body_over_githubs_25_mb_cap_is_refused_with_413(
             for start in range(0, len(huge), 1024 * 1024):
                 yield huge[start : start + 1024 * 1024]
 
-        streamed = await app.client.post(app.webhook_url, content=chunks(), headers=delivery.headers)
+        streamed = await app.client.post(
+            app.webhook_url, content=chunks(), headers=delivery.headers
+        )
         assert streamed.status_code == 413
         assert app.runtime.intake.stats.rejected["payload_too_large"] == 2
         assert app.runtime.queue.stats().admitted == 0

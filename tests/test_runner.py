@@ -29,7 +29,9 @@ async def test_missing_config_file_means_default_rules(
 ) -> None:
     no_config_anywhere(github)
     labels = github.post(LABELS_URL).mock(return_value=httpx.Response(200, json=[]))
-    delivery = signed(issue_event(title="App crashes on start", body="Traceback below", labels=[]), "issues")
+    delivery = signed(
+        issue_event(title="App crashes on start", body="Traceback below", labels=[]), "issues"
+    )
     async with running_app(make_settings(private_key_pem)) as app:
         assert (await app.post(delivery)).status_code == 202
         await app.settle()
@@ -84,7 +86,11 @@ async def test_org_dot_github_repository_config_is_the_fallback_and_extends_merg
     )
     github.get(config_url("Codertocat/shared-config")).mock(
         return_value=httpx.Response(
-            200, text="labeler:\n  enabled: false\n  rules:\n    - label: typo\n      keywords: [spelled]\n"
+            200,
+            text=(
+                "labeler:\n  enabled: false\n"
+                "  rules:\n    - label: typo\n      keywords: [spelled]\n"
+            ),
         )
     )
     labels = github.post(LABELS_URL).mock(return_value=httpx.Response(200, json=[]))
@@ -177,9 +183,13 @@ async def test_github_enterprise_base_url_is_used_for_every_call(private_key_pem
     ghes = "https://ghes.example.test/api/v3"
     with respx.mock(assert_all_called=False) as router:
         router.route(host="127.0.0.1").pass_through()
-        app_route = router.get(f"{ghes}/app").mock(return_value=httpx.Response(200, json={"slug": "x"}))
+        app_route = router.get(f"{ghes}/app").mock(
+            return_value=httpx.Response(200, json={"slug": "x"})
+        )
         token = router.post(f"{ghes}/app/installations/42/access_tokens").mock(
-            return_value=httpx.Response(201, json={"token": "t", "expires_at": "2099-01-01T00:00:00Z"})
+            return_value=httpx.Response(
+                201, json={"token": "t", "expires_at": "2099-01-01T00:00:00Z"}
+            )
         )
         router.get(config_url(REPO, ghes)).mock(return_value=httpx.Response(404))
         router.get(config_url("Codertocat/.github", ghes)).mock(return_value=httpx.Response(404))
@@ -188,11 +198,25 @@ async def test_github_enterprise_base_url_is_used_for_every_call(private_key_pem
         )
         settings = make_settings(private_key_pem, GITHUB_API_URL=ghes)
         async with running_app(settings) as app:
-            assert (await app.post(signed(app_payload("issues.opened"), "issues"))).status_code == 202
+            assert (
+                await app.post(signed(app_payload("issues.opened"), "issues"))
+            ).status_code == 202
             await app.settle()
         assert app_route.call_count == 1
         assert token.call_count == 1
         assert labels.call_count == 1
-        assert all(
-            c.request.url.host in ("ghes.example.test", "127.0.0.1") for c in router.calls
-        )
+        assert all(c.request.url.host in ("ghes.example.test", "127.0.0.1") for c in router.calls)
+
+
+async def test_event_whose_payload_predates_the_schema_is_still_processed(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    # GitHub's issues.edited example lacks fields githubkit's schema requires.
+    no_config_anywhere(github)
+    labels = github.post(LABELS_URL).mock(return_value=httpx.Response(200, json=[]))
+    async with running_app(make_settings(private_key_pem)) as app:
+        assert (await app.post(signed(app_payload("issues.edited"), "issues"))).status_code == 202
+        await app.settle()
+        assert app.runtime.runner.stats.unparseable == 1
+        assert app.runtime.runner.stats.ok["labeler"] == 1
+    assert json.loads(labels.calls.last.request.content) == {"labels": ["documentation"]}

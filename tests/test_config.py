@@ -1,0 +1,377 @@
+"""Unit tests for github_app.config: .env parsing, precedence and every start-up check."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from github_app.config import DEFAULT_WEBHOOK_PATH, Settings, load_settings, read_env_file
+from github_app.errors import SettingsError
+
+
+@pytest.fixture(scope="module")
+def pem_key() -> str:
+    """A real RSA private key in PEM form, as GitHub hands it out."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.TraditionalOpenSSL,
+        encryption_algorithm=serialization.NoEncryption(),
+    ).decode("ascii")
+
+
+@pytest.fixture
+def credentials(pem_key: str) -> dict[str, str]:
+    return {"APP_ID": "12345", "PRIVATE_KEY": pem_key, "WEBHOOK_SECRET": "s3cret-value"}
+
+
+def settings_from(
+    environ: Mapping[str, str],
+    env_file: Path | None = None,
+    overrides: Mapping[str, str | None] | None = None,
+) -> Settings:
+    """Load with no ``.env`` unless one is given, so a stray file in the cwd cannot interfere."""
+    return load_settings(environ=environ, env_file=env_file, overrides=overrides)
+
+
+def settings_error(environ: Mapping[str, str]) -> str:
+    """The message of the SettingsError these settings raise, checked to be one line."""
+    with pytest.raises(SettingsError) as info:
+        settings_from(environ)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message
+    return message
+
+
+# --- defaults -------------------------------------------------------------------------------
+
+
+def test_empty_environment_starts_in_dry_run_without_credentials() -> None:
+    settings = settings_from({})
+    assert settings.dry_run is True
+    assert settings.app_id is None
+    assert settings.private_key is None
+    assert settings.has_credentials is False
+
+
+def test_empty_environment_generates_a_long_random_webhook_secret() -> None:
+    first = settings_from({})
+    second = settings_from({})
+    assert first.webhook_secret_generated is True
+    assert len(first.webhook_secret) >= 32
+    assert first.webhook_secret != second.webhook_secret
+
+
+def test_empty_environment_uses_port_3000_and_the_probot_webhook_path() -> None:
+    settings = settings_from({})
+    assert settings.port == 3000
+    assert settings.webhook_path == DEFAULT_WEBHOOK_PATH == "/api/github/webhooks"
+    assert settings.github_api_url == "https://api.github.com"
+    assert settings.log_level == "INFO"
+    assert settings.log_format == "text"
+
+
+def test_missing_env_file_is_not_an_error(tmp_path: Path) -> None:
+    settings = settings_from({}, env_file=tmp_path / "does-not-exist.env")
+    assert settings.port == 3000
+
+
+def test_full_credentials_turn_dry_run_off_by_default(credentials: dict[str, str]) -> None:
+    settings = settings_from(credentials)
+    assert settings.app_id == 12345
+    assert settings.has_credentials is True
+    assert settings.dry_run is False
+    assert settings.webhook_secret == "s3cret-value"
+    assert settings.webhook_secret_generated is False
+
+
+def test_dry_run_true_with_credentials_is_respected(credentials: dict[str, str]) -> None:
+    assert settings_from({**credentials, "DRY_RUN": "yes"}).dry_run is True
+
+
+def test_dry_run_false_without_credentials_still_runs_dry() -> None:
+    assert settings_from({"DRY_RUN": "false"}).dry_run is True
+
+
+# --- .env parsing ---------------------------------------------------------------------------
+
+
+def test_env_file_accepts_export_prefix_comments_and_blank_lines(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        "# a comment line\n\nexport PORT=4001\nHOST=127.0.0.1   # trailing comment\n"
+        "   # indented comment\nLOG_LEVEL=debug\n",
+        encoding="utf-8",
+    )
+    assert read_env_file(env) == {"PORT": "4001", "HOST": "127.0.0.1", "LOG_LEVEL": "debug"}
+
+
+def test_env_file_strips_single_and_double_quotes(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        "SINGLE='value with # hash and \\n kept literally'\nDOUBLE=\"double quoted\"\n",
+        encoding="utf-8",
+    )
+    values = read_env_file(env)
+    assert values["SINGLE"] == "value with # hash and \\n kept literally"
+    assert values["DOUBLE"] == "double quoted"
+
+
+def test_env_file_turns_backslash_n_inside_double_quotes_into_newlines(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text('GREETING="line one\\nline two"\n', encoding="utf-8")
+    assert read_env_file(env)["GREETING"] == "line one\nline two"
+
+
+def test_env_file_reads_a_multi_line_double_quoted_pem_key(tmp_path: Path, pem_key: str) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        f'APP_ID=777\nPRIVATE_KEY="{pem_key.strip()}"\nWEBHOOK_SECRET=hush\nPORT=4002\n',
+        encoding="utf-8",
+    )
+    assert read_env_file(env)["PRIVATE_KEY"] == pem_key.strip()
+    settings = settings_from({}, env_file=env)
+    assert settings.app_id == 777
+    assert settings.port == 4002
+    assert settings.private_key is not None
+    # The key survived the round trip intact: cryptography can load it.
+    loaded = serialization.load_pem_private_key(settings.private_key.encode(), password=None)
+    assert isinstance(loaded, rsa.RSAPrivateKey)
+
+
+def test_env_file_unterminated_double_quote_is_a_one_line_error(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text('PRIVATE_KEY="-----BEGIN\nno end quote\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="unterminated") as info:
+        read_env_file(env)
+    assert "\n" not in str(info.value)
+
+
+def test_env_file_line_without_equals_sign_is_an_error_with_its_line_number(
+    tmp_path: Path,
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text("PORT=1\nnot a setting\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=":2:") as info:
+        read_env_file(env)
+    assert "\n" not in str(info.value)
+
+
+def test_env_file_allows_a_comment_after_a_double_quoted_value(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text('HOST="127.0.0.1" # local only\nWEBHOOK_PATH="/hooks"\n', encoding="utf-8")
+    assert read_env_file(env) == {"HOST": "127.0.0.1", "WEBHOOK_PATH": "/hooks"}
+
+
+def test_env_file_allows_a_comment_after_a_single_quoted_value(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("HOST='127.0.0.1' # local only\n", encoding="utf-8")
+    assert read_env_file(env) == {"HOST": "127.0.0.1"}
+
+
+# --- precedence -----------------------------------------------------------------------------
+
+
+def test_environment_overrides_env_file(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("PORT=5000\nHOST=10.0.0.1\n", encoding="utf-8")
+    settings = settings_from({"PORT": "4000"}, env_file=env)
+    assert settings.port == 4000
+    assert settings.host == "10.0.0.1"
+
+
+def test_overrides_beat_environment_and_env_file_and_none_is_ignored(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("PORT=5000\nHOST=10.0.0.1\nLOG_LEVEL=ERROR\n", encoding="utf-8")
+    settings = settings_from(
+        {"PORT": "4000", "LOG_LEVEL": "WARNING"},
+        env_file=env,
+        overrides={"PORT": "6000", "HOST": None, "LOG_LEVEL": None},
+    )
+    assert settings.port == 6000
+    assert settings.host == "10.0.0.1"
+    assert settings.log_level == "WARNING"
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+def test_non_numeric_app_id_is_an_error_naming_app_id(credentials: dict[str, str]) -> None:
+    message = settings_error({**credentials, "APP_ID": "my-app"})
+    assert "APP_ID" in message
+    assert "my-app" in message
+
+
+def test_app_id_without_private_key_is_half_configured() -> None:
+    message = settings_error({"APP_ID": "12345", "WEBHOOK_SECRET": "x"})
+    assert "half-configured" in message
+    assert "PRIVATE_KEY" in message
+
+
+def test_private_key_without_app_id_is_half_configured(pem_key: str) -> None:
+    message = settings_error({"PRIVATE_KEY": pem_key, "WEBHOOK_SECRET": "x"})
+    assert "half-configured" in message
+    assert "APP_ID" in message
+
+
+def test_credentials_without_webhook_secret_are_an_error(credentials: dict[str, str]) -> None:
+    del credentials["WEBHOOK_SECRET"]
+    message = settings_error(credentials)
+    assert "WEBHOOK_SECRET" in message
+
+
+def test_private_key_path_is_read_from_a_file(tmp_path: Path, pem_key: str) -> None:
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(pem_key, encoding="utf-8")
+    settings = settings_from(
+        {"APP_ID": "1", "PRIVATE_KEY_PATH": str(key_file), "WEBHOOK_SECRET": "x"}
+    )
+    assert settings.private_key == pem_key
+
+
+def test_private_key_path_to_a_missing_file_is_an_error_naming_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "key.pem"
+    message = settings_error(
+        {"APP_ID": "1", "PRIVATE_KEY_PATH": str(missing), "WEBHOOK_SECRET": "x"}
+    )
+    assert str(missing) in message
+    assert "PRIVATE_KEY_PATH" in message
+
+
+def test_private_key_path_to_an_unreadable_directory_is_an_error_naming_the_path(
+    tmp_path: Path,
+) -> None:
+    message = settings_error(
+        {"APP_ID": "1", "PRIVATE_KEY_PATH": str(tmp_path), "WEBHOOK_SECRET": "x"}
+    )
+    assert str(tmp_path) in message
+    assert "cannot read" in message
+
+
+def test_private_key_that_is_not_pem_is_an_error(credentials: dict[str, str]) -> None:
+    message = settings_error({**credentials, "PRIVATE_KEY": "ssh-rsa AAAAB3NzaC1yc2E"})
+    assert "PEM" in message
+    assert "ssh-rsa" not in message
+
+
+def test_private_key_file_that_is_not_pem_is_an_error_naming_the_path(tmp_path: Path) -> None:
+    key_file = tmp_path / "not-a-key.txt"
+    key_file.write_text("hello\n", encoding="utf-8")
+    message = settings_error(
+        {"APP_ID": "1", "PRIVATE_KEY_PATH": str(key_file), "WEBHOOK_SECRET": "x"}
+    )
+    assert "PEM" in message
+    assert str(key_file) in message
+
+
+def test_private_key_with_literal_backslash_n_sequences_is_converted_to_newlines(
+    credentials: dict[str, str], pem_key: str
+) -> None:
+    one_line = pem_key.strip().replace("\n", "\\n")
+    assert "\n" not in one_line
+    settings = settings_from({**credentials, "PRIVATE_KEY": one_line})
+    assert settings.private_key == pem_key.strip()
+    assert settings.private_key is not None
+    loaded = serialization.load_pem_private_key(settings.private_key.encode(), password=None)
+    assert isinstance(loaded, rsa.RSAPrivateKey)
+
+
+def test_private_key_and_private_key_path_together_are_an_error(
+    credentials: dict[str, str], tmp_path: Path
+) -> None:
+    message = settings_error({**credentials, "PRIVATE_KEY_PATH": str(tmp_path / "k.pem")})
+    assert "PRIVATE_KEY" in message
+    assert "PRIVATE_KEY_PATH" in message
+
+
+# --- numbers and words ----------------------------------------------------------------------
+
+
+def test_workers_min_above_workers_max_is_an_error() -> None:
+    message = settings_error({"WORKERS_MIN": "9", "WORKERS_MAX": "4"})
+    assert "WORKERS_MIN" in message
+    assert "WORKERS_MAX" in message
+
+
+def test_equal_workers_min_and_max_give_a_fixed_width() -> None:
+    settings = settings_from({"WORKERS_MIN": "4", "WORKERS_MAX": "4"})
+    assert (settings.workers_min, settings.workers_max) == (4, 4)
+
+
+def test_workers_max_defaults_to_at_least_workers_min() -> None:
+    settings = settings_from({"WORKERS_MIN": "20"})
+    assert settings.workers_max >= 20
+
+
+@pytest.mark.parametrize("port", ["http", "3000.5", "-1", "65536"])
+def test_bad_port_is_an_error_naming_port(port: str) -> None:
+    message = settings_error({"PORT": port})
+    assert "PORT" in message
+
+
+def test_log_level_is_case_insensitive_and_a_bad_one_is_an_error() -> None:
+    assert settings_from({"LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    message = settings_error({"LOG_LEVEL": "verbose"})
+    assert "LOG_LEVEL" in message
+    assert "VERBOSE" in message
+
+
+def test_log_format_json_is_accepted_and_a_bad_one_is_an_error() -> None:
+    assert settings_from({"LOG_FORMAT": "JSON"}).log_format == "json"
+    message = settings_error({"LOG_FORMAT": "xml"})
+    assert "LOG_FORMAT" in message
+
+
+def test_bad_dry_run_value_is_an_error_naming_dry_run() -> None:
+    message = settings_error({"DRY_RUN": "maybe"})
+    assert "DRY_RUN" in message
+    assert "maybe" in message
+
+
+def test_webhook_path_without_leading_slash_is_an_error() -> None:
+    message = settings_error({"WEBHOOK_PATH": "api/github/webhooks"})
+    assert "WEBHOOK_PATH" in message
+
+
+def test_github_api_url_must_be_http_and_loses_its_trailing_slash() -> None:
+    assert (
+        settings_from({"GITHUB_API_URL": "https://ghe.example.com/api/v3/"}).github_api_url
+        == "https://ghe.example.com/api/v3"
+    )
+    message = settings_error({"GITHUB_API_URL": "ghe.example.com"})
+    assert "GITHUB_API_URL" in message
+
+
+def test_queue_bounds_are_read_and_checked() -> None:
+    settings = settings_from({"QUEUE_MAX_EVENTS": "50", "QUEUE_MAX_BYTES": "2048"})
+    assert (settings.queue_max_events, settings.queue_max_bytes) == (50, 2048)
+    assert "QUEUE_MAX_EVENTS" in settings_error({"QUEUE_MAX_EVENTS": "0"})
+    assert "QUEUE_MAX_BYTES" in settings_error({"QUEUE_MAX_BYTES": "lots"})
+
+
+# --- secrets stay out of repr ---------------------------------------------------------------
+
+
+def test_repr_never_shows_private_key_webhook_secret_or_admin_token(
+    credentials: dict[str, str], pem_key: str
+) -> None:
+    settings = settings_from({**credentials, "ADMIN_TOKEN": "admin-token-value"})
+    assert settings.admin_token == "admin-token-value"
+    text = repr(settings)
+    assert "12345" in text  # the app id is not a secret, and shows repr really renders fields
+    assert "s3cret-value" not in text
+    assert "admin-token-value" not in text
+    assert "PRIVATE KEY" not in text
+    body_line = pem_key.strip().splitlines()[1]
+    assert body_line not in text
+    assert str(settings) == text
+
+
+def test_repr_never_shows_a_generated_webhook_secret() -> None:
+    settings = settings_from({})
+    assert settings.webhook_secret not in repr(settings)

@@ -1,0 +1,260 @@
+"""Unit tests for processors.labeler's pure core: rules, matching, config checks, one API call."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from processors.labeler import (
+    DEFAULT_RULES,
+    LabelerConfig,
+    LabelWriter,
+    compile_rules,
+    label_issue,
+    labels_to_add,
+)
+
+CONFIG = TypeAdapter(LabelerConfig)
+
+
+def config(*rules: dict[str, Any]) -> LabelerConfig:
+    """A LabelerConfig validated exactly as a repository's YAML section is."""
+    return CONFIG.validate_python({"rules": list(rules)})
+
+
+def labels(
+    cfg: LabelerConfig, title: str, body: str | None = None, existing: tuple[str, ...] = ()
+) -> list[str]:
+    return labels_to_add(compile_rules(cfg.rules), title, body, existing)
+
+
+CRASH = config({"label": "bug", "keywords": ["crash"]})
+
+
+class RecordingWriter:
+    """The LabelWriter protocol, recording each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, int, list[str]]] = []
+
+    async def add_labels(self, owner: str, repo: str, number: int, labels: list[str]) -> None:
+        self.calls.append((owner, repo, number, labels))
+
+
+# --- keywords -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "title", ["Crash on start", "it CRASH", "crash", "app crash.", "(crash)", "boom-crash-boom"]
+)
+def test_keyword_matches_as_a_whole_word_in_any_case(title: str) -> None:
+    assert labels(CRASH, title) == ["bug"]
+
+
+@pytest.mark.parametrize("title", ["crashing on start", "Crashed", "nocrash", "crash_report"])
+def test_keyword_does_not_match_inside_a_longer_word(title: str) -> None:
+    assert labels(CRASH, title) == []
+
+
+def test_keyword_in_the_body_matches_too() -> None:
+    assert labels(CRASH, "Startup problem", "It is a crash\nevery time") == ["bug"]
+
+
+def test_no_body_is_the_same_as_an_empty_body() -> None:
+    assert labels(CRASH, "Startup problem", None) == []
+    assert labels(CRASH, "crash", None) == ["bug"]
+
+
+def test_multi_word_keyword_matches_the_phrase() -> None:
+    cfg = config({"label": "enhancement", "keywords": ["feature request"]})
+    assert labels(cfg, "Feature Request: dark mode") == ["enhancement"]
+    assert labels(cfg, "feature for request") == []
+
+
+def test_keywords_with_regex_characters_are_literal() -> None:
+    cfg = config({"label": "x", "keywords": ["a.b"]})
+    assert labels(cfg, "see a.b here") == ["x"]
+    assert labels(cfg, "see axb here") == []
+
+
+def test_blank_keyword_does_not_label_every_issue() -> None:
+    try:
+        cfg = config({"label": "x", "keywords": [""]})
+    except ValidationError:
+        return  # refusing the rule is a correct answer too
+    assert labels(cfg, "hello world") == []
+
+
+def test_keyword_ending_in_punctuation_matches_as_a_whole_word() -> None:
+    cfg = config({"label": "cpp", "keywords": ["c++"]})
+    assert labels(cfg, "crash in c++ code") == ["cpp"]
+
+
+# --- patterns -------------------------------------------------------------------------------
+
+
+def test_pattern_rule_matches_title_or_body() -> None:
+    cfg = config({"label": "documentation", "pattern": r"(?i)\bdocs?\b"})
+    assert labels(cfg, "Fix the Docs") == ["documentation"]
+    assert labels(cfg, "Question", "where is the doc for this?") == ["documentation"]
+    assert labels(cfg, "Docker image broken") == []
+
+
+def test_rule_with_keywords_and_pattern_matches_either() -> None:
+    cfg = config({"label": "bug", "keywords": ["crash"], "pattern": r"E\d{4}"})
+    assert labels(cfg, "crash") == ["bug"]
+    assert labels(cfg, "got E1234") == ["bug"]
+    assert labels(cfg, "all fine") == []
+
+
+def test_pattern_is_case_sensitive_unless_it_says_otherwise() -> None:
+    cfg = config({"label": "urgent", "pattern": "URGENT"})
+    assert labels(cfg, "URGENT: prod down") == ["urgent"]
+    assert labels(cfg, "urgent: prod down") == []
+
+
+# --- which labels ---------------------------------------------------------------------------
+
+
+def test_label_the_issue_already_has_in_any_case_is_not_added_again() -> None:
+    assert labels(CRASH, "crash", existing=("BUG",)) == []
+    assert labels(CRASH, "crash", existing=("Bug", "other")) == []
+    assert labels(CRASH, "crash", existing=("other",)) == ["bug"]
+
+
+def test_several_matching_rules_give_their_labels_in_rule_order() -> None:
+    cfg = config(
+        {"label": "zeta", "keywords": ["docs"]},
+        {"label": "alpha", "keywords": ["crash"]},
+        {"label": "mid", "pattern": "broken"},
+        {"label": "never", "keywords": ["unrelated"]},
+    )
+    assert labels(cfg, "broken crash", "see docs") == ["zeta", "alpha", "mid"]
+
+
+def test_two_rules_for_the_same_label_add_it_once() -> None:
+    cfg = config(
+        {"label": "bug", "keywords": ["crash"]},
+        {"label": "Bug", "pattern": "traceback"},
+    )
+    assert labels(cfg, "crash with traceback") == ["bug"]
+
+
+def test_default_rules_label_a_plain_bug_report() -> None:
+    cfg = LabelerConfig()
+    assert cfg.rules == DEFAULT_RULES
+    assert cfg.enabled is True
+    assert labels(cfg, "App crashes on launch", "Traceback below") == ["bug"]
+    assert labels(cfg, "Typo in README") == ["documentation"]
+    assert labels(cfg, "How do I log in?") == []
+
+
+# --- config errors --------------------------------------------------------------------------
+
+
+def test_rule_without_keywords_or_pattern_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match="needs keywords or a pattern"):
+        config({"label": "bug"})
+
+
+def test_rule_with_empty_keywords_and_no_pattern_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match="needs keywords or a pattern"):
+        config({"label": "bug", "keywords": []})
+
+
+def test_pattern_with_a_backreference_is_a_config_error_naming_re2() -> None:
+    with pytest.raises(ValidationError, match="RE2") as info:
+        config({"label": "dup", "pattern": r"(\w+) \1"})
+    assert info.value.errors()[0]["loc"] == ("rules", 0, "pattern")
+
+
+def test_pattern_with_lookahead_is_a_config_error_naming_re2() -> None:
+    with pytest.raises(ValidationError, match="RE2"):
+        config({"label": "x", "pattern": r"foo(?=bar)"})
+
+
+def test_overlong_pattern_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match="longer than"):
+        config({"label": "x", "pattern": "a" * 5000})
+
+
+def test_unknown_rule_key_is_a_config_error() -> None:
+    with pytest.raises(ValidationError):
+        config({"label": "bug", "keywords": ["crash"], "colour": "red"})
+
+
+def test_catastrophic_backtracking_pattern_runs_in_linear_time() -> None:
+    cfg = config({"label": "slow", "pattern": "(a+)+$"})
+    rules = compile_rules(cfg.rules)
+    text = "a" * 50_000 + "b"
+    started = time.perf_counter()
+    result = labels_to_add(rules, text, text, ())
+    elapsed = time.perf_counter() - started
+    assert result == []
+    assert elapsed < 0.5, f"(a+)+$ over 50,000 characters took {elapsed:.3f} s"
+
+
+# --- label_issue: one API call --------------------------------------------------------------
+
+
+def test_label_issue_adds_all_matching_labels_in_one_call() -> None:
+    writer = RecordingWriter()
+    api: LabelWriter = writer
+    cfg = config(
+        {"label": "bug", "keywords": ["crash"]},
+        {"label": "documentation", "pattern": r"(?i)\bdocs?\b"},
+    )
+    added = asyncio.run(
+        label_issue(
+            api,
+            cfg,
+            owner="octo",
+            repo="hello",
+            number=7,
+            title="Crash in docs build",
+            body=None,
+            existing=["question"],
+        )
+    )
+    assert added == ["bug", "documentation"]
+    assert writer.calls == [("octo", "hello", 7, ["bug", "documentation"])]
+
+
+def test_label_issue_makes_no_call_when_nothing_matches() -> None:
+    writer = RecordingWriter()
+    added = asyncio.run(
+        label_issue(
+            writer,
+            CRASH,
+            owner="octo",
+            repo="hello",
+            number=7,
+            title="A question",
+            body="How do I configure this?",
+            existing=[],
+        )
+    )
+    assert added == []
+    assert writer.calls == []
+
+
+def test_label_issue_makes_no_call_when_the_issue_already_has_every_label() -> None:
+    writer = RecordingWriter()
+    added = asyncio.run(
+        label_issue(
+            writer,
+            CRASH,
+            owner="octo",
+            repo="hello",
+            number=7,
+            title="crash",
+            body=None,
+            existing=["Bug"],
+        )
+    )
+    assert added == []
+    assert writer.calls == []

@@ -1,0 +1,166 @@
+"""Unit tests for the pure part of github_app.repo_config: ConfigParser."""
+
+from __future__ import annotations
+
+import pytest
+
+from github_app.registry import Registry
+from github_app.repo_config import MAX_CONFIG_BYTES, ConfigParser, RepoConfig
+from processors import BUILTINS
+from processors.labeler import DEFAULT_RULES, LABELER, LabelerConfig, LabelRule
+
+SOURCE = "octo/hello"
+
+VALID = """\
+labeler:
+  rules:
+    - label: bug
+      keywords: [crash, traceback, exception]  # whole words, any case
+    - label: documentation
+      pattern: '(?i)\\bdocs?\\b'
+"""
+
+
+@pytest.fixture
+def parser() -> ConfigParser:
+    return ConfigParser(BUILTINS)
+
+
+def only_error(config: RepoConfig) -> str:
+    assert config.sections == {}
+    assert len(config.errors) == 1
+    return config.errors[0]
+
+
+def test_valid_yaml_with_labeler_rules_gives_a_labeler_config(parser: ConfigParser) -> None:
+    config = parser.parse(VALID, SOURCE)
+    assert config.errors == ()
+    assert config.source == SOURCE
+    labeler = config.sections["labeler"]
+    assert isinstance(labeler, LabelerConfig)
+    assert labeler.enabled is True
+    assert labeler.rules == (
+        LabelRule("bug", ("crash", "traceback", "exception")),
+        LabelRule("documentation", pattern=r"(?i)\bdocs?\b"),
+    )
+    assert config.for_processor(LABELER) is labeler
+
+
+def test_parser_built_from_the_registry_knows_the_builtin_processors() -> None:
+    parser = ConfigParser(Registry.load())
+    config = parser.parse(b"labeler:\n  enabled: false\n", SOURCE)
+    assert config.errors == ()
+    assert config.sections["labeler"] == LabelerConfig(enabled=False)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "---\n", b""])
+def test_empty_file_gives_defaults_without_errors(parser: ConfigParser, text: str | bytes) -> None:
+    config = parser.parse(text, SOURCE)
+    assert config.errors == ()
+    assert config.sections == {}
+    defaults = config.for_processor(LABELER)
+    assert isinstance(defaults, LabelerConfig)
+    assert defaults.rules == DEFAULT_RULES
+
+
+def test_empty_labeler_section_gives_labeler_defaults(parser: ConfigParser) -> None:
+    config = parser.parse("labeler:\n", SOURCE)
+    assert config.errors == ()
+    assert config.sections["labeler"] == LabelerConfig()
+
+
+def test_bad_yaml_is_an_error_that_says_which_line(parser: ConfigParser) -> None:
+    error = only_error(parser.parse("labeler:\n  rules: [bug\n  enabled: true\n", SOURCE))
+    assert "invalid YAML" in error
+    assert "line " in error
+
+
+def test_yaml_with_bad_indentation_is_an_error_naming_line_three(parser: ConfigParser) -> None:
+    error = only_error(parser.parse("labeler:\n  enabled: true\n bad: indent\n", SOURCE))
+    assert "line 3" in error
+
+
+def test_top_level_list_is_an_error(parser: ConfigParser) -> None:
+    error = only_error(parser.parse("- labeler\n- triage\n", SOURCE))
+    assert "mapping" in error
+
+
+def test_top_level_scalar_is_an_error(parser: ConfigParser) -> None:
+    assert only_error(parser.parse("just some text\n", SOURCE))
+
+
+def test_unknown_processor_key_is_an_error_naming_it(parser: ConfigParser) -> None:
+    config = parser.parse("labeller:\n  enabled: true\n", SOURCE)
+    error = only_error(config)
+    assert "labeller" in error
+    assert "unknown processor" in error
+    assert "labeler" in error.split("labeller", 1)[1]  # lists the known ones
+
+
+def test_non_utf8_file_is_an_error(parser: ConfigParser) -> None:
+    assert "UTF-8" in only_error(parser.parse(b"labeler: \xff\xfe\n", SOURCE))
+
+
+def test_oversized_file_is_an_error(parser: ConfigParser) -> None:
+    text = "# " + "x" * MAX_CONFIG_BYTES + "\n"
+    assert "larger than" in only_error(parser.parse(text, SOURCE))
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("labeler: {enabled: maybe}\n", "labeler.enabled"),
+        ("labeler:\n  rules: 5\n", "labeler.rules"),
+        ("labeler:\n  rules:\n    - label: bug\n", "labeler.rules.0"),
+        (
+            "labeler:\n  rules:\n    - label: bug\n      keywords: crash-is-not-a-list\n",
+            "labeler.rules.0.keywords",
+        ),
+        (
+            "labeler:\n  rules:\n    - label: dup\n      pattern: '(a)\\1'\n",
+            "labeler.rules.0.pattern",
+        ),
+        ("labeler:\n  colour: red\n", "labeler.colour"),
+    ],
+)
+def test_wrong_type_is_an_error_with_the_dotted_key_path(
+    parser: ConfigParser, text: str, path: str
+) -> None:
+    config = parser.parse(text, SOURCE)
+    assert config.sections == {}
+    assert config.errors
+    assert any(error.startswith(f"{path}:") for error in config.errors), config.errors
+
+
+def test_invalid_file_never_half_applies(parser: ConfigParser) -> None:
+    config = parser.parse("labeler: {enabled: false}\nnope: {}\n", SOURCE)
+    assert config.sections == {}
+    assert config.errors == ("nope: unknown processor (known: labeler)",)
+    assert config.for_processor(LABELER).enabled is True
+
+
+def test_validate_accepts_and_ignores_the_extends_key(parser: ConfigParser) -> None:
+    sections, errors = parser.validate({"_extends": "octo/.github", "labeler": {"enabled": False}})
+    assert errors == []
+    assert set(sections) == {"labeler"}
+    assert sections["labeler"] == LabelerConfig(enabled=False)
+
+
+def test_parse_accepts_a_file_with_extends(parser: ConfigParser) -> None:
+    config = parser.parse("_extends: .github\n", SOURCE)
+    assert config.errors == ()
+    assert config.sections == {}
+
+
+def test_validate_collects_every_problem_of_a_document(parser: ConfigParser) -> None:
+    _, errors = parser.validate({"labeler": {"enabled": "maybe", "rules": 5}, "other": {}})
+    assert len(errors) == 3
+    assert any(error.startswith("labeler.enabled:") for error in errors)
+    assert any(error.startswith("labeler.rules:") for error in errors)
+    assert any(error.startswith("other:") for error in errors)
+
+
+def test_labeler_false_does_not_silently_enable_the_labeler(parser: ConfigParser) -> None:
+    config = parser.parse("labeler: false\n", SOURCE)
+    enabled = config.for_processor(LABELER).enabled
+    assert config.errors or not enabled
