@@ -1,4 +1,4 @@
-"""The ASGI application: the webhook route and the health endpoints.
+"""The ASGI application: the webhook route, health, metrics and the admin routes.
 
 ``create_app`` is the only way to build it; it creates nothing at import time.
 The webhook route is a plain ASGI callable mounted in starlette: it is the hot
@@ -19,9 +19,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from github_app import __version__
+from github_app.admin import admin_routes
 from github_app.config import Settings
 from github_app.registry import Registry
 from github_app.runtime import Runtime
+from github_app.status import readiness
 
 
 def create_app(
@@ -44,9 +46,14 @@ def create_app(
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
-        if runtime.shutting_down:
-            return JSONResponse({"status": "unavailable", "reason": "shutting down"}, 503)
+        reason = readiness(runtime)
+        if reason is not None:
+            return JSONResponse({"status": "unavailable", "reason": reason}, 503)
         return JSONResponse({"status": "ready"})
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = runtime.metrics.render()
+        return Response(body, headers={"content-type": content_type})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,6 +65,8 @@ def create_app(
             Route(settings.webhook_path, runtime.intake, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *admin_routes(runtime),
         ],
         lifespan=lifespan,
     )
