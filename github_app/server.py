@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
@@ -23,6 +24,7 @@ from github_app.admin import admin_routes
 from github_app.config import Settings
 from github_app.registry import Registry
 from github_app.runtime import Runtime
+from github_app.setup_flow import SetupFlow
 from github_app.status import readiness
 
 
@@ -34,9 +36,11 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     paused: bool = False,
     clock: Callable[[], float] = time.time,
+    env_file: Path | str = ".env",
 ) -> Starlette:
     """Build the app. ``transport`` replaces the HTTP transport to GitHub (tests, benchmarks);
-    ``paused`` starts with the dispatcher idle (the intake benchmark measures intake alone)."""
+    ``paused`` starts with the dispatcher idle (the intake benchmark measures intake alone).
+    Without app credentials it also serves ``/setup``, which writes them to ``env_file``."""
     if runtime is None:
         runtime = Runtime(
             settings, registry=registry, transport=transport, paused=paused, clock=clock
@@ -60,6 +64,7 @@ def create_app(
         async with runtime.running():
             yield
 
+    setup = None if settings.has_credentials else SetupFlow(settings, env_file=Path(env_file))
     app = Starlette(
         routes=[
             Route(settings.webhook_path, runtime.intake, methods=["POST"]),
@@ -67,8 +72,10 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *admin_routes(runtime),
+            *(setup.routes() if setup is not None else ()),
         ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.setup = setup
     return app
