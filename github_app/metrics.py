@@ -120,7 +120,8 @@ class StatusCollector(Collector):
             refused.add_metric([priority], count)
         yield refused
         totals = doc["totals"]
-        for name in ("admitted", "processed", "failed", "retried", "expired", "dead_lettered"):
+        # processed/failed are events_processed_total above, with labels.
+        for name in ("admitted", "retried", "expired", "dead_lettered"):
             if isinstance(totals.get(name), int):
                 yield CounterMetricFamily(
                     f"{PREFIX}_events_{name}", f"Events {name.replace('_', '-')}.", totals[name]

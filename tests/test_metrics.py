@@ -35,7 +35,8 @@ async def test_metrics_parse_and_counters_move_after_a_delivery() -> None:
         delivery = signed(issue_event("opened", title="It crashes"), "issues")
         assert (await app.post(delivery)).status_code == 202
         await app.settle()
-        after = samples((await app.client.get(app.url + "/metrics")).text)
+        text = (await app.client.get(app.url + "/metrics")).text
+        after = samples(text)
 
     labels = {"priority": "HIGH", "event": "issues", "processor": "labeler"}
     assert value(before, f"{PREFIX}_processing_seconds_count", **labels) is None
@@ -47,7 +48,8 @@ async def test_metrics_parse_and_counters_move_after_a_delivery() -> None:
     assert value(before, f"{PREFIX}_deliveries_total", outcome="queued") == 0
     assert value(after, f"{PREFIX}_deliveries_total", outcome="queued") == 1
     assert value(after, f"{PREFIX}_events_admitted_total") == 1
-    assert value(after, f"{PREFIX}_events_processed_total") == 1
+    names = [family.name for family in text_string_to_metric_families(text)]
+    assert len(names) == len(set(names))  # one family per name
     assert value(after, f"{PREFIX}_queue_depth", priority="NORMAL") == 0
     assert value(after, f"{PREFIX}_dispatcher_width") == 8
     assert value(after, f"{PREFIX}_ready") == 1
@@ -55,7 +57,6 @@ async def test_metrics_parse_and_counters_move_after_a_delivery() -> None:
 
     # Bounded label sets: never a delivery id, an issue or a repository.
     assert {name for sample in after for name in sample.labels} <= BOUNDED_LABELS
-    text = str(after)
     assert delivery.delivery_id not in text
     assert "Hello-World" not in text
 
