@@ -38,10 +38,10 @@ REDACTED = "[redacted]"
 
 def jsonable(value: Any) -> Any:
     """A stats value as plain JSON types: dataclasses and mappings become objects."""
+    if isinstance(value, enum.Enum):  # before int: Priority is an IntEnum
+        return value.name
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    if isinstance(value, enum.Enum):
-        return value.name
     if is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: jsonable(getattr(value, f.name))
