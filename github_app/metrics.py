@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -32,6 +33,7 @@ PROCESSING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 END_TO_END_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 StatusSource = Callable[[], Mapping[str, Any]]
+Children = tuple[Histogram, Counter, Counter]  # latency, ok count, failed count
 
 
 class Metrics:
@@ -67,40 +69,82 @@ class Metrics:
             buckets=END_TO_END_BUCKETS,
             registry=self.registry,
         )
+        # labels() costs about as much as the update itself: keep the children per label set
+        # (the label sets are bounded, so is this dict).
+        self._processor_children: dict[tuple[str, str, str], Children] = {}
+        self._event_children: dict[tuple[str, str], Children] = {}
+        self._collector: StatusCollector | None = None
+        self._scrape_lock: anyio.Lock | None = None
 
     def processor_finished(
         self, item: QueuedEvent, processor: str, seconds: float, ok: bool
     ) -> None:
-        priority, event = item.priority.name, item.envelope.event
-        self.processing_seconds.labels(priority, event, processor).observe(seconds)
-        self.processor_runs.labels(priority, event, processor, "ok" if ok else "failed").inc()
+        key = (item.priority.name, item.envelope.event, processor)
+        children = self._processor_children.get(key)
+        if children is None:
+            children = (
+                self.processing_seconds.labels(*key),
+                self.processor_runs.labels(*key, "ok"),
+                self.processor_runs.labels(*key, "failed"),
+            )
+            self._processor_children[key] = children
+        children[0].observe(seconds)
+        (children[1] if ok else children[2]).inc()
 
     def event_finished(self, item: QueuedEvent, ok: bool) -> None:
-        priority = item.priority.name
-        self.events_processed.labels(priority, item.envelope.event, "ok" if ok else "failed").inc()
-        waited = self._clock() - item.envelope.received_at
-        self.event_seconds.labels(priority).observe(max(0.0, waited))
+        key = (item.priority.name, item.envelope.event)
+        children = self._event_children.get(key)
+        if children is None:
+            children = (
+                self.event_seconds.labels(key[0]),
+                self.events_processed.labels(*key, "ok"),
+                self.events_processed.labels(*key, "failed"),
+            )
+            self._event_children[key] = children
+        (children[1] if ok else children[2]).inc()
+        children[0].observe(max(0.0, self._clock() - item.envelope.received_at))
 
     def watch(self, status: StatusSource) -> None:
         """Expose the status document's numbers as gauges and counters at scrape time."""
-        self.registry.register(StatusCollector(status))
+        self._collector = StatusCollector(status)
+        self.registry.register(self._collector)
 
     def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type."""
+        """The exposition text and its content type, computed in the calling thread."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    async def scrape(self) -> tuple[bytes, str]:
+        """``render`` without stalling the event loop that acknowledges webhooks.
+
+        Formatting every series takes milliseconds once label sets fill up, so it runs
+        in a worker thread (prometheus-client's values are thread-safe). The status
+        document is read here, on the loop, because the parts' stats change only there.
+        """
+        if self._scrape_lock is None:
+            self._scrape_lock = anyio.Lock()
+        async with self._scrape_lock:
+            if self._collector is not None:
+                self._collector.snapshot = self._collector.read()
+            try:
+                body = await anyio.to_thread.run_sync(generate_latest, self.registry)
+            finally:
+                if self._collector is not None:
+                    self._collector.snapshot = None
+        return body, CONTENT_TYPE_LATEST
 
 
 class StatusCollector(Collector):
     """Reads one status document per scrape and turns its numbers into metric families."""
 
     def __init__(self, status: StatusSource) -> None:
-        self._status = status
+        self.read = status
+        self.snapshot: Mapping[str, Any] | None = None  # set by ``Metrics.scrape``
 
     def describe(self) -> list[Metric]:
         return []  # families vary with the parts present; collected fresh each scrape
 
     def collect(self) -> Iterator[Metric]:
-        doc = self._status()
+        doc = self.snapshot if self.snapshot is not None else self.read()
         queue = doc["queue"]
         yield _by_priority(
             "queue_depth", "Events waiting, per priority.", queue["depth_by_priority"]

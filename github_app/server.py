@@ -56,7 +56,7 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     async def metrics(request: Request) -> Response:
-        body, content_type = runtime.metrics.render()
+        body, content_type = await runtime.metrics.scrape()
         return Response(body, headers={"content-type": content_type})
 
     @asynccontextmanager
