@@ -36,10 +36,10 @@ def find_browser() -> str:
     pytest.skip(message)
 
 
-async def rendered_dom(url: str, profile: Path, *, budget_ms: int = 7000) -> str:
+async def rendered_dom(browser: str, url: str, profile: Path, *, budget_ms: int = 7000) -> str:
     """The page's DOM after ``budget_ms`` of virtual time (its timers run, fetches complete)."""
     command = [
-        find_browser(),
+        browser,
         "--headless=new",
         "--no-sandbox",  # CI containers run as root
         "--disable-gpu",
@@ -60,10 +60,11 @@ def cell(dom: str, key: str) -> str | None:
 
 
 async def test_admin_page_shows_the_status_and_refreshes_itself(tmp_path: Path) -> None:
+    browser = find_browser()  # before the server's task group, which would wrap a skip
     async with running_app(make_settings(None, ADMIN_TOKEN=ADMIN)) as app:
         await app.post(signed(issue_event("opened", title="It crashes"), "issues"))
         await app.settle()
-        dom = await rendered_dom(f"{app.url}/admin#token={ADMIN}", tmp_path / "profile")
+        dom = await rendered_dom(browser, f"{app.url}/admin#token={ADMIN}", tmp_path / "profile")
     assert re.search(r'id="banner" class="ready">ready: accepting work<', dom)
     assert cell(dom, "app.version") == f'"{__version__}"'
     assert cell(dom, "totals.processed") == "1"
@@ -76,10 +77,10 @@ async def test_admin_page_shows_the_status_and_refreshes_itself(tmp_path: Path) 
 
 
 async def test_admin_page_says_when_the_token_is_refused(tmp_path: Path) -> None:
+    browser = find_browser()
     async with running_app(make_settings(None, ADMIN_TOKEN=ADMIN)) as app:
-        dom = await rendered_dom(
-            f"{app.url}/admin#token=wrong", tmp_path / "profile", budget_ms=2000
-        )
+        url = f"{app.url}/admin#token=wrong"
+        dom = await rendered_dom(browser, url, tmp_path / "profile", budget_ms=2000)
     assert "the admin token was refused" in dom
     assert 'data-key="app.version"' not in dom
     assert re.search(r'<form id="login"(?! hidden)', dom)
