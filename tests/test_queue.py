@@ -252,12 +252,15 @@ def test_admitted_events_are_never_evicted_by_refused_or_more_urgent_offers() ->
     assert drain_ids(queue) == ["crit0", "crit1", "low0", "low1"]
 
 
-def test_taking_an_event_frees_room_for_a_new_one() -> None:
+def test_an_event_in_flight_keeps_its_room_until_it_is_done() -> None:
+    # A retried event must always find its place again, so taking frees nothing yet.
     queue = make_queue(max_events=2)
     queue.offer(loose("a"), Priority.CRITICAL)
     queue.offer(loose("b"), Priority.CRITICAL)
     assert not queue.offer(loose("c"), Priority.CRITICAL).admitted
-    take(queue)
+    item = take(queue)
+    assert not queue.offer(loose("c"), Priority.CRITICAL).admitted
+    queue.done(item)
     assert queue.offer(loose("c"), Priority.CRITICAL).admitted
 
 
