@@ -195,7 +195,7 @@ class Dispatcher:
         self._retried += 1
         self._queue.retry(item, self._clock() + delay, str(exc))
         log.warning(
-            "event %s failed (attempt %d), retrying in %.1fs: %s",
+            "event %s failed (attempt %d), retrying in %.2fs: %s",
             delivery,
             item.attempts,
             delay,
