@@ -26,7 +26,7 @@ from typing import Any
 from githubkit.exception import GitHubException
 from pydantic import ValidationError
 
-from github_app.compression import PayloadCodec
+from github_app.compression import CompressionError, PayloadCodec
 from github_app.deliveries import RecentDeliveries
 from github_app.errors import Deferred, GitHubError, InstallationGone, RetryableGitHubError
 from github_app.github import GitHubGateway, as_github_error
@@ -97,7 +97,11 @@ class EventRunner:
         if self._gateway.app is not None and envelope.installation_id is None:
             log.warning("skipped: the delivery names no installation, so the app cannot act on it")
             return True
-        body = self._codec.decompress(envelope.payload)
+        try:
+            body = self._codec.decompress(envelope.payload)
+        except CompressionError as exc:
+            log.error("cannot read the queued payload: %s", exc)
+            return False
         try:
             event: Any = parse_event(envelope.event, body)
         except ValidationError as exc:
