@@ -155,6 +155,8 @@ class QueueMachine(RuleBasedStateMachine):
         dead = {d for d, p in self.place.items() if p == "dead"}
         assert {e.delivery_id for e in self.queue.list_dead_letters()} == dead
         assert stats.depth + stats.in_flight <= 12  # the bound holds, retries included
+        assert 0 <= stats.delayed <= stats.depth
+        assert (self.queue.next_due_in() is None) == (stats.delayed == 0)
         # and room is given back exactly when an event leaves (no leak, no double count)
         assert self.queue.accepts(Priority.CRITICAL) == (stats.depth + stats.in_flight < 12)
 
