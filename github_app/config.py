@@ -45,6 +45,15 @@ class Settings:
     workers_min: int = 1
     workers_max: int = 8
     shutdown_timeout: float = 25.0
+    queue_ttl_critical: float = 24 * 3600.0
+    queue_ttl_high: float = 2 * 3600.0
+    queue_ttl_normal: float = 2 * 3600.0
+    queue_ttl_low: float = 1800.0
+    queue_ageing: float = 60.0
+    retry_attempts: int = 5
+    retry_base: float = 2.0
+    retry_max: float = 300.0
+    dead_letter_max: int = 10_000
 
     @property
     def has_credentials(self) -> bool:
@@ -150,6 +159,10 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         dry_run = True
     workers_min = _parse_int("WORKERS_MIN", get("WORKERS_MIN"), 1, minimum=1)
     workers_max = _parse_int("WORKERS_MAX", get("WORKERS_MAX"), max(8, workers_min), minimum=1)
+    retry_base = _parse_float("RETRY_BASE", get("RETRY_BASE"), Settings.retry_base)
+    retry_max = _parse_float("RETRY_MAX", get("RETRY_MAX"), max(Settings.retry_max, retry_base))
+    if retry_base > retry_max:
+        raise SettingsError(f"RETRY_BASE ({retry_base:g}) is above RETRY_MAX ({retry_max:g})")
     if workers_min > workers_max:
         raise SettingsError(f"WORKERS_MIN ({workers_min}) is above WORKERS_MAX ({workers_max})")
     log_level = (get("LOG_LEVEL") or "INFO").upper()
@@ -191,6 +204,25 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         workers_max=workers_max,
         shutdown_timeout=float(
             _parse_int("SHUTDOWN_TIMEOUT", get("SHUTDOWN_TIMEOUT"), 25, minimum=0)
+        ),
+        queue_ttl_critical=_parse_float(
+            "QUEUE_TTL_CRITICAL", get("QUEUE_TTL_CRITICAL"), Settings.queue_ttl_critical
+        ),
+        queue_ttl_high=_parse_float(
+            "QUEUE_TTL_HIGH", get("QUEUE_TTL_HIGH"), Settings.queue_ttl_high
+        ),
+        queue_ttl_normal=_parse_float(
+            "QUEUE_TTL_NORMAL", get("QUEUE_TTL_NORMAL"), Settings.queue_ttl_normal
+        ),
+        queue_ttl_low=_parse_float("QUEUE_TTL_LOW", get("QUEUE_TTL_LOW"), Settings.queue_ttl_low),
+        queue_ageing=_parse_float("QUEUE_AGEING", get("QUEUE_AGEING"), Settings.queue_ageing),
+        retry_attempts=_parse_int(
+            "RETRY_ATTEMPTS", get("RETRY_ATTEMPTS"), Settings.retry_attempts, minimum=1
+        ),
+        retry_base=retry_base,
+        retry_max=retry_max,
+        dead_letter_max=_parse_int(
+            "DEAD_LETTER_MAX", get("DEAD_LETTER_MAX"), Settings.dead_letter_max, minimum=1
         ),
     )
 
@@ -249,4 +281,17 @@ def _parse_int(
     if number < minimum or (maximum is not None and number > maximum):
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
         raise SettingsError(f"{name} must be {bound}, not {number}")
+    return number
+
+
+def _parse_float(name: str, value: str | None, default: float) -> float:
+    """A positive number of seconds."""
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds, not {value}")
     return number

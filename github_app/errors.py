@@ -30,7 +30,31 @@ class GitHubError(AppError):
 
 
 class RetryableGitHubError(GitHubError):
-    """A failure that may pass: 5xx, timeouts, rate limits. The event may be tried again."""
+    """A failure that may pass: 5xx, timeouts, rate limits. The event may be tried again.
+
+    ``retry_after`` is how many seconds GitHub asked us to wait (``retry-after``
+    or the rate-limit reset), if it said; the queue waits at least that long.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class Deferred(AppError):
+    """The event's installation must wait (budget under reserve, secondary-limit pause).
+
+    Raised before any processor runs; the event goes back to its place in the
+    queue, not before ``until`` (``time.monotonic()`` seconds), and the try
+    does not count as an attempt.
+    """
+
+    def __init__(self, until: float, reason: str) -> None:
+        super().__init__(f"deferred until {until:.3f}: {reason}")
+        self.until = until
+        self.reason = reason
 
 
 class InstallationGone(GitHubError):

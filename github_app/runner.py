@@ -6,6 +6,12 @@ each processor in isolation. One processor failing never stops another; each
 failure is logged with the delivery's context and counted per processor. An
 event any processor failed on is forgotten by the delivery memory, so GitHub's
 redelivery of it is accepted again.
+
+Failures that may pass are not handled here but raised to the dispatcher,
+which owns retries: a ``RetryableGitHubError`` (after the other processors
+had their turn), ``InstallationGone`` and ``Deferred``. The processors that
+succeeded are recorded on the queued event, so a retry runs only the others
+and no write is made twice.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from typing import Any, Protocol
 from githubkit.exception import GitHubException
 from pydantic import ValidationError
 
-from github_app.compression import PayloadCodec
+from github_app.compression import CompressionError, PayloadCodec
 from github_app.deliveries import RecentDeliveries
-from github_app.errors import GitHubError
+from github_app.errors import Deferred, GitHubError, InstallationGone, RetryableGitHubError
 from github_app.github import GitHubGateway, as_github_error
 from github_app.logs import event_context
 from github_app.processor import Context, Processor
@@ -105,7 +111,11 @@ class EventRunner:
         if self._gateway.app is not None and envelope.installation_id is None:
             log.warning("skipped: the delivery names no installation, so the app cannot act on it")
             return True
-        body = self._codec.decompress(envelope.payload)
+        try:
+            body = self._codec.decompress(envelope.payload)
+        except CompressionError as exc:
+            log.error("cannot read the queued payload: %s", exc)
+            return False
         try:
             event: Any = parse_event(envelope.event, body)
         except ValidationError as exc:
@@ -122,11 +132,16 @@ class EventRunner:
                 if envelope.repository
                 else RepoConfig()
             )
+        except (RetryableGitHubError, InstallationGone):
+            raise
         except GitHubError as exc:
             log.error("cannot read the repository config: %s", exc)
             return False
         ok = True
+        retryable: RetryableGitHubError | None = None
         for processor in processors:
+            if processor.name in item.completed:
+                continue  # succeeded on an earlier attempt
             processor_config = config.for_processor(processor)
             if not processor_config.enabled:
                 continue
@@ -141,22 +156,40 @@ class EventRunner:
                 bot_login=bot,
             )
             started = time.perf_counter()
-            processor_ok = await self._call(processor, context)
-            if self._observer is not None:
-                elapsed = time.perf_counter() - started
-                self._observer.processor_finished(item, processor.name, elapsed, processor_ok)
-            ok = processor_ok and ok
+            try:
+                succeeded = await self._call(processor, context)
+            except RetryableGitHubError as exc:
+                self._observe(item, processor.name, started, ok=False)
+                retryable = exc  # the others still get their turn; the event comes back
+                continue
+            self._observe(item, processor.name, started, ok=succeeded)
+            if succeeded:
+                item.completed.add(processor.name)
+            ok = succeeded and ok
+        if retryable is not None:
+            raise retryable
         return ok
 
+    def _observe(self, item: QueuedEvent, name: str, started: float, *, ok: bool) -> None:
+        if self._observer is not None:
+            elapsed = time.perf_counter() - started
+            self._observer.processor_finished(item, name, elapsed, ok)
+
     async def _call(self, processor: Processor[Any], context: Context[Any]) -> bool:
+        """True if the processor succeeded; a failure that may pass or stop all is raised."""
         started = time.perf_counter()
         try:
             await processor.handle(context)
         except (GitHubError, GitHubException) as exc:
             self.stats.failed[processor.name] += 1
             error = exc if isinstance(exc, GitHubError) else as_github_error(exc)
+            if isinstance(error, RetryableGitHubError | InstallationGone):
+                log.warning("processor %s failed, may pass: %s", processor.name, error)
+                raise error from None
             log.error("processor %s failed: %s", processor.name, error)
             return False
+        except Deferred:
+            raise  # the installation must wait: not a failure of this processor
         except Exception:
             self.stats.failed[processor.name] += 1
             log.exception("processor %s raised", processor.name)

@@ -19,6 +19,7 @@ import httpx
 
 from github_app.compression import PayloadCodec
 from github_app.config import Settings
+from github_app.dead_letters import DeadLetterQueue
 from github_app.deliveries import RecentDeliveries
 from github_app.dispatch import Dispatcher
 from github_app.errors import SettingsError
@@ -26,10 +27,11 @@ from github_app.github import GitHubGateway
 from github_app.intake import WebhookIntake
 from github_app.logs import install_context
 from github_app.metrics import Metrics
-from github_app.priority import PriorityRules
+from github_app.priority import Priority, PriorityRules
 from github_app.queue import MemoryQueue
 from github_app.registry import Registry
 from github_app.repo_config import RepoConfigStore
+from github_app.retry import RetryPolicy
 from github_app.runner import EventRunner
 from github_app.status import StatusReporter
 
@@ -56,7 +58,22 @@ class Runtime:
         self.registry = registry if registry is not None else Registry.load()
         self.codec = PayloadCodec()
         self.deliveries = RecentDeliveries()
-        self.queue = MemoryQueue(settings.queue_max_events, settings.queue_max_bytes)
+        self.queue = MemoryQueue(
+            settings.queue_max_events,
+            settings.queue_max_bytes,
+            ttl={
+                Priority.CRITICAL: settings.queue_ttl_critical,
+                Priority.HIGH: settings.queue_ttl_high,
+                Priority.NORMAL: settings.queue_ttl_normal,
+                Priority.LOW: settings.queue_ttl_low,
+            },
+            ageing=settings.queue_ageing,
+            dead_letters=DeadLetterQueue(settings.dead_letter_max, clock=clock),
+            # A given-up delivery is forgotten, so GitHub's redelivery of it is accepted again;
+            # a re-driven one is remembered again, so a redelivery is not queued twice.
+            on_dead_letter=lambda entry: self.deliveries.forget(entry.delivery_id),
+            on_redrive=lambda item: self.deliveries.remember(item.envelope.delivery_id),
+        )
         self.gateway = GitHubGateway(settings, transport=transport, clock=clock)
         self.configs = RepoConfigStore(self.registry)
         self.metrics = Metrics(clock=clock)
@@ -70,7 +87,13 @@ class Runtime:
             observer=self.metrics,
         )
         self.dispatcher = Dispatcher(
-            self.queue, self.runner, width=settings.workers_max, paused=paused
+            self.queue,
+            self.runner,
+            width=settings.workers_max,
+            paused=paused,
+            retry=RetryPolicy(
+                attempts=settings.retry_attempts, base=settings.retry_base, cap=settings.retry_max
+            ),
         )
         self.intake = WebhookIntake(
             secret=settings.webhook_secret,

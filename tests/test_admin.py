@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from tests.conftest import TOKEN, config_url, make_settings, running_app
+from tests.conftest import API, TOKEN, config_url, make_settings, running_app
 from tests.deliveries import SECRET, app_payload, signed
 
 pytestmark = pytest.mark.anyio
@@ -101,22 +101,49 @@ async def test_status_shows_the_parts_and_never_contains_a_secret(
     assert "rate_limits" in status["github"]
 
 
-async def test_dead_letter_routes_answer_with_an_empty_queue_shape_until_the_queue_has_one() -> (
-    None
-):
-    async with running_app(make_settings(None, ADMIN_TOKEN=ADMIN)) as app:
+async def test_dead_letter_routes_list_redrive_and_purge_real_dead_letters(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    github.get(config_url(REPO)).mock(return_value=httpx.Response(404))
+    github.get(config_url("Codertocat/.github")).mock(return_value=httpx.Response(404))
+    labels = github.post(f"{API}/repos/{REPO}/issues/1/labels").mock(
+        return_value=httpx.Response(502, json={"message": "Bad gateway"})
+    )
+    settings = make_settings(private_key_pem, ADMIN_TOKEN=ADMIN, RETRY_ATTEMPTS="1")
+    async with running_app(settings) as app:
         url = app.url + "/admin/dead-letters"
+        delivery = signed(app_payload("issues.opened"), "issues")
+        assert (await app.post(delivery)).status_code == 202
+        await app.settle()
         listed = await app.client.get(url, headers=bearer())
+        assert listed.status_code == 200
+        assert listed.json()["count"] == 1
+        entry = listed.json()["dead_letters"][0]
+        assert entry["delivery_id"] == delivery.delivery_id
+        assert entry["reason"] == "exhausted"
+        assert "502" in entry["last_error"]
+
         unknown = await app.client.post(url + "/no-such-delivery/redrive", headers=bearer())
+        assert unknown.status_code == 404
+        assert "no-such-delivery" in unknown.json()["message"]
+
+        labels.mock(return_value=httpx.Response(200, json=[]))
+        redriven = await app.client.post(f"{url}/{delivery.delivery_id}/redrive", headers=bearer())
+        assert redriven.status_code == 200
+        await app.settle()
+        assert labels.call_count == 2
+        assert (await app.client.get(url, headers=bearer())).json()["count"] == 0
+
+        labels.mock(return_value=httpx.Response(502, json={"message": "Bad gateway"}))
+        again = signed(app_payload("issues.opened"), "issues")
+        assert (await app.post(again)).status_code == 202
+        await app.settle()
         everything = await app.client.post(url + "/redrive", headers=bearer())
+        assert everything.json() == {"count": 1}
+        await app.settle()
         purged = await app.client.delete(url, headers=bearer())
-    assert listed.status_code == 200
-    assert listed.json()["count"] == 0
-    assert listed.json()["dead_letters"] == []
-    assert unknown.status_code == 404
-    assert "no-such-delivery" in unknown.json()["message"]
-    assert everything.json() == {"count": 0}
-    assert purged.json() == {"purged": 0}
+        assert purged.json() == {"purged": 1}
+        assert (await app.client.get(url, headers=bearer())).json()["count"] == 0
 
 
 async def test_admin_page_is_self_contained_and_holds_no_data_itself() -> None:
