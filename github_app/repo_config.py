@@ -87,9 +87,13 @@ class ConfigParser:
                 errors.append(f"{name}: unknown processor (known: {known})")
                 continue
             if section is None or section is True:
-                section = {}  # `labeler:` or `labeler: true`: on, with defaults
+                section = {}  # `triage:` or `triage: true`: on, with defaults
             elif section is False:
                 section = {"enabled": False}
+            if isinstance(section, dict) and "enabled" not in section:
+                # A section that is present turns its processor on, even one that is
+                # off by default (opt-in processors: triage, welcome, commands, duplicates).
+                section = {"enabled": True, **section}
             try:
                 sections[str(name)] = adapter.validate_python(section)
             except ValidationError as exc:

@@ -6,7 +6,8 @@ from typing import Any
 
 from github_app.processor import Processor
 from processors.labeler import LABELER
+from processors.triage import TRIAGE
 
-BUILTINS: tuple[Processor[Any], ...] = (LABELER,)
+BUILTINS: tuple[Processor[Any], ...] = (LABELER, TRIAGE)
 
 __all__ = ["BUILTINS"]
