@@ -7,7 +7,8 @@ from typing import Any
 from github_app.processor import Processor
 from processors.labeler import LABELER
 from processors.triage import TRIAGE
+from processors.welcome import WELCOME
 
-BUILTINS: tuple[Processor[Any], ...] = (LABELER, TRIAGE)
+BUILTINS: tuple[Processor[Any], ...] = (LABELER, TRIAGE, WELCOME)
 
 __all__ = ["BUILTINS"]

@@ -44,7 +44,8 @@ def install_plugin(root: Path, target: str, module_source: str) -> None:
 
 def test_builtins_are_loaded_and_the_labeler_handles_opened_and_edited_issues() -> None:
     registry = Registry.load()
-    assert [p.name for p in registry.for_event("issues", "opened")] == ["labeler", "triage"]
+    opened = [p.name for p in registry.for_event("issues", "opened")]
+    assert opened == ["labeler", "triage", "welcome"]
     assert [p.name for p in registry.for_event("issues", "edited")] == ["labeler"]
     assert [p.name for p in registry.for_event("issues", "closed")] == ["triage"]
     assert registry.for_event("issues", "milestoned") == ()
