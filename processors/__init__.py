@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from github_app.processor import Processor
+from processors.commands import COMMANDS
 from processors.labeler import LABELER
 from processors.triage import TRIAGE
 from processors.welcome import WELCOME
 
-BUILTINS: tuple[Processor[Any], ...] = (LABELER, TRIAGE, WELCOME)
+BUILTINS: tuple[Processor[Any], ...] = (LABELER, TRIAGE, WELCOME, COMMANDS)
 
 __all__ = ["BUILTINS"]

@@ -136,7 +136,8 @@ def test_invalid_file_never_half_applies(parser: ConfigParser) -> None:
     config = parser.parse("labeler: {enabled: false}\nnope: {}\n", SOURCE)
     assert config.sections == {}
     assert len(config.errors) == 1
-    assert config.errors[0].startswith("nope: unknown processor (known: labeler, ")
+    assert config.errors[0].startswith("nope: unknown processor (known: ")
+    assert "labeler" in config.errors[0]
     assert config.for_processor(LABELER).enabled is True
 
 
