@@ -45,9 +45,10 @@ def install_plugin(root: Path, target: str, module_source: str) -> None:
 def test_builtins_are_loaded_and_the_labeler_handles_opened_and_edited_issues() -> None:
     registry = Registry.load()
     opened = [p.name for p in registry.for_event("issues", "opened")]
-    assert opened == ["labeler", "triage", "welcome"]
-    assert [p.name for p in registry.for_event("issues", "edited")] == ["labeler"]
-    assert [p.name for p in registry.for_event("issues", "closed")] == ["triage"]
+    assert opened == ["labeler", "triage", "welcome", "duplicates"]
+    assert [p.name for p in registry.for_event("issues", "edited")] == ["labeler", "duplicates"]
+    assert [p.name for p in registry.for_event("issues", "closed")] == ["triage", "duplicates"]
+    assert [p.name for p in registry.for_event("issue_comment", "created")] == ["commands"]
     assert registry.for_event("issues", "milestoned") == ()
     assert not registry.subscribes("star", "created")
 
