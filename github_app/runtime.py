@@ -77,6 +77,7 @@ class Runtime:
             codec=self.codec,
             on_admitted=self.dispatcher.notify,
             clock=clock,
+            observe=self.configs.observe,
         )
         self._identity_checked = False
         self._shutdown_started = False
