@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from github_app.config import load_settings
 from github_app.runtime import Runtime
 from github_app.server import create_app
-from processors.similarity import SimilarityIndex, features, features_many
+from processors.similarity import SimilarityIndex, features, features_many, features_packed
 
 API = "https://api.github.com"
 SECRET = "bench-secret"
@@ -383,6 +383,11 @@ async def lag_figures(n: int, seed: int) -> dict[str, tuple[float, float]]:
             fresh.add_many, list(zip(range(1, n + 1), vectors, strict=True))
         )
 
+    async def build_process_packed() -> None:  # what DuplicatesState does from 2,000 issues on
+        packed = await anyio.to_process.run_sync(features_packed, texts)
+        fresh = SimilarityIndex()
+        await anyio.to_thread.run_sync(fresh.add_packed, range(1, n + 1), packed)
+
     async def lookups_blocking() -> None:
         for title, body in queries:
             index.lookup(features(title, body), 3)
@@ -397,6 +402,7 @@ async def lag_figures(n: int, seed: int) -> dict[str, tuple[float, float]]:
         "build inline": await measure_lag(build_blocking),
         "build, tokenise+compact in thread": await measure_lag(build_thread),
         "build, tokenise in process, compact in thread": await measure_lag(build_process),
+        "same, worker returns 3 flat arrays (the default)": await measure_lag(build_process_packed),
         "50 lookups inline": await measure_lag(lookups_blocking),
         "50 lookups in thread": await measure_lag(lookups_thread),
     }

@@ -11,8 +11,9 @@ request; a repository with 10,000 open issues costs 100 requests, once) and
 the index is then kept current from ``issues`` events: opened, edited,
 reopened add or replace an issue, closed, deleted and transferred remove it.
 It is rebuilt from the API once a day, which also heals events the app
-missed while it was down. Building and looking up run in a worker thread or
-process, so the event loop that answers webhooks is never stalled.
+missed while it was down. Tokenising a big repository runs in a worker
+process, compaction and lookups in a worker thread, so the event loop that
+answers webhooks is never stalled.
 
 ```yaml
 duplicates:
@@ -40,7 +41,7 @@ from pydantic import Field
 
 from github_app.processor import Context, Processor, ProcessorConfig
 from processors.issue_api import IssueApi, has_label, has_marker, marker
-from processors.similarity import Match, SimilarityIndex, Vector, features, features_many
+from processors.similarity import Match, Packed, SimilarityIndex, features, features_packed
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ PAGE_SIZE = 100
 MAX_INDEXED = 20_000  # open issues indexed per repository
 MAX_REPOSITORIES = 64  # indexes kept, least recently used dropped
 REBUILD_AFTER = 24 * 3600.0
+PROCESS_FROM = 2_000  # issues; below this, tokenising in a thread is cheaper than a process
 T = TypeVar("T")
 
 
@@ -81,6 +83,13 @@ async def in_process(function: Callable[..., T], *args: Any) -> T:
     return await anyio.to_process.run_sync(function, *args)
 
 
+async def in_process_if_large(function: Callable[..., T], texts: list[Any]) -> T:
+    """Tokenise big repositories in anyio's warm worker processes (no GIL shared with the loop)."""
+    if len(texts) >= PROCESS_FROM:
+        return await in_process(function, texts)
+    return await in_thread(function, texts)
+
+
 @dataclass
 class RepoIndex:
     index: SimilarityIndex
@@ -91,14 +100,16 @@ class DuplicatesState:
     """One similarity index per repository, built on first use; one user at a time per index.
 
     ``featurize`` runs the tokenising of a whole repository (pure Python, about
-    a second per 10,000 issues) and ``offload`` the numpy work (compaction,
-    lookups); both default to a worker thread, measured in benchmarks/processors.py.
+    2.5 s per 10,000 issues): in a worker process from 2,000 issues on, since
+    in a thread it competes with the loop for the GIL; ``offload`` runs the
+    numpy work (compaction, lookups) in a worker thread. benchmarks/processors.py
+    measures the loop's lag for each choice.
     """
 
     def __init__(
         self,
         *,
-        featurize: Offload = in_thread,
+        featurize: Offload = in_process_if_large,
         offload: Offload = in_thread,
         clock: Callable[[], float] = time.monotonic,
         max_repositories: int = MAX_REPOSITORIES,
@@ -139,9 +150,9 @@ class DuplicatesState:
             if len(items) < PAGE_SIZE:
                 break
             page += 1
-        vectors: list[Vector] = await self.featurize(features_many, texts)
+        packed: Packed = await self.featurize(features_packed, texts)
         index = SimilarityIndex()
-        await self.offload(index.add_many, list(zip(numbers, vectors, strict=True)))
+        await self.offload(index.add_packed, numbers, packed)
         self.indexes[repository] = RepoIndex(index, self.clock())
         self.builds += 1
         log.info(

@@ -92,6 +92,30 @@ def features_many(texts: Sequence[tuple[str, str | None]]) -> list[Vector]:
     return [features(title, body) for title, body in texts]
 
 
+Packed = tuple[npt.NDArray[np.int32], npt.NDArray[np.float32], npt.NDArray[np.int64]]
+
+
+def features_packed(texts: Sequence[tuple[str, str | None]]) -> Packed:
+    """``features_many`` as three flat arrays (ids, weights, lengths).
+
+    The form to return from a worker process: unpickling three arrays costs
+    microseconds on the event loop, unpickling 10,000 small ones hundreds of ms.
+    """
+    vectors = features_many(texts)
+    lengths = np.fromiter((len(v[0]) for v in vectors), dtype=np.int64, count=len(vectors))
+    if not vectors:
+        return np.zeros(0, np.int32), np.zeros(0, np.float32), lengths
+    ids = np.concatenate([v[0] for v in vectors])
+    weights = np.concatenate([v[1] for v in vectors])
+    return ids, weights, lengths
+
+
+def unpack(packed: Packed) -> list[Vector]:
+    ids, weights, lengths = packed
+    cuts = np.cumsum(lengths)[:-1]
+    return list(zip(np.split(ids, cuts), np.split(weights, cuts), strict=True))
+
+
 @dataclass(frozen=True)
 class Match:
     number: int
@@ -146,6 +170,9 @@ class SimilarityIndex:
         for number, vector in items:
             self.add(number, vector)
         self.compact()
+
+    def add_packed(self, numbers: Sequence[int], packed: Packed) -> None:
+        self.add_many(zip(numbers, unpack(packed), strict=True))
 
     def compact(self) -> None:
         """Rebuild the inverted file from every current vector (CPU: run it off the loop)."""

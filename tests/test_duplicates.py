@@ -10,9 +10,16 @@ import httpx
 import pytest
 import respx
 
-from processors.duplicates import DuplicatesState, render
+from processors.duplicates import PROCESS_FROM, DuplicatesState, in_process_if_large, render
 from processors.issue_api import marker
-from processors.similarity import Match, SimilarityIndex, features
+from processors.similarity import (
+    Match,
+    SimilarityIndex,
+    features,
+    features_many,
+    features_packed,
+    unpack,
+)
 from tests.conftest import APP_SLUG, make_settings, running_app
 from tests.deliveries import issue_event, signed
 from tests.processor_helpers import ISSUE_URL, REPO, api_calls, use_config, writes
@@ -225,3 +232,12 @@ async def test_invalid_duplicates_section_leaves_it_off_and_lists_the_error(
         CONFIG_GET,
         ("POST", f"/repos/{REPO}/issues/200/labels", {"labels": ["bug"]}),
     ]
+
+
+async def test_tokenising_in_a_worker_process_gives_the_same_vectors() -> None:
+    texts = [(item["title"], item["body"]) for item in CORPUS]
+    packed = await in_process_if_large(features_packed, texts * (PROCESS_FROM // len(texts) + 1))
+    vectors = unpack(packed)[: len(texts)]
+    for (ids, weights), (want_ids, want_weights) in zip(vectors, features_many(texts), strict=True):
+        assert ids.tolist() == want_ids.tolist()
+        assert weights.tolist() == want_weights.tolist()
