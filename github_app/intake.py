@@ -68,6 +68,7 @@ class WebhookIntake:
         on_admitted: Callable[[], None],
         clock: Callable[[], float] = time.time,
         max_body: int = MAX_BODY_BYTES,
+        observe: Callable[[str, dict[str, Any]], object] | None = None,
     ) -> None:
         self._secret = secret
         self._registry = registry
@@ -78,6 +79,7 @@ class WebhookIntake:
         self._on_admitted = on_admitted
         self._clock = clock
         self._max_body = max_body
+        self._observe = observe  # sees every verified, new delivery (e.g. config pushes)
         self.accepting = True
         self.stats = IntakeStats()
 
@@ -123,6 +125,8 @@ class WebhookIntake:
         if delivery_id in self._deliveries:
             self.stats.duplicates += 1
             return 200, {"status": "duplicate", "delivery": delivery_id}, []
+        if self._observe is not None:
+            self._observe(event, payload)
         action = payload.get("action")
         action = action if isinstance(action, str) else None
         if not self._registry.subscribes(event, action):

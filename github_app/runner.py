@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cachetools import TTLCache
 from githubkit.exception import GitHubException
 from pydantic import ValidationError
 
@@ -85,6 +86,12 @@ class EventRunner:
         self._deliveries = deliveries
         self._dry_run = dry_run
         self.stats = ProcessorStats()
+        self.states: dict[str, Any] = {
+            p.name: p.state_factory() for p in registry if p.state_factory is not None
+        }
+        # (delivery id, processor) pairs that succeeded: when a redelivery follows a partial
+        # failure, only the processors that failed run again.
+        self._completed: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=86_400)
 
     async def __call__(self, item: QueuedEvent) -> None:
         envelope = item.envelope
@@ -145,6 +152,10 @@ class EventRunner:
             processor_config = config.for_processor(processor)
             if not processor_config.enabled:
                 continue
+            done_key = (envelope.delivery_id, processor.name)
+            if done_key in self._completed:
+                log.debug("processor %s already handled this delivery", processor.name)
+                continue
             context: Context[Any] = Context(
                 envelope=envelope,
                 event=event,
@@ -154,6 +165,7 @@ class EventRunner:
                 dry_run=self._dry_run,
                 log=logging.getLogger(f"processors.{processor.name}"),
                 bot_login=bot,
+                state=self.states.get(processor.name),
             )
             started = time.perf_counter()
             try:
@@ -165,6 +177,7 @@ class EventRunner:
             self._observe(item, processor.name, started, ok=succeeded)
             if succeeded:
                 item.completed.add(processor.name)
+                self._completed[done_key] = True
             ok = succeeded and ok
         if retryable is not None:
             raise retryable

@@ -104,6 +104,7 @@ class Runtime:
             codec=self.codec,
             on_admitted=self.dispatcher.notify,
             clock=clock,
+            observe=self.configs.observe,
         )
         self.status = StatusReporter(self, clock=clock)
         self.metrics.watch(self.status.document)

@@ -159,7 +159,7 @@ async def test_ping_answers_200_and_unsubscribed_events_are_acknowledged_and_dro
     async with running_app(make_settings(private_key_pem)) as app:
         ping = await app.post(signed(app_payload("ping", None), "ping"))
         star = await app.post(signed(app_payload("star.created"), "star"))
-        closed = await app.post(signed(issue_event("deleted"), "issues"))
+        closed = await app.post(signed(issue_event("milestoned"), "issues"))
         assert ping.status_code == 200
         assert ping.json() == {"status": "pong"}
         assert star.status_code == 202
