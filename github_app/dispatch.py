@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 
@@ -20,6 +21,14 @@ from github_app.queue import EventQueue, QueuedEvent
 log = logging.getLogger(__name__)
 
 Handler = Callable[[QueuedEvent], Awaitable[None]]
+
+
+class Gate(Protocol):
+    """Says whether an event may be taken now (the circuit breaker), and else for how long not."""
+
+    def allow(self) -> bool: ...
+
+    def wait_hint(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -36,11 +45,20 @@ class DispatchStats:
 class Dispatcher:
     """Runs ``handler`` on queued events, at most ``width`` at a time."""
 
-    def __init__(self, queue: EventQueue, handler: Handler, width: int, *, paused: bool = False):
+    def __init__(
+        self,
+        queue: EventQueue,
+        handler: Handler,
+        width: int,
+        *,
+        paused: bool = False,
+        gate: Gate | None = None,
+    ):
         if width < 1:
             raise ValueError("width must be at least 1")
         self._queue = queue
         self._handler = handler
+        self._gate = gate
         self._limiter = anyio.CapacityLimiter(width)
         self._wakeup = anyio.Event()
         self._idle = anyio.Event()
@@ -108,12 +126,18 @@ class Dispatcher:
         while True:
             if self._stopping:
                 return None
-            if not self._paused:
-                item = self._queue.take()
-                if item is not None:
-                    return item
+            closed_for = None
+            if not self._paused and len(self._queue):
+                if self._gate is not None and not self._gate.allow():
+                    # GitHub is failing: events stay queued until the gate lets a probe through
+                    closed_for = max(0.01, self._gate.wait_hint())
+                else:
+                    item = self._queue.take()
+                    if item is not None:
+                        return item
             self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            with anyio.move_on_after(closed_for):
+                await self._wakeup.wait()
 
     async def _run_one(self, item: QueuedEvent, token: object) -> None:
         try:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from github_app.compression import PayloadCodec
 from github_app.deliveries import RecentDeliveries
 from github_app.errors import GitHubError
+from github_app.feedback import Observer, note_error, note_work, reporting
 from github_app.github import GitHubGateway, as_github_error
 from github_app.logs import event_context
 from github_app.processor import Context, Processor
@@ -59,6 +60,7 @@ class EventRunner:
         codec: PayloadCodec,
         deliveries: RecentDeliveries,
         dry_run: bool,
+        observer: Observer | None = None,
     ) -> None:
         self._registry = registry
         self._gateway = gateway
@@ -66,11 +68,12 @@ class EventRunner:
         self._codec = codec
         self._deliveries = deliveries
         self._dry_run = dry_run
+        self.observer = observer  # told each event's latency and outcome (the width controller)
         self.stats = ProcessorStats()
 
     async def __call__(self, item: QueuedEvent) -> None:
         envelope = item.envelope
-        with event_context(envelope):
+        with event_context(envelope), reporting(self.observer):
             ok = await self._run(item)
         if ok:
             self.stats.events_ok += 1
@@ -102,6 +105,7 @@ class EventRunner:
             log.warning("payload differs from githubkit's schema: %s", _first_error(exc))
         payload: dict[str, Any] = json.loads(body)
         github = self._gateway.installation(envelope.installation_id)
+        note_work()
         try:
             config = (
                 await self._configs.get(github, envelope.repository)
@@ -109,6 +113,7 @@ class EventRunner:
                 else RepoConfig()
             )
         except GitHubError as exc:
+            note_error(exc)
             log.error("cannot read the repository config: %s", exc)
             return False
         ok = True
@@ -136,6 +141,7 @@ class EventRunner:
         except (GitHubError, GitHubException) as exc:
             self.stats.failed[processor.name] += 1
             error = exc if isinstance(exc, GitHubError) else as_github_error(exc)
+            note_error(error)
             log.error("processor %s failed: %s", processor.name, error)
             return False
         except Exception:

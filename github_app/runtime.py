@@ -17,8 +17,11 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 
+from github_app.autoscale import Autoscaler, HostSampler
+from github_app.breaker import CircuitBreaker
 from github_app.compression import PayloadCodec
 from github_app.config import Settings
+from github_app.controller import Backlog, ControllerSettings, WidthController
 from github_app.deliveries import RecentDeliveries
 from github_app.dispatch import Dispatcher
 from github_app.errors import SettingsError
@@ -34,6 +37,7 @@ from github_app.runner import EventRunner
 log = logging.getLogger(__name__)
 
 IDENTIFY_TIMEOUT = 10.0
+INITIAL_WIDTH = 4
 
 
 class Runtime:
@@ -65,9 +69,25 @@ class Runtime:
             deliveries=self.deliveries,
             dry_run=settings.dry_run,
         )
-        self.dispatcher = Dispatcher(
-            self.queue, self.runner, width=settings.workers_max, paused=paused
+        # The width starts modestly (well under GitHub's limits) and the controller moves it.
+        self.controller = WidthController(
+            ControllerSettings(min_width=settings.workers_min, max_width=settings.workers_max),
+            clock=time.monotonic,
+            start=min(settings.workers_max, max(settings.workers_min, INITIAL_WIDTH)),
         )
+        self.breaker = CircuitBreaker(clock=time.monotonic)
+        self.dispatcher = Dispatcher(
+            self.queue, self.runner, width=self.controller.width, paused=paused, gate=self.breaker
+        )
+        self.host = HostSampler()
+        self.autoscaler = Autoscaler(
+            self.controller,
+            self.breaker,
+            self.dispatcher,
+            backlog=lambda: Backlog(ready=len(self.queue), in_flight=self.dispatcher.in_flight),
+            host=self.host.sample,
+        )
+        self.runner.observer = self.autoscaler.observe
         self.intake = WebhookIntake(
             secret=settings.webhook_secret,
             registry=self.registry,
@@ -101,11 +121,14 @@ class Runtime:
             async with anyio.create_task_group() as group:
                 await self.identify()
                 group.start_soon(self.dispatcher.run)
+                group.start_soon(self.host.run)
+                group.start_soon(self.autoscaler.run)
                 try:
                     yield self
                 finally:
                     with anyio.CancelScope(shield=True):
                         await self.shutdown()
+                    group.cancel_scope.cancel()  # the controller's loops run until told to stop
         finally:
             with anyio.CancelScope(shield=True):
                 await self.gateway.aclose()
