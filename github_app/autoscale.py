@@ -83,8 +83,9 @@ class Autoscaler:
     def step(self) -> Decision:
         """One tick: read the inputs, decide, apply."""
         decision = self.controller.tick(self._backlog(), self._host())
-        if decision.width != self._dispatcher.width:
-            log.info("width %d -> %d: %s", self._dispatcher.width, decision.width, decision.reason)
+        # Applied when the controller changes its mind, so a width set by hand lasts till then.
+        if decision.width != decision.previous:
+            log.info("width %d -> %d: %s", decision.previous, decision.width, decision.reason)
             self._dispatcher.width = decision.width
         if self.on_decision is not None:
             self.on_decision(decision)

@@ -52,14 +52,18 @@ class ControllerSettings:
     max_width: int = 64
     tick: float = 0.5  # seconds between decisions
     latency_alpha: float = 0.4  # weight of a new epoch's latency in the fast EWMA
-    baseline_rise: float = 0.05  # the baseline follows a slower backend this slowly...
+    baseline_rise: float = 0.01  # the baseline follows a slower backend this slowly...
     baseline_fall: float = 0.5  # ...and a faster one this fast
     grow_below: float = 1.2  # latency under this many baselines counts as baseline latency
     brake_above: float = 1.5  # latency over this many baselines is "well above"
-    min_gain: float = 0.5  # throughput must follow width at least this much
+    min_gain: float = 0.5  # throughput following width less than this: the width is too much
+    follow_gain: float = 0.8  # more than this: the latency is GitHub's, not queueing we caused
+    max_gain: float = 2.0  # beyond this the backend changed along with the width: no verdict
     slow_start: float = 2.0  # growth factor until a limit has been seen
     step: float = 0.1  # then additive growth of this fraction (at least 1)
     probe: float = 0.8  # the factor of a shrink under the latency brake
+    cooldown: float = 5.0  # seconds without growth after a shrink for latency
+    probe_every: float = 10.0  # seconds between probes of a smaller width when latency is raised
     throttle_factor: float = 0.5
     throttle_ceiling: float = 0.75  # of the throttled width
     default_pause: float = 1.0  # when a throttle carries no retry-after
@@ -175,6 +179,9 @@ class WidthController:
         self._epoch_time = 0.0
         self._epoch_ok = 0
         self._epoch_latency = 0.0
+        self._fresh = False  # the next judged epoch is the first since a change
+        self._grow_after = -math.inf  # no growth before (after a shrink for latency)
+        self._probe_after = -math.inf  # no probing before
         self._previous: _Point | None = None  # the judged epoch before the last change
         self._current: _Point | None = None  # the last judged epoch at this width
         self._throughput: float | None = None
@@ -311,44 +318,70 @@ class WidthController:
         return point
 
     def _brake(self, now: float, point: _Point) -> Decision | None:
-        """The latency brake; None when latency gives no reason to act."""
+        """The latency brake; None when latency gives no reason to act (growth may follow)."""
         s = self.settings
         base = self._baseline
         if base is None:  # nothing has finished yet
             return None
-        if point.latency <= s.brake_above * base:
-            self._follow_baseline(point.latency)
-            return None
-        ratio = point.latency / base
         gain = self._gain(point)
         previous = self._previous
-        if previous is not None and gain is not None and gain >= s.min_gain:
+        ratio = point.latency / base
+        if ratio <= s.grow_below:
+            self._follow_baseline(point.latency)
+            return None
+        shown = "unknown" if gain is None else f"{gain:.2f}"
+        if previous is not None and gain is not None and gain >= s.follow_gain:
             # Throughput follows width: the latency is GitHub's, not queueing we caused.
-            self._baseline = point.latency
-            self._latency = point.latency
+            self._baseline = self._latency = point.latency
             if previous.width > point.width:
+                self._grow_after = now + s.cooldown
                 return self._change(
                     now,
                     previous.width,
                     "rebaseline",
-                    f"latency {ratio:.2f}x baseline but throughput fell with width "
-                    f"(gain {gain:.2f}): the backend is slower; baseline moved, width restored",
+                    f"latency {ratio:.2f}x baseline, but throughput fell with width "
+                    f"(gain {shown}): GitHub is slower; baseline moved, width restored",
                 )
             return self._decide(
                 now,
                 self._width,
                 "rebaseline",
-                f"latency {ratio:.2f}x baseline but throughput grew with width (gain {gain:.2f})",
+                f"latency {ratio:.2f}x baseline, but throughput grew with width (gain {shown})",
             )
         self._slow_start = False
-        target = min(self._width - 1, math.floor(self._width * s.probe))
-        shown = "unknown" if gain is None else f"{gain:.2f}"
-        return self._change(
-            now,
-            target,
-            "shrink",
-            f"latency {ratio:.2f}x baseline and throughput not following width (gain {shown})",
-        )
+        if ratio > s.brake_above:
+            self._grow_after = now + s.cooldown
+            return self._change(
+                now,
+                min(self._width - 1, math.floor(self._width * s.probe)),
+                "shrink",
+                f"latency {ratio:.2f}x baseline and throughput not following width (gain {shown})",
+            )
+        # Between the two thresholds: take back a growth that bought only latency, now and
+        # then try a smaller width; otherwise hold.
+        if (
+            previous is not None
+            and gain is not None
+            and gain < s.min_gain
+            and previous.width < point.width
+        ):
+            self._grow_after = now + s.cooldown
+            return self._change(
+                now,
+                previous.width,
+                "shrink",
+                f"latency {ratio:.2f}x baseline and throughput did not grow with width "
+                f"(gain {shown}): back to {previous.width}",
+            )
+        if now >= self._probe_after:
+            self._probe_after = now + s.probe_every
+            return self._change(
+                now,
+                min(self._width - 1, math.floor(self._width * s.probe)),
+                "shrink",
+                f"latency {ratio:.2f}x baseline: probing whether a smaller width serves as much",
+            )
+        return self._decide(now, self._width, "hold", f"latency {ratio:.2f}x baseline")
 
     def _follow_baseline(self, latency: float) -> None:
         """A faster backend is followed at once, a slower one slowly (and only near baseline)."""
@@ -362,16 +395,32 @@ class WidthController:
             self._baseline = s.baseline_rise * latency + (1 - s.baseline_rise) * base
 
     def _gain(self, point: _Point) -> float | None:
-        """How much throughput followed the last width change (1 = in proportion)."""
+        """How much throughput followed the last width change (1 = in proportion).
+
+        Only the first epoch after a change is compared with the one before it: later
+        ones may straddle a change of GitHub's, not of ours.
+        """
         previous = self._previous
-        if previous is None or previous.width == point.width or previous.throughput <= 0:
+        fresh, self._fresh = self._fresh, False
+        if (
+            not fresh
+            or previous is None
+            or previous.width == point.width
+            or previous.throughput <= 0
+        ):
             return None
         relative_width = point.width / previous.width - 1
         relative_throughput = point.throughput / previous.throughput - 1
-        return relative_throughput / relative_width
+        gain = relative_throughput / relative_width
+        return gain if abs(gain) <= self.settings.max_gain else None
 
     def _grow(self, now: float) -> Decision:
         s = self.settings
+        if now < self._grow_after:
+            left = self._grow_after - now
+            return self._decide(
+                now, self._width, "hold", f"cooling down {left:.1f}s after a shrink"
+            )
         if self._slow_start:
             target = math.ceil(self._width * s.slow_start)
         else:
@@ -403,6 +452,7 @@ class WidthController:
         self._current = None
         self._reset_epoch()
         self._skip = 1
+        self._fresh = True
         return self._decide(now, target, action, reason)
 
     def _reset_epoch(self) -> None:
