@@ -1,5 +1,9 @@
 """The I/O around the pure width controller: its tick task, its feedback, the host sampler.
 
+It is also the dispatcher's gate: no event is taken while GitHub's retry-after
+pause runs (continuing while limited can get an integration banned) or while
+the circuit breaker is open.
+
 ``Autoscaler.run`` lives in the runtime's task group next to the dispatcher:
 every tick it reads the backlog and the host load, asks the controller for a
 width and sets ``dispatcher.width`` (anyio's limiter applies it at once).
@@ -79,6 +83,15 @@ class Autoscaler:
             log.warning("circuit breaker %s", "closed" if was_open else "opened: GitHub is failing")
             if was_open:
                 self._dispatcher.notify()  # resume taking at once
+
+    def allow(self) -> bool:
+        """The dispatcher gate: no new event in a throttle pause or while the breaker is open."""
+        if self.controller.pause_left() > 0:
+            return False
+        return self.breaker.allow()
+
+    def wait_hint(self) -> float:
+        return max(self.controller.pause_left(), self.breaker.wait_hint())
 
     def step(self) -> Decision:
         """One tick: read the inputs, decide, apply."""

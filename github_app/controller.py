@@ -10,7 +10,7 @@ Signals, strongest first:
    decrease, a pause (no growth) for the retry-after, and a ceiling just below
    the width that was throttled, so the same limit is not hit again.
 2. Errors (5xx, timeouts) above a share of outcomes: a gentle decrease.
-3. Host load: event-loop lag shrinks, CPU near a core stops growth.
+3. Host load: CPU near a core or event-loop lag stops growth.
 4. Latency against a baseline. Both are EWMAs; the baseline follows a faster
    backend at once and a slower one slowly. Latency well above the baseline
    shrinks the width only when throughput stops growing with width: the width
@@ -75,7 +75,7 @@ class ControllerSettings:
     min_samples: int = 20  # completions an epoch needs before it is judged...
     max_epoch_ticks: int = 4  # ...unless it has been measured this many ticks
     cpu_limit: float = 0.9  # fraction of one core (the event loop is one thread)
-    lag_limit: float = 0.1  # seconds of event-loop lag
+    lag_limit: float = 0.25  # seconds of event-loop lag
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_width <= self.max_width:
@@ -195,6 +195,10 @@ class WidthController:
     def width(self) -> int:
         return self._width
 
+    def pause_left(self) -> float:
+        """Seconds GitHub's last retry-after still asks us to take no new work."""
+        return max(0.0, self._paused_until - self._clock())
+
     def observe(self, latency: float, outcome: Outcome, retry_after: float | None = None) -> None:
         """One event finished: its processing time (s) and what GitHub's answers said."""
         window = self._window
@@ -233,11 +237,9 @@ class WidthController:
             return self._change(
                 now, target, "shrink", f"{share:.0%} of events failed (5xx/timeout)"
             )
-        if load.lag >= s.lag_limit:
-            target = min(self._width - 1, math.floor(self._width * s.error_factor))
-            return self._change(now, target, "shrink", f"event-loop lag {load.lag * 1000:.0f}ms")
 
-        in_use = backlog.ready > 0 and backlog.in_flight >= self._width
+        # Slots free up and refill between ticks: "in use" allows for a few being refilled.
+        in_use = backlog.ready > 0 and backlog.in_flight >= max(1, math.floor(self._width * 0.8))
         judged = self._measure(window, elapsed, in_use)
         if judged is not None:
             brake = self._brake(now, judged)
@@ -251,8 +253,11 @@ class WidthController:
         if not in_use:
             why = f"width not in use ({backlog.in_flight} of {self._width} busy)"
             return self._decide(now, self._width, "hold", why)
+        # A busy host gains nothing from more width; the latency brake takes back any excess.
         if load.cpu >= s.cpu_limit:
             return self._decide(now, self._width, "hold", f"host CPU at {load.cpu:.0%}")
+        if load.lag >= s.lag_limit:
+            return self._decide(now, self._width, "hold", f"event-loop lag {load.lag * 1000:.0f}ms")
         if judged is None:
             return self._decide(now, self._width, "hold", "measuring the current width")
         base = self._baseline
@@ -477,7 +482,7 @@ class WidthController:
             baseline=self._baseline,
             throughput=self._throughput,
             ceiling=self._ceiling,
-            pause_left=max(0.0, self._paused_until - self._clock()),
+            pause_left=self.pause_left(),
             slow_start=self._slow_start,
             decisions=self._decisions,
             last_decision=self._last,

@@ -58,7 +58,7 @@ class Dispatcher:
             raise ValueError("width must be at least 1")
         self._queue = queue
         self._handler = handler
-        self._gate = gate
+        self.gate = gate  # set after construction when the gate needs the dispatcher
         self._limiter = anyio.CapacityLimiter(width)
         self._wakeup = anyio.Event()
         self._idle = anyio.Event()
@@ -128,9 +128,9 @@ class Dispatcher:
                 return None
             closed_for = None
             if not self._paused and len(self._queue):
-                if self._gate is not None and not self._gate.allow():
-                    # GitHub is failing: events stay queued until the gate lets a probe through
-                    closed_for = max(0.01, self._gate.wait_hint())
+                if self.gate is not None and not self.gate.allow():
+                    # GitHub is failing or asked us to wait: events stay queued till the gate opens
+                    closed_for = max(0.01, self.gate.wait_hint())
                 else:
                     item = self._queue.take()
                     if item is not None:

@@ -77,7 +77,7 @@ class Runtime:
         )
         self.breaker = CircuitBreaker(clock=time.monotonic)
         self.dispatcher = Dispatcher(
-            self.queue, self.runner, width=self.controller.width, paused=paused, gate=self.breaker
+            self.queue, self.runner, width=self.controller.width, paused=paused
         )
         self.host = HostSampler()
         self.autoscaler = Autoscaler(
@@ -88,6 +88,7 @@ class Runtime:
             host=self.host.sample,
         )
         self.runner.observer = self.autoscaler.observe
+        self.dispatcher.gate = self.autoscaler
         self.intake = WebhookIntake(
             secret=settings.webhook_secret,
             registry=self.registry,

@@ -211,16 +211,19 @@ def test_errors_decrease_the_width_gently() -> None:
     assert "failed" in decision.reason
 
 
-def test_host_load_lag_shrinks_and_cpu_stops_growth() -> None:
+def test_host_load_cpu_or_loop_lag_stops_growth() -> None:
     h = harness(start=10)
-    lagged = h.run(Backend(capacity=1000), ticks=1, load=HostLoad(cpu=0.5, lag=0.3))
-    assert lagged[0].action == "shrink" and "lag" in lagged[0].reason
     busy = h.run(Backend(capacity=1000), ticks=10, load=HostLoad(cpu=0.97, lag=0.0))
-    assert set(widths(busy)) == {9}
+    assert set(widths(busy)) == {10}
     assert "CPU" in busy[-1].reason
+    lagged = h.run(Backend(capacity=1000), ticks=10, load=HostLoad(cpu=0.5, lag=0.3))
+    assert set(widths(lagged)) == {10}
+    assert "lag" in lagged[-1].reason
+    free = h.run(Backend(capacity=1000), ticks=10)
+    assert max(widths(free)) > 10
 
 
-@pytest.mark.parametrize("scenario", ["grow", "throttle", "errors", "lag"])
+@pytest.mark.parametrize("scenario", ["grow", "throttle", "errors"])
 def test_stays_within_bounds(scenario: str) -> None:
     h = harness(min_width=3, max_width=7, start=5)
     for _ in range(40):
@@ -233,8 +236,7 @@ def test_stays_within_bounds(scenario: str) -> None:
         for _ in range(30):
             h.controller.observe(0.1, Outcome.OK)
         h.clock.now += TICK
-        lag = 1.0 if scenario == "lag" else 0.0
-        decision = h.controller.tick(Backlog(100, width), HostLoad(lag=lag))
+        decision = h.controller.tick(Backlog(100, width))
         assert 3 <= decision.width <= 7
     assert h.controller.width == (7 if scenario == "grow" else 3)
 
