@@ -173,6 +173,7 @@ class WidthController:
         self._ceiling: int | None = None
         self._ceiling_at = 0.0
         self._paused_until = -math.inf
+        self._pause_pending = -math.inf  # set by a throttled outcome, before the tick sees it
         # the epoch being measured at the current width
         self._skip = 0
         self._epoch_ticks = 0
@@ -197,7 +198,7 @@ class WidthController:
 
     def pause_left(self) -> float:
         """Seconds GitHub's last retry-after still asks us to take no new work."""
-        return max(0.0, self._paused_until - self._clock())
+        return max(0.0, max(self._paused_until, self._pause_pending) - self._clock())
 
     def observe(self, latency: float, outcome: Outcome, retry_after: float | None = None) -> None:
         """One event finished: its processing time (s) and what GitHub's answers said."""
@@ -211,6 +212,11 @@ class WidthController:
             self._throttled += 1
             if retry_after is not None:
                 window.retry_after = max(window.retry_after or 0.0, retry_after)
+            # The pause starts now, not at the next tick: every event taken meanwhile would
+            # meet the same 403. The decrease waits for the tick (once per pause).
+            s = self.settings
+            pause = min(max(retry_after or s.default_pause, 0.0), s.max_pause)
+            self._pause_pending = max(self._pause_pending, self._clock() + pause)
         else:
             window.errors += 1
             self._errors += 1
