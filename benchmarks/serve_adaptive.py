@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     runtime = Runtime(settings)
     observations: list[tuple[float, float, str]] = []
     decisions: list[tuple[float, int, str, str]] = []
-    observe = runtime.runner.observer
+    observe = runtime.runner.feedback
 
     def record(observation: Observation) -> None:
         observations.append((time.time(), observation.latency, observation.outcome.value))
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     def on_decision(decision: Decision) -> None:
         decisions.append((time.time(), decision.width, decision.action, decision.reason))
 
-    runtime.runner.observer = record
+    runtime.runner.feedback = record
     runtime.autoscaler.on_decision = on_decision
 
     async def samples(request: Request) -> Response:

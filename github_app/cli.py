@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dry-run", action="store_true", default=None, help="log writes only")
     serve.add_argument("--webhook-path", help="webhook route (WEBHOOK_PATH)")
     serve.add_argument("--github-api-url", help="API base URL (GITHUB_API_URL), e.g. for GHES")
+    serve.add_argument(
+        "--public-url",
+        help="URL GitHub reaches this server at (PUBLIC_URL), used by the /setup manifest flow",
+    )
     serve.add_argument("--log-level", help="LOG_LEVEL: DEBUG, INFO, WARNING, ERROR")
     serve.add_argument("--log-format", choices=["text", "json"], help="LOG_FORMAT")
     serve.add_argument("--workers", type=int, help="drain width (sets WORKERS_MIN and WORKERS_MAX)")
@@ -90,6 +94,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "DRY_RUN": "true" if args.dry_run else None,
         "WEBHOOK_PATH": args.webhook_path,
         "GITHUB_API_URL": args.github_api_url,
+        "PUBLIC_URL": args.public_url,
         "LOG_LEVEL": args.log_level,
         "LOG_FORMAT": args.log_format,
         "WORKERS_MIN": None if args.workers is None else str(args.workers),
@@ -99,7 +104,9 @@ def run_serve(args: argparse.Namespace) -> int:
     print(banner(settings), flush=True)
     configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
-    return anyio.run(serve, settings, runtime, backend_options={"use_uvloop": True})
+    return anyio.run(
+        serve, settings, runtime, Path(args.env_file), backend_options={"use_uvloop": True}
+    )
 
 
 def banner(settings: Settings) -> str:
@@ -126,14 +133,14 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(settings: Settings, runtime: Runtime) -> int:
+async def serve(settings: Settings, runtime: Runtime, env_file: Path = Path(".env")) -> int:
     try:
         await runtime.identify()
     except SettingsError as exc:
         log.error("%s", exc)
         return 2
     config = uvicorn.Config(
-        create_app(settings, runtime=runtime),
+        create_app(settings, runtime=runtime, env_file=env_file),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -142,6 +149,10 @@ async def serve(settings: Settings, runtime: Runtime) -> int:
         timeout_graceful_shutdown=5,
     )
     server = _Server(config)
+    if not settings.has_credentials:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+        base = settings.public_url or f"http://{host}:{settings.port}"
+        log.info("no app credentials: open %s/setup to create the GitHub App and install it", base)
     async with anyio.create_task_group() as group:
         group.start_soon(_watch_signals, runtime, server)
         await server.serve()

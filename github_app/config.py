@@ -36,6 +36,7 @@ class Settings:
     host: str = "0.0.0.0"  # noqa: S104 - a webhook receiver must be reachable; Probot does the same
     port: int = 3000
     admin_token: str | None = field(default=None, repr=False)
+    public_url: str | None = None
     dry_run: bool = True
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -160,6 +161,11 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
     webhook_path = get("WEBHOOK_PATH") or DEFAULT_WEBHOOK_PATH
     if not webhook_path.startswith("/"):
         raise SettingsError(f"WEBHOOK_PATH must start with '/', not {webhook_path!r}")
+    public_url = get("PUBLIC_URL")
+    if public_url is not None:
+        public_url = public_url.rstrip("/")
+        if not public_url.startswith(("http://", "https://")):
+            raise SettingsError(f"PUBLIC_URL must be an http(s) URL, not {public_url!r}")
     api_url = (get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
     if not api_url.startswith(("http://", "https://")):
         raise SettingsError(f"GITHUB_API_URL must be an http(s) URL, not {api_url!r}")
@@ -173,6 +179,7 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         host=get("HOST") or Settings.host,
         port=_parse_int("PORT", get("PORT"), 3000, minimum=0, maximum=65535),
         admin_token=get("ADMIN_TOKEN"),
+        public_url=public_url,
         dry_run=dry_run,
         log_level=log_level,
         log_format="json" if log_format == "json" else "text",

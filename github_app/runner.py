@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from githubkit.exception import GitHubException
 from pydantic import ValidationError
@@ -48,6 +48,16 @@ class ProcessorStats:
     unparseable: int = 0
 
 
+class RunObserver(Protocol):
+    """Told of every processor call and every finished event: metrics feed on this hook."""
+
+    def processor_finished(
+        self, item: QueuedEvent, processor: str, seconds: float, ok: bool
+    ) -> None: ...
+
+    def event_finished(self, item: QueuedEvent, ok: bool) -> None: ...
+
+
 class EventRunner:
     """The dispatcher's handler: one call per queued event."""
 
@@ -60,21 +70,25 @@ class EventRunner:
         codec: PayloadCodec,
         deliveries: RecentDeliveries,
         dry_run: bool,
-        observer: Observer | None = None,
+        observer: RunObserver | None = None,
+        feedback: Observer | None = None,
     ) -> None:
         self._registry = registry
+        self._observer = observer
         self._gateway = gateway
         self._configs = configs
         self._codec = codec
         self._deliveries = deliveries
         self._dry_run = dry_run
-        self.observer = observer  # told each event's latency and outcome (the width controller)
+        self.feedback = feedback  # told each event's latency and outcome (the width controller)
         self.stats = ProcessorStats()
 
     async def __call__(self, item: QueuedEvent) -> None:
         envelope = item.envelope
-        with event_context(envelope), reporting(self.observer):
+        with event_context(envelope), reporting(self.feedback):
             ok = await self._run(item)
+        if self._observer is not None:
+            self._observer.event_finished(item, ok)
         if ok:
             self.stats.events_ok += 1
         else:
@@ -131,7 +145,12 @@ class EventRunner:
                 log=logging.getLogger(f"processors.{processor.name}"),
                 bot_login=bot,
             )
-            ok = await self._call(processor, context) and ok
+            started = time.perf_counter()
+            processor_ok = await self._call(processor, context)
+            if self._observer is not None:
+                elapsed = time.perf_counter() - started
+                self._observer.processor_finished(item, processor.name, elapsed, processor_ok)
+            ok = processor_ok and ok
         return ok
 
     async def _call(self, processor: Processor[Any], context: Context[Any]) -> bool:

@@ -28,11 +28,13 @@ from github_app.errors import SettingsError
 from github_app.github import GitHubGateway
 from github_app.intake import WebhookIntake
 from github_app.logs import install_context
+from github_app.metrics import Metrics
 from github_app.priority import PriorityRules
 from github_app.queue import MemoryQueue
 from github_app.registry import Registry
 from github_app.repo_config import RepoConfigStore
 from github_app.runner import EventRunner
+from github_app.status import StatusReporter
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class Runtime:
         self.queue = MemoryQueue(settings.queue_max_events, settings.queue_max_bytes)
         self.gateway = GitHubGateway(settings, transport=transport, clock=clock)
         self.configs = RepoConfigStore(self.registry)
+        self.metrics = Metrics(clock=clock)
         self.runner = EventRunner(
             registry=self.registry,
             gateway=self.gateway,
@@ -68,6 +71,7 @@ class Runtime:
             codec=self.codec,
             deliveries=self.deliveries,
             dry_run=settings.dry_run,
+            observer=self.metrics,
         )
         # The width starts modestly (well under GitHub's limits) and the controller moves it.
         self.controller = WidthController(
@@ -87,7 +91,7 @@ class Runtime:
             backlog=lambda: Backlog(ready=len(self.queue), in_flight=self.dispatcher.in_flight),
             host=self.host.sample,
         )
-        self.runner.observer = self.autoscaler.observe
+        self.runner.feedback = self.autoscaler.observe
         self.dispatcher.gate = self.autoscaler
         self.intake = WebhookIntake(
             secret=settings.webhook_secret,
@@ -99,6 +103,8 @@ class Runtime:
             on_admitted=self.dispatcher.notify,
             clock=clock,
         )
+        self.status = StatusReporter(self, clock=clock)
+        self.metrics.watch(self.status.document)
         self._identity_checked = False
         self._shutdown_started = False
         self._shutdown_done = anyio.Event()

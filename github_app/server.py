@@ -1,4 +1,4 @@
-"""The ASGI application: the webhook route and the health endpoints.
+"""The ASGI application: the webhook route, health, metrics and the admin routes.
 
 ``create_app`` is the only way to build it; it creates nothing at import time.
 The webhook route is a plain ASGI callable mounted in starlette: it is the hot
@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
@@ -19,9 +20,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from github_app import __version__
+from github_app.admin import admin_routes
 from github_app.config import Settings
 from github_app.registry import Registry
 from github_app.runtime import Runtime
+from github_app.setup_flow import SetupFlow
+from github_app.status import readiness
 
 
 def create_app(
@@ -32,9 +36,11 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     paused: bool = False,
     clock: Callable[[], float] = time.time,
+    env_file: Path | str = ".env",
 ) -> Starlette:
     """Build the app. ``transport`` replaces the HTTP transport to GitHub (tests, benchmarks);
-    ``paused`` starts with the dispatcher idle (the intake benchmark measures intake alone)."""
+    ``paused`` starts with the dispatcher idle (the intake benchmark measures intake alone).
+    Without app credentials it also serves ``/setup``, which writes them to ``env_file``."""
     if runtime is None:
         runtime = Runtime(
             settings, registry=registry, transport=transport, paused=paused, clock=clock
@@ -44,22 +50,32 @@ def create_app(
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
-        if runtime.shutting_down:
-            return JSONResponse({"status": "unavailable", "reason": "shutting down"}, 503)
+        reason = readiness(runtime)
+        if reason is not None:
+            return JSONResponse({"status": "unavailable", "reason": reason}, 503)
         return JSONResponse({"status": "ready"})
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = await runtime.metrics.scrape()
+        return Response(body, headers={"content-type": content_type})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with runtime.running():
             yield
 
+    setup = None if settings.has_credentials else SetupFlow(settings, env_file=Path(env_file))
     app = Starlette(
         routes=[
             Route(settings.webhook_path, runtime.intake, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *admin_routes(runtime),
+            *(setup.routes() if setup is not None else ()),
         ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.setup = setup
     return app

@@ -168,10 +168,13 @@ async def running_app(
     registry: Registry | None = None,
     paused: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
+    **app_options: Any,
 ) -> AsyncIterator[RunningApp]:
-    """Start the real app under uvicorn on a free port; stop it (gracefully) afterwards."""
+    """Start the real app under uvicorn on a free port; stop it (gracefully) afterwards.
+
+    ``app_options`` go to ``create_app`` (e.g. ``env_file`` for the setup flow)."""
     runtime = Runtime(settings, registry=registry, paused=paused, transport=transport)
-    app = create_app(settings, runtime=runtime)
+    app = create_app(settings, runtime=runtime, **app_options)
     sock = free_socket()
     port = sock.getsockname()[1]
     server = QuietServer(
