@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 
@@ -33,6 +34,14 @@ from github_app.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 Handler = Callable[[QueuedEvent], Awaitable[None]]
+
+
+class Gate(Protocol):
+    """Says whether an event may be taken now (the circuit breaker), and else for how long not."""
+
+    def allow(self) -> bool: ...
+
+    def wait_hint(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class Dispatcher:
         paused: bool = False,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gate: Gate | None = None,
     ):
         if width < 1:
             raise ValueError("width must be at least 1")
@@ -73,6 +83,7 @@ class Dispatcher:
         self._deferred = 0
         self._exhausted = 0
         self._gone = 0
+        self.gate = gate  # set after construction when the gate needs the dispatcher
         self._limiter = anyio.CapacityLimiter(width)
         self._wakeup = anyio.Event()
         self._idle = anyio.Event()
@@ -144,14 +155,21 @@ class Dispatcher:
         while True:
             if self._stopping:
                 return None
-            if not self._paused:
-                item = self._queue.take()
-                if item is not None:
-                    return item
+            closed_for = None
+            if not self._paused and len(self._queue):
+                if self.gate is not None and not self.gate.allow():
+                    # GitHub is failing or asked us to wait: events stay queued till the gate opens
+                    closed_for = max(0.01, self.gate.wait_hint())
+                else:
+                    item = self._queue.take()
+                    if item is not None:
+                        return item
             self._wakeup = anyio.Event()
-            # A retried or deferred event becomes takeable by itself when its time comes.
+            # A retried or deferred event becomes takeable by itself when its time comes;
+            # a closed gate (breaker open, retry-after pause) is looked at again when it may open.
             due_in = None if self._paused else self._queue.next_due_in()
-            with anyio.move_on_after(due_in):
+            waits = [w for w in (due_in, closed_for) if w is not None]
+            with anyio.move_on_after(min(waits) if waits else None):
                 await self._wakeup.wait()
 
     async def _run_one(self, item: QueuedEvent, token: object) -> None:

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from github_app.compression import CompressionError, PayloadCodec
 from github_app.deliveries import RecentDeliveries
 from github_app.errors import Deferred, GitHubError, InstallationGone, RetryableGitHubError
+from github_app.feedback import Observer, note_error, note_work, reporting
 from github_app.github import GitHubGateway, as_github_error
 from github_app.logs import event_context
 from github_app.processor import Context, Processor
@@ -77,6 +78,7 @@ class EventRunner:
         deliveries: RecentDeliveries,
         dry_run: bool,
         observer: RunObserver | None = None,
+        feedback: Observer | None = None,
     ) -> None:
         self._registry = registry
         self._observer = observer
@@ -85,6 +87,7 @@ class EventRunner:
         self._codec = codec
         self._deliveries = deliveries
         self._dry_run = dry_run
+        self.feedback = feedback  # told each event's latency and outcome (the width controller)
         self.stats = ProcessorStats()
         self.states: dict[str, Any] = {
             p.name: p.state_factory() for p in registry if p.state_factory is not None
@@ -95,7 +98,7 @@ class EventRunner:
 
     async def __call__(self, item: QueuedEvent) -> None:
         envelope = item.envelope
-        with event_context(envelope):
+        with event_context(envelope), reporting(self.feedback):
             ok = await self._run(item)
         if self._observer is not None:
             self._observer.event_finished(item, ok)
@@ -133,6 +136,7 @@ class EventRunner:
             log.warning("payload differs from githubkit's schema: %s", _first_error(exc))
         payload: dict[str, Any] = json.loads(body)
         github = self._gateway.installation(envelope.installation_id)
+        note_work()
         try:
             config = (
                 await self._configs.get(github, envelope.repository)
@@ -142,6 +146,7 @@ class EventRunner:
         except (RetryableGitHubError, InstallationGone):
             raise
         except GitHubError as exc:
+            note_error(exc)
             log.error("cannot read the repository config: %s", exc)
             return False
         ok = True
@@ -196,6 +201,7 @@ class EventRunner:
         except (GitHubError, GitHubException) as exc:
             self.stats.failed[processor.name] += 1
             error = exc if isinstance(exc, GitHubError) else as_github_error(exc)
+            note_error(error)
             if isinstance(error, RetryableGitHubError | InstallationGone):
                 log.warning("processor %s failed, may pass: %s", processor.name, error)
                 raise error from None

@@ -17,8 +17,11 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 
+from github_app.autoscale import Autoscaler, HostSampler
+from github_app.breaker import CircuitBreaker
 from github_app.compression import PayloadCodec
 from github_app.config import Settings
+from github_app.controller import Backlog, ControllerSettings, WidthController
 from github_app.dead_letters import DeadLetterQueue
 from github_app.deliveries import RecentDeliveries
 from github_app.dispatch import Dispatcher
@@ -38,6 +41,7 @@ from github_app.status import StatusReporter
 log = logging.getLogger(__name__)
 
 IDENTIFY_TIMEOUT = 10.0
+INITIAL_WIDTH = 4
 
 
 class Runtime:
@@ -86,15 +90,32 @@ class Runtime:
             dry_run=settings.dry_run,
             observer=self.metrics,
         )
+        # The width starts modestly (well under GitHub's limits) and the controller moves it.
+        self.controller = WidthController(
+            ControllerSettings(min_width=settings.workers_min, max_width=settings.workers_max),
+            clock=time.monotonic,
+            start=min(settings.workers_max, max(settings.workers_min, INITIAL_WIDTH)),
+        )
+        self.breaker = CircuitBreaker(clock=time.monotonic)
         self.dispatcher = Dispatcher(
             self.queue,
             self.runner,
-            width=settings.workers_max,
+            width=self.controller.width,
             paused=paused,
             retry=RetryPolicy(
                 attempts=settings.retry_attempts, base=settings.retry_base, cap=settings.retry_max
             ),
         )
+        self.host = HostSampler()
+        self.autoscaler = Autoscaler(
+            self.controller,
+            self.breaker,
+            self.dispatcher,
+            backlog=lambda: Backlog(ready=len(self.queue), in_flight=self.dispatcher.in_flight),
+            host=self.host.sample,
+        )
+        self.runner.feedback = self.autoscaler.observe
+        self.dispatcher.gate = self.autoscaler
         self.intake = WebhookIntake(
             secret=settings.webhook_secret,
             registry=self.registry,
@@ -131,11 +152,14 @@ class Runtime:
             async with anyio.create_task_group() as group:
                 await self.identify()
                 group.start_soon(self.dispatcher.run)
+                group.start_soon(self.host.run)
+                group.start_soon(self.autoscaler.run)
                 try:
                     yield self
                 finally:
                     with anyio.CancelScope(shield=True):
                         await self.shutdown()
+                    group.cancel_scope.cancel()  # the controller's loops run until told to stop
         finally:
             with anyio.CancelScope(shield=True):
                 await self.gateway.aclose()

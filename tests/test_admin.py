@@ -87,7 +87,9 @@ async def test_status_shows_the_parts_and_never_contains_a_secret(
     assert status["totals"]["processed"] == 1
     assert set(status["queue"]["depth_by_priority"]) == {"CRITICAL", "HIGH", "NORMAL", "LOW"}
     assert set(status["queue"]["bytes_by_priority"]) == {"CRITICAL", "HIGH", "NORMAL", "LOW"}
-    assert status["dispatcher"]["width"] == settings.workers_max
+    assert status["dispatcher"]["width"] == status["controller"]["width"] == 4  # its start
+    assert status["breaker"]["open"] is False
+    assert status["breaker"]["stats"]["state"] == "closed"
     assert status["intake"]["queued"] == 1
     assert status["processors"]["by_processor"]["labeler"]["ok"] == 1
     assert status["github"]["tokens_cached"] == 1

@@ -70,7 +70,7 @@ async def test_admin_page_shows_the_status_and_refreshes_itself(tmp_path: Path) 
     assert cell(dom, "totals.processed") == "1"
     assert cell(dom, "processors.by_processor.labeler.ok") == "1"
     assert cell(dom, "queue.depth_by_priority.HIGH") == "0"
-    assert cell(dom, "controller") == "not available yet"
+    assert cell(dom, "controller.width") == "4"  # the width controller starts there
     refreshes = re.search(r'id="refreshes">(\d+)<', dom)
     assert refreshes is not None and int(refreshes.group(1)) >= 2  # every 3 s of 7 s
     assert ADMIN not in dom  # the token left the address bar and never entered the page

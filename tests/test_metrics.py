@@ -51,7 +51,7 @@ async def test_metrics_parse_and_counters_move_after_a_delivery() -> None:
     names = [family.name for family in text_string_to_metric_families(text)]
     assert len(names) == len(set(names))  # one family per name
     assert value(after, f"{PREFIX}_queue_depth", priority="NORMAL") == 0
-    assert value(after, f"{PREFIX}_dispatcher_width") == 8
+    assert value(after, f"{PREFIX}_dispatcher_width") == 4  # where the width controller starts
     assert value(after, f"{PREFIX}_ready") == 1
     assert (value(after, f"{PREFIX}_process_rss_bytes") or 0) > 1_000_000
 
