@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> None:
         env_file=None,
     )
     app = create_app(settings, paused=True)
+    import gc
+
+    gc.collect()  # as `python -m github_app serve` does before it listens
+    gc.freeze()
     uvicorn.run(
         app,
         host=args.host,

@@ -94,7 +94,9 @@ class PayloadCodec:
             self._decompressors[dict_id] = zstandard.ZstdDecompressor(dict_data=data)
 
     def compress(self, raw: bytes) -> bytes:
-        return self._compressor.compress(raw)
+        # zstandard returns a bytes object that keeps its worst-case output buffer (about the
+        # input's size); copying the frame out makes a queued event cost its compressed size.
+        return bytes(memoryview(self._compressor.compress(raw)))
 
     def decompress(self, packed: bytes) -> bytes:
         try:

@@ -10,7 +10,6 @@ delivery as failed and it can be redelivered. Nothing is lost silently.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from starlette.types import Receive, Scope, Send
 
 from github_app.compression import PayloadCodec
@@ -98,7 +98,7 @@ class WebhookIntake:
         await send(
             {"type": "http.response.start", "status": status, "headers": JSON_HEADERS + extra}
         )
-        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+        await send({"type": "http.response.body", "body": orjson.dumps(body)})
 
     async def _handle(
         self, scope: Scope, receive: Receive
@@ -182,8 +182,24 @@ class WebhookIntake:
                 return b"".join(chunks)
 
 
+WANTED_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"content-length",
+        b"x-github-event",
+        b"x-github-delivery",
+        b"x-hub-signature-256",
+    }
+)
+
+
 def _headers(scope: Scope) -> dict[str, str]:
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+    """The few headers intake reads (ASGI gives names lower-cased), decoded once."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in WANTED_HEADERS
+    }
 
 
 def _too_large(limit: int) -> str:
