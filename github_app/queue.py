@@ -91,7 +91,7 @@ class QueuedEvent:
     attempts: int = 0
     not_before: float = 0.0
     last_error: str | None = None
-    completed: set[str] = field(default_factory=set)
+    completed: tuple[str, ...] = ()  # a tuple of names stays out of the GC's tracking
     state: State = State.LANE
     gen: int = 0
     ready_since: float = 0.0

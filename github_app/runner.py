@@ -181,7 +181,7 @@ class EventRunner:
                 continue
             self._observe(item, processor.name, started, ok=succeeded)
             if succeeded:
-                item.completed.add(processor.name)
+                item.completed += (processor.name,)
                 self._completed[done_key] = True
             ok = succeeded and ok
         if retryable is not None:
