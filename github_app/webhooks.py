@@ -69,26 +69,27 @@ def decode_body(body: bytes, kind: str) -> tuple[bytes, dict[str, Any]]:
     return body, payload
 
 
+def _field(payload: dict[str, Any], name: str, key: str) -> Any:
+    value = payload.get(name)
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _typed(value: Any, kind: type) -> Any:
+    return value if isinstance(value, kind) else None
+
+
 def routing_fields(payload: dict[str, Any]) -> dict[str, Any]:
     """Read action, installation, repository, issue number and sender, tolerating odd shapes."""
-
-    def obj(value: Any) -> dict[str, Any]:
-        return value if isinstance(value, dict) else {}
-
-    action = payload.get("action")
-    installation = obj(payload.get("installation")).get("id")
-    repository = obj(payload.get("repository")).get("full_name")
-    number = obj(payload.get("issue")).get("number")
+    number = _field(payload, "issue", "number")
     if number is None:
-        number = obj(payload.get("pull_request")).get("number")
-    sender = obj(payload.get("sender"))
+        number = _field(payload, "pull_request", "number")
     return {
-        "action": action if isinstance(action, str) else None,
-        "installation_id": installation if isinstance(installation, int) else None,
-        "repository": repository if isinstance(repository, str) else None,
-        "issue_number": number if isinstance(number, int) else None,
-        "sender_login": sender.get("login") if isinstance(sender.get("login"), str) else None,
-        "sender_type": sender.get("type") if isinstance(sender.get("type"), str) else None,
+        "action": _typed(payload.get("action"), str),
+        "installation_id": _typed(_field(payload, "installation", "id"), int),
+        "repository": _typed(_field(payload, "repository", "full_name"), str),
+        "issue_number": _typed(number, int),
+        "sender_login": _typed(_field(payload, "sender", "login"), str),
+        "sender_type": _typed(_field(payload, "sender", "type"), str),
     }
 
 
@@ -101,13 +102,19 @@ def make_envelope(
     received_at: float,
     compress: Callable[[bytes], bytes],
 ) -> Envelope:
+    fields = routing_fields(payload)
     return Envelope(
-        delivery_id=delivery_id,
-        event=event,
-        received_at=received_at,
-        payload=compress(json_body),
-        raw_size=len(json_body),
-        **routing_fields(payload),
+        delivery_id,
+        event,
+        fields["action"],
+        fields["installation_id"],
+        fields["repository"],
+        fields["issue_number"],
+        fields["sender_login"],
+        fields["sender_type"],
+        received_at,
+        compress(json_body),
+        len(json_body),
     )
 
 
