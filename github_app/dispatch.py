@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
+import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
 
+from github_app.errors import Deferred, InstallationGone, RetryableGitHubError
 from github_app.queue import EventQueue, QueuedEvent
 
 log = logging.getLogger(__name__)
@@ -113,11 +116,21 @@ class Dispatcher:
                 if item is not None:
                     return item
             self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            with anyio.move_on_after(self._queue.seconds_until_ready()):
+                await self._wakeup.wait()
 
     async def _run_one(self, item: QueuedEvent, token: object) -> None:
         try:
             await self._handler(item)
+        # Minimal re-queueing (issue 3) to the shared contract; issue 4 owns the policy.
+        except Deferred as exc:
+            self._queue.defer(item, exc.until)
+        except RetryableGitHubError as exc:
+            backoff = min(60.0, 2.0**item.attempts) * random.uniform(0.5, 1.0)  # noqa: S311
+            delay = max(backoff, exc.retry_after or 0.0)
+            self._queue.retry(item, time.monotonic() + delay, str(exc))
+        except InstallationGone as exc:
+            self._queue.dead_letter(item, "installation_gone", str(exc))
         except Exception:
             # The handler reports its own failures; this is the last line of defence.
             self._crashed += 1

@@ -30,11 +30,39 @@ class GitHubError(AppError):
 
 
 class RetryableGitHubError(GitHubError):
-    """A failure that may pass: 5xx, timeouts, rate limits. The event may be tried again."""
+    """A failure that may pass: 5xx, timeouts, rate limits. The event may be tried again.
+
+    ``retry_after`` is how many seconds GitHub asked us to wait (``retry-after``
+    or the primary limit's reset); the dispatcher waits at least that long.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
 
 
 class InstallationGone(GitHubError):
     """The installation was removed or suspended: its events can no longer be processed."""
+
+
+class Deferred(AppError):
+    """Raised before any processor runs: the event's installation must wait until ``until``.
+
+    ``until`` is a ``time.monotonic()`` instant. The dispatcher puts the event
+    back in its place, held until then, without counting an attempt: nothing
+    was tried, so nothing failed.
+    """
+
+    def __init__(self, until: float, reason: str) -> None:
+        super().__init__(f"deferred: {reason}")
+        self.until = until
+        self.reason = reason
 
 
 class ConfigError(AppError):

@@ -47,6 +47,7 @@ class QueuedEvent:
     seq: int
     enqueued_at: float
     attempts: int = 0
+    not_before: float = 0.0  # held until this instant (queue clock) after a defer or retry
 
     def __lt__(self, other: QueuedEvent) -> bool:
         return self.seq < other.seq
@@ -76,6 +77,18 @@ class QueueStats:
     admitted: int = 0
     refused_by_priority: dict[str, int] = field(default_factory=dict)
     taken: int = 0
+    held: int = 0
+    dead_lettered: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event that will not be processed, and why (minimal; see ``MemoryQueue.dead_letter``)."""
+
+    item: QueuedEvent
+    reason: str
+    error: str
+    at: float
 
 
 class EventQueue(Protocol):
@@ -93,6 +106,14 @@ class EventQueue(Protocol):
 
     def stats(self) -> QueueStats: ...
 
+    def defer(self, item: QueuedEvent, not_before: float) -> None: ...
+
+    def retry(self, item: QueuedEvent, not_before: float, error: str) -> None: ...
+
+    def dead_letter(self, item: QueuedEvent, reason: str, error: str) -> None: ...
+
+    def seconds_until_ready(self) -> float | None: ...
+
 
 class MemoryQueue:
     """The default backend: everything in this process's memory."""
@@ -105,6 +126,7 @@ class MemoryQueue:
         clock: Clock = time.monotonic,
         fill_limits: Mapping[Priority, float] = DEFAULT_FILL_LIMITS,
         retry_after: int = 30,
+        max_attempts: int = 5,
     ) -> None:
         if max_events < 1 or max_bytes < 1:
             raise ValueError("queue bounds must be positive")
@@ -124,6 +146,10 @@ class MemoryQueue:
         self._admitted = 0
         self._taken = 0
         self._refused: dict[Priority, int] = dict.fromkeys(Priority, 0)
+        self._held: list[tuple[float, int, QueuedEvent]] = []
+        self._max_attempts = max_attempts
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=1000)
+        self._dead_lettered = 0
 
     def __len__(self) -> int:
         return self._count
@@ -163,6 +189,7 @@ class MemoryQueue:
 
     def take(self) -> QueuedEvent | None:
         """The next eligible event, highest priority first; ``None`` if nothing is eligible."""
+        self._release_held()
         for priority in Priority:
             ready = self._ready[priority]
             if ready:
@@ -192,8 +219,64 @@ class MemoryQueue:
         self._busy.discard(key)
         lane = self._lanes.get(key)
         if lane:
-            head = lane[0]
-            heapq.heappush(self._ready[head.priority], head)
+            self._schedule(lane[0])
+
+    # --- Minimal hold and re-offer (issue 3), built to the shared contract so the rate-limit
+    # --- tests run end to end. Issue 4's fuller queue (backoff policy, DLQ operations,
+    # --- counters) replaces this block.
+
+    def _schedule(self, item: QueuedEvent) -> None:
+        if item.not_before > self._clock():
+            heapq.heappush(self._held, (item.not_before, item.seq, item))
+        else:
+            heapq.heappush(self._ready[item.priority], item)
+
+    def _release_held(self) -> None:
+        now = self._clock()
+        while self._held and self._held[0][0] <= now:
+            _, _, item = heapq.heappop(self._held)
+            heapq.heappush(self._ready[item.priority], item)
+
+    def seconds_until_ready(self) -> float | None:
+        """How long until the earliest held event becomes eligible (``None``: none is held)."""
+        if not self._held:
+            return None
+        return max(0.0, self._held[0][0] - self._clock())
+
+    def defer(self, item: QueuedEvent, not_before: float) -> None:
+        """Put a taken event back at the front of its issue lane, held until ``not_before``.
+
+        Called before ``done(item)``; no attempt is counted.
+        """
+        item.not_before = not_before
+        size = len(item.envelope.payload)
+        self._count += 1
+        self._bytes += size
+        self._count_by[item.priority] += 1
+        self._bytes_by[item.priority] += size
+        key = item.envelope.issue_key
+        if key is None:
+            self._schedule(item)
+            return
+        lane = self._lanes.get(key)
+        if lane is None:
+            self._lanes[key] = deque((item,))
+        else:
+            lane.appendleft(item)
+        # ``done(item)`` follows: it frees the lane and schedules its head, this item.
+
+    def retry(self, item: QueuedEvent, not_before: float, error: str) -> None:
+        """A retryable failure: back in its place after ``not_before``, or dead-lettered."""
+        item.attempts += 1
+        if item.attempts >= self._max_attempts:
+            self.dead_letter(item, "exhausted", error)
+        else:
+            self.defer(item, not_before)
+
+    def dead_letter(self, item: QueuedEvent, reason: str, error: str) -> None:
+        """Keep a taken event that will not be processed, with the reason (never silently lost)."""
+        self._dead_lettered += 1
+        self.dead_letters.append(DeadLetter(item, reason, error, self._clock()))
 
     def stats(self) -> QueueStats:
         return QueueStats(
@@ -205,4 +288,6 @@ class MemoryQueue:
             admitted=self._admitted,
             refused_by_priority={p.name: self._refused[p] for p in Priority},
             taken=self._taken,
+            held=len(self._held),
+            dead_lettered=self._dead_lettered,
         )

@@ -22,8 +22,9 @@ from pydantic import ValidationError
 
 from github_app.compression import PayloadCodec
 from github_app.deliveries import RecentDeliveries
-from github_app.errors import GitHubError
-from github_app.github import GitHubGateway, as_github_error
+from github_app.errors import Deferred, GitHubError, InstallationGone, RetryableGitHubError
+from github_app.github import GitHubGateway, as_github_error, naming_objects
+from github_app.installations import apply_lifecycle
 from github_app.logs import event_context
 from github_app.processor import Context, Processor
 from github_app.queue import QueuedEvent
@@ -45,6 +46,9 @@ class ProcessorStats:
     events_ok: int = 0
     own_events_skipped: int = 0
     unparseable: int = 0
+    deferred: int = 0
+    retried: int = 0
+    installation_gone: int = 0
 
 
 class EventRunner:
@@ -70,8 +74,22 @@ class EventRunner:
 
     async def __call__(self, item: QueuedEvent) -> None:
         envelope = item.envelope
-        with event_context(envelope):
-            ok = await self._run(item)
+        with event_context(envelope), naming_objects(envelope.repository, envelope.issue_number):
+            try:
+                ok = await self._run(item)
+            except Deferred as exc:
+                # Nothing ran: the queue holds the event until the installation may go on.
+                self.stats.deferred += 1
+                log.debug("deferred: %s", exc.reason)
+                raise
+            except RetryableGitHubError as exc:
+                self.stats.retried += 1
+                log.warning("will be retried: %s", exc)
+                raise
+            except InstallationGone as exc:
+                self.stats.installation_gone += 1
+                log.warning("dropped: %s", exc)
+                raise
         if ok:
             self.stats.events_ok += 1
         else:
@@ -80,6 +98,7 @@ class EventRunner:
 
     async def _run(self, item: QueuedEvent) -> bool:
         envelope = item.envelope
+        apply_lifecycle(envelope, self._gateway)
         processors = self._registry.for_event(envelope.event, envelope.action)
         if not processors:
             return True
@@ -91,6 +110,12 @@ class EventRunner:
         if self._gateway.app is not None and envelope.installation_id is None:
             log.warning("skipped: the delivery names no installation, so the app cannot act on it")
             return True
+        installation_id = envelope.installation_id
+        if self._gateway.is_gone(installation_id):
+            raise InstallationGone(f"installation {installation_id} was deleted or suspended")
+        hold = self._gateway.hold_until(installation_id)
+        if hold is not None:
+            raise Deferred(*hold)
         body = self._codec.decompress(envelope.payload)
         try:
             event: Any = parse_event(envelope.event, body)
@@ -108,10 +133,13 @@ class EventRunner:
                 if envelope.repository
                 else RepoConfig()
             )
+        except (RetryableGitHubError, InstallationGone):
+            raise
         except GitHubError as exc:
             log.error("cannot read the repository config: %s", exc)
             return False
         ok = True
+        retry: RetryableGitHubError | None = None
         for processor in processors:
             processor_config = config.for_processor(processor)
             if not processor_config.enabled:
@@ -126,29 +154,38 @@ class EventRunner:
                 log=logging.getLogger(f"processors.{processor.name}"),
                 bot_login=bot,
             )
-            ok = await self._call(processor, context) and ok
+            error = await self._call(processor, context)
+            if isinstance(error, InstallationGone):
+                raise error
+            if isinstance(error, RetryableGitHubError):
+                retry = error
+            ok = ok and error is None
+        if retry is not None:
+            # The whole event goes back to the queue; processors check before writing again.
+            raise retry
         return ok
 
-    async def _call(self, processor: Processor[Any], context: Context[Any]) -> bool:
+    async def _call(self, processor: Processor[Any], context: Context[Any]) -> Exception | None:
+        """Run one processor in isolation; returns its failure, ``None`` on success."""
         started = time.perf_counter()
         try:
             await processor.handle(context)
         except (GitHubError, GitHubException) as exc:
             self.stats.failed[processor.name] += 1
-            error = exc if isinstance(exc, GitHubError) else as_github_error(exc)
+            error = as_github_error(exc)
             log.error("processor %s failed: %s", processor.name, error)
-            return False
-        except Exception:
+            return error
+        except Exception as exc:
             self.stats.failed[processor.name] += 1
             log.exception("processor %s raised", processor.name)
-            return False
+            return exc
         finally:
             elapsed = time.perf_counter() - started
             self.stats.seconds[processor.name] = (
                 self.stats.seconds.get(processor.name, 0.0) + elapsed
             )
         self.stats.ok[processor.name] += 1
-        return True
+        return None
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -217,14 +217,17 @@ async def test_delivery_that_failed_in_processing_is_accepted_again_when_redeliv
     github.get(config_url("Codertocat/Hello-World")).mock(return_value=httpx.Response(404))
     github.get(config_url("Codertocat/.github")).mock(return_value=httpx.Response(404))
     labels = github.post(f"{API}/repos/Codertocat/Hello-World/issues/1/labels").mock(
-        side_effect=[httpx.Response(502, json={"message": "Bad gateway"}), httpx.Response(200)]
+        side_effect=[
+            # Not retryable (a permission problem, since fixed), so the event fails for good.
+            httpx.Response(403, json={"message": "Resource not accessible by integration"}),
+            httpx.Response(200),
+        ]
     )
     delivery = signed(app_payload("issues.opened"), "issues")
     async with running_app(make_settings(private_key_pem)) as app:
         assert (await app.post(delivery)).status_code == 202
         await app.settle()
         assert app.runtime.runner.stats.failed["labeler"] == 1
-        # The 502'd POST was sent once: the HTTP layer never re-sends a write by itself.
         assert labels.call_count == 1
         retried = await app.post(delivery)
         assert retried.status_code == 202
