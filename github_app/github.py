@@ -25,6 +25,7 @@ from githubkit import AppAuthStrategy, GitHub, UnauthAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 
+from github_app.app_auth import PreloadedAppAuthStrategy
 from github_app.config import Settings
 from github_app.errors import GitHubError, InstallationGone, RetryableGitHubError, SettingsError
 from github_app.etag_cache import DEFAULT_MAX_BYTES, ETagCache
@@ -51,7 +52,18 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 USER_AGENT = "auto-issue-processor"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=20.0, pool=10.0)
-MAX_WAITING_WRITERS = 2  # beyond this, an installation's next events wait in the queue
+WARM_MODELS = (
+    "InstallationToken",
+    "Installation",
+    "BasicError",
+    "ValidationError",
+    "Issue",
+    "IssueComment",
+    "Label",
+    "ContentFile",
+    "Reaction",
+)
+MAX_WAITING_WRITERS = 1  # beyond this, an installation's next events wait in the queue
 
 __all__ = [
     "WRITE_METHODS",
@@ -142,12 +154,15 @@ class GitHubGateway:
         self._app_ledger = self._ledger(None)
         self.app: GitHub[AppAuthStrategy] | None = None
         if settings.app_id is not None and settings.private_key is not None:
-            _check_private_key(settings.private_key)
+            signing_key = _load_private_key(settings.private_key)
             app_transport = GitHubTransport(
                 self._transport, self._app_ledger, base_path=self._base_path
             )
             self.app = self._client(
-                AppAuthStrategy(settings.app_id, settings.private_key), app_transport
+                PreloadedAppAuthStrategy(
+                    settings.app_id, settings.private_key, signing_key=signing_key
+                ),
+                app_transport,
             )
         self.tokens = TokenCache(self._mint_token, clock=clock)
         self._installations: LRUCache[int, _Installation] = LRUCache(maxsize=max_installations)
@@ -205,6 +220,20 @@ class GitHubGateway:
             )
             state.client = self._client(auth, transport)
         return state.client
+
+    def warm_up(self) -> None:
+        """Import now what githubkit loads lazily on first use (about 50 ms on the event loop).
+
+        Otherwise the first token mint and the first calls of each kind stall the
+        loop, and every webhook acknowledgement in flight with it.
+        """
+        from githubkit_schemas.latest import models
+
+        for name in WARM_MODELS:
+            getattr(models, name, None)
+        if self.app is not None:
+            for namespace in ("apps", "issues", "repos", "pulls", "reactions"):
+                getattr(self.app.rest, namespace, None)
 
     def hold_until(self, installation_id: int | None) -> tuple[float, str] | None:
         """Must new work of this installation wait? ``(until, reason)`` in monotonic time.
@@ -371,12 +400,12 @@ def _retry_after(response: httpx.Response) -> float | None:
     return None
 
 
-def _check_private_key(pem: str) -> None:
-    """Fail at start-up, in one line, if the key cannot sign the app's JWT."""
+def _load_private_key(pem: str) -> Any:
+    """The parsed key; fails at start-up, in one line, if it cannot sign the app's JWT."""
     try:
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-        load_pem_private_key(pem.encode("utf-8"), password=None)
+        return load_pem_private_key(pem.encode("utf-8"), password=None)
     except (ValueError, TypeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SettingsError(f"private key cannot be loaded: {reason}") from None
