@@ -268,3 +268,30 @@ async def test_requests_during_a_secondary_limit_pause_are_refused_without_sendi
     assert write.call_count == 1
     assert sent == ["POST"]
     assert stats.secondary_limit_hits == 1
+
+
+async def test_an_installation_with_a_write_waiting_for_its_turn_holds_its_next_events(
+    private_key_pem: str,
+) -> None:
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        router.post(f"{API}/repos/o/r/issues/1/labels").mock(
+            return_value=httpx.Response(200, json=[])
+        )
+        gateway = GitHubGateway(make_settings(private_key_pem, GITHUB_WRITE_INTERVAL="0.3"))
+        client = gateway.installation(7)
+        holds: list[tuple[float, str] | None] = []
+        async with anyio.create_task_group() as group:
+            for _ in range(2):
+                group.start_soon(client.arequest, "POST", "/repos/o/r/issues/1/labels")
+            await wait_for(lambda: gateway.stats().installations[7].calls.get("POST") == 1)
+            waiting = gateway.hold_until(7)  # the second write now waits for its turn
+            holds.append(gateway.hold_until(8))
+        holds.append(gateway.hold_until(7))  # both sent: nothing waits any more
+        stats = gateway.stats().installations[7]
+        await gateway.aclose()
+    other, after = holds
+    assert waiting is not None and "waiting for their turn" in waiting[1]
+    assert waiting[0] > time.monotonic() - 1
+    assert other is None and after is None
+    assert stats.waits == 1
