@@ -230,6 +230,21 @@ async def send_burst(
     return started_at, latencies, statuses
 
 
+def write_bound(writes: int, per_minute: int, interval: float = 1.0) -> float:
+    """When the last of ``writes`` can be sent at best: ``interval`` apart, ``per_minute`` a minute.
+
+    With GitHub's 80 a minute and 1 s pacing this is (writes - 1) s; with 30 a minute,
+    write k > 30 must also wait until write k - 30 is a minute old.
+    """
+    times: list[float] = []
+    for k in range(writes):
+        at = times[-1] + interval if times else 0.0
+        if k >= per_minute:
+            at = max(at, times[k - per_minute] + 60.0)
+        times.append(at)
+    return times[-1] if times else 0.0
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -241,7 +256,7 @@ def run_burst(name: str, args: argparse.Namespace, writes_per_minute: int) -> di
     for delivery in deliveries:
         expected[delivery["installation"]] += delivery["writes"]
     total_writes = sum(expected.values())
-    bound = (max(expected.values()) - 1) * 1.0 + args.latency
+    bound = write_bound(max(expected.values()), writes_per_minute) + args.latency
     with (
         simulator(args.latency, writes_per_minute) as sim,
         the_app(sim, args.workers) as (app, pid),

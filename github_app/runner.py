@@ -84,7 +84,7 @@ class EventRunner:
                 raise
             except RetryableGitHubError as exc:
                 self.stats.retried += 1
-                log.warning("will be retried: %s", exc)
+                log.debug("back to the queue: %s", exc)
                 raise
             except InstallationGone as exc:
                 self.stats.installation_gone += 1
@@ -173,7 +173,12 @@ class EventRunner:
         except (GitHubError, GitHubException) as exc:
             self.stats.failed[processor.name] += 1
             error = as_github_error(exc)
-            log.error("processor %s failed: %s", processor.name, error)
+            if isinstance(error, RetryableGitHubError):
+                log.warning(
+                    "processor %s failed, the event will be retried: %s", processor.name, error
+                )
+            else:
+                log.error("processor %s failed: %s", processor.name, error)
             return error
         except Exception as exc:
             self.stats.failed[processor.name] += 1
