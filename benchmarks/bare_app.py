@@ -13,19 +13,34 @@ import argparse
 import hashlib
 import hmac
 import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 DEFAULT_SECRET = "benchmark-webhook-secret"
 DEFAULT_PATH = "/api/github/webhooks"
 
 
+def unshadow_stdlib() -> None:
+    """Take this file's folder off ``sys.path`` before uvicorn and starlette are imported.
+
+    Run as a script, the folder comes first there, and a sibling benchmark named like a
+    stdlib module (``benchmarks/queue.py``) would be imported in its place.
+    """
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+
+
 def create_app(secret: str, path: str = DEFAULT_PATH) -> Starlette:
     """Build the bare endpoint: signature check, JSON parse, 202."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
     key = secret.encode()
 
     async def webhook(request: Request) -> Response:
@@ -52,12 +67,15 @@ def create_app(secret: str, path: str = DEFAULT_PATH) -> Starlette:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description="Bare webhook endpoint: HMAC + json.loads + 202.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--secret", default=DEFAULT_SECRET)
     parser.add_argument("--path", default=DEFAULT_PATH)
     args = parser.parse_args(argv)
+    unshadow_stdlib()
+    import uvicorn
+
     uvicorn.run(
         create_app(args.secret, args.path),
         host=args.host,

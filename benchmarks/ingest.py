@@ -1,25 +1,21 @@
 """Webhook intake benchmark: the real app against a bare starlette endpoint, in one run.
 
-Command (from the repository root; needs wrk: ``apt-get install wrk``)::
-
     /work/venv/bin/python benchmarks/ingest.py [--duration 10] [--rounds 3] [--connections 64]
 
-Each round starts, one after the other and in alternating order, two servers pinned to
-core 0 (uvicorn, uvloop + httptools, access log off):
+Needs wrk (``apt-get install wrk``); not part of CI. Each round runs, in alternating
+order, two servers on core 0 (uvicorn, uvloop + httptools, access log off):
+A = the app via ``serve_app.py`` with its dispatcher paused (intake only: verify, dedupe,
+classify, compress, enqueue); B = ``bare_app.py`` (HMAC check + ``json.loads`` + 202).
+wrk on core 1 (2 threads) warms each up for 2 s, then POSTs the signed ``issues.opened``
+fixture (+ ``installation``, compact, ~12 KB), a fresh ``X-GitHub-Delivery`` each time.
 
-  A  the app (``benchmarks/serve_app.py``), dispatcher paused, so only intake is measured:
-     verify, dedupe, classify, compress, enqueue, answer 202;
-  B  ``benchmarks/bare_app.py``: HMAC-SHA256 check + ``json.loads`` + 202, nothing else.
-
-wrk, pinned to core 1 (2 threads, 64 connections), first warms each server up for ~2 s,
-then POSTs the signed ``issues.opened`` fixture (+ ``installation``, compact JSON, about
-12 KB) for ``--duration`` seconds, every request with its own ``X-GitHub-Delivery``.
-
-Printed per run and as medians over the rounds, per server: deliveries/s, p50 and p99
-latency, non-2xx count, server CPU microseconds per delivery (psutil user+system of the
-server process over the measured run / completed requests), server RSS, and the status
-codes returned; then the ratio A/B and reference figures measured earlier. A run with
-non-2xx answers (503 = the app's queue was full) is flagged INVALID. Not part of CI.
+Prints per run and as medians: deliveries/s, p50/p99 latency, server CPU us per delivery
+(psutil user+system / completed requests) with its kernel share (sys%), how busy the
+server kept its core (busy%), how much of that core other work took (other%: a noisy
+run is measured again, twice at most), non-2xx count, RSS and status codes; then the
+A/B ratio and reference figures. Any answer but 202 (503 = queue full, 200 = duplicate)
+marks the run INVALID. ``--only app|bare`` runs one server. Exit status 0 when every run
+is valid, 1 otherwise or on a server failure, 2 when wrk or the app is missing.
 """
 
 from __future__ import annotations
@@ -40,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +55,9 @@ WARMUP_SECONDS = 2
 WRK_THREADS = 2
 STARTUP_DEADLINE = 60.0  # seconds for a server to import, bind and answer a first delivery
 STOP_DEADLINE = 10.0
-INVALID_NON_2XX_SHARE = 0.001  # more than 0.1 % non-2xx answers invalidates a run
+SATURATED = 0.9  # a server using less of its core than this was not the bottleneck
+NOISY = 0.1  # more than this share of the server's core used by others: a noisy run
+NOISY_RERUNS = 2  # a noisy run is measured again at most this many times
 
 # name, deliveries/s, CPU us per delivery: measured earlier on this kind of machine
 # (2 cores, server and load generator each pinned to one), not in this run.
@@ -81,7 +80,8 @@ class Server:
     script: Path
 
     def argv(self, port: int) -> list[str]:
-        return [sys.executable, str(self.script), "--port", str(port), "--secret", SECRET]
+        # -P: the script's folder is not put on sys.path (benchmarks/queue.py is not ``queue``)
+        return [sys.executable, "-P", str(self.script), "--port", str(port), "--secret", SECRET]
 
 
 APP = Server("A", "app (paused dispatcher)", BENCH_DIR / "serve_app.py")
@@ -108,6 +108,9 @@ class Run:
     round: int
     wrk: WrkResult
     cpu_us_per_delivery: float
+    sys_share: float  # kernel share of the server's CPU time
+    other_share: float  # share of the server core's time busy with anything but the server
+    busy_share: float  # server CPU time / wall time: near 1.0 when the server is the bottleneck
     rss_mb: float
     warnings: list[str] = field(default_factory=list)
 
@@ -191,7 +194,7 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, body: bytes, log: IO[by
             )
         try:
             status, answer = post_delivery(port, body, f"ready-{secrets.token_hex(8)}")
-        except (ConnectionError, OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException):  # not listening yet
             time.sleep(0.05)
             continue
         if status != 202:
@@ -294,9 +297,18 @@ def answer_status(answer: bytes) -> str | None:
     return str(status) if status is not None else "missing"
 
 
-def cpu_seconds(proc: psutil.Process) -> float:
+def core_busy(core: int | None) -> float:
+    """Busy (non-idle) seconds of one CPU so far, all processes and interrupts included."""
+    if core is None:
+        return 0.0
+    times = psutil.cpu_times(percpu=True)[core]
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def cpu_seconds(proc: psutil.Process) -> tuple[float, float]:
+    """(user, system) CPU seconds the server process has used so far."""
     times = proc.cpu_times()
-    return float(times.user + times.system)
+    return float(times.user), float(times.system)
 
 
 def measure(
@@ -313,37 +325,57 @@ def measure(
     with running(server, server_core, body) as (pid, port, first_answer):
         proc = psutil.Process(pid)
         run_wrk(port, WARMUP_SECONDS, args.connections, wrk_core, body_file, signature)
-        before = cpu_seconds(proc)
+        before, core_before = cpu_seconds(proc), core_busy(server_core)
         result = run_wrk(port, args.duration, args.connections, wrk_core, body_file, signature)
-        after = cpu_seconds(proc)
+        after, core_after = cpu_seconds(proc), core_busy(server_core)
         rss_mb = proc.memory_info().rss / 2**20
         # One more delivery after the run: is the server still queueing (not full, not ignoring)?
-        last_status, last_answer = post_delivery(port, body, f"after-{secrets.token_hex(8)}")
-    for when, answer in (("first", first_answer), ("after-run", last_answer)):
-        outcome = answer_status(answer)
-        if outcome not in (None, "queued"):
-            warnings.append(f"{when} delivery answered {outcome!r}, not 'queued': {answer[:200]!r}")
-    if last_status != 202:
-        warnings.append(f"after-run delivery answered {last_status}: {last_answer[:200]!r}")
+        try:
+            last_status, last_answer = post_delivery(port, body, f"after-{secrets.token_hex(8)}")
+        except (OSError, http.client.HTTPException) as exc:
+            last_status, last_answer = 0, repr(exc).encode()
+    # The app says what it did with a delivery; anything but "queued" measures something else.
+    if (outcome := answer_status(first_answer)) not in (None, "queued"):
+        warnings.append(
+            f"first delivery answered {outcome!r}, not 'queued': {first_answer[:200]!r}"
+        )
+    if last_status != 202 or answer_status(last_answer) not in (None, "queued"):
+        warnings.append(f"delivery after the run answered {last_status}: {last_answer[:200]!r}")
     if result.requests == 0:
         warnings.append("no request completed")
-    elif result.non_2xx > INVALID_NON_2XX_SHARE * result.requests:
-        codes = ", ".join(
-            f"{code}: {n}" for code, n in sorted(result.statuses.items()) if not 200 <= code < 300
-        )
-        why = " (503 = queue full: raise QUEUE_MAX_*)" if 503 in result.statuses else ""
-        warnings.append(f"{result.non_2xx} non-2xx answers ({codes}){why}")
+    # Every delivery is new and correctly signed, and the queue is sized never to fill:
+    # 202 is the only right answer (200 = taken for a duplicate, 503 = queue full).
+    unexpected = {code: n for code, n in sorted(result.statuses.items()) if code != 202}
+    if unexpected:
+        codes = ", ".join(f"{code}: {n}" for code, n in unexpected.items())
+        why = " -- 503 means the queue was full" if 503 in unexpected else ""
+        warnings.append(f"answers other than 202 ({codes}){why}")
     if result.socket_errors:
         warnings.append(f"socket errors {result.socket_errors}")
-    per_delivery = (after - before) * 1e6 / result.requests if result.requests else float("nan")
-    return Run(server, round_no, result, per_delivery, rss_mb, warnings)
+    user, system = after[0] - before[0], after[1] - before[1]
+    per_delivery = (user + system) * 1e6 / result.requests if result.requests else float("nan")
+    sys_share = system / (user + system) if user + system > 0 else 0.0
+    other = core_after - core_before - user - system
+    other_share = max(0.0, other / result.duration_s) if result.duration_s else 0.0
+    busy_share = (user + system) / result.duration_s if result.duration_s else 0.0
+    return Run(
+        server,
+        round_no,
+        result,
+        per_delivery,
+        sys_share,
+        other_share,
+        busy_share,
+        rss_mb,
+        warnings,
+    )
 
 
 # -- report -----------------------------------------------------------------------------
 
 HEADER = (
     f"{'':4}{'server':<26}{'deliveries/s':>13}{'p50 ms':>9}{'p99 ms':>9}"
-    f"{'CPU us/dlv':>12}{'non-2xx':>9}{'RSS MB':>8}  statuses"
+    f"{'CPU us/dlv':>12}{'sys%':>6}{'busy%':>7}{'other%':>7}{'non-2xx':>9}{'RSS MB':>8}  statuses"
 )
 
 
@@ -351,27 +383,37 @@ def row(label: str, run: Run) -> str:
     statuses = " ".join(f"{code}x{n}" for code, n in sorted(run.wrk.statuses.items()))
     return (
         f"{label:<4}{run.server.name:<26}{run.rate:>13,.0f}{run.wrk.p50_us / 1000:>9.2f}"
-        f"{run.wrk.p99_us / 1000:>9.2f}{run.cpu_us_per_delivery:>12.1f}{run.wrk.non_2xx:>9}"
-        f"{run.rss_mb:>8.0f}  {statuses}"
+        f"{run.wrk.p99_us / 1000:>9.2f}{run.cpu_us_per_delivery:>12.1f}"
+        f"{100 * run.sys_share:>6.0f}{100 * run.busy_share:>7.0f}{100 * run.other_share:>7.0f}"
+        f"{run.wrk.non_2xx:>9}"
+        f"{run.rss_mb:>8.0f}  {statuses}{'' if run.valid else '  <-- INVALID'}"
     )
 
 
 def median_row(server: Server, runs: Sequence[Run]) -> str:
+    statuses: Counter[int] = Counter()
+    for r in runs:
+        statuses.update(r.wrk.statuses)
     return (
         f"{server.key:<4}{server.name:<26}"
         f"{statistics.median(r.rate for r in runs):>13,.0f}"
         f"{statistics.median(r.wrk.p50_us for r in runs) / 1000:>9.2f}"
         f"{statistics.median(r.wrk.p99_us for r in runs) / 1000:>9.2f}"
         f"{statistics.median(r.cpu_us_per_delivery for r in runs):>12.1f}"
+        f"{100 * statistics.median(r.sys_share for r in runs):>6.0f}"
+        f"{100 * statistics.median(r.busy_share for r in runs):>7.0f}"
+        f"{100 * statistics.median(r.other_share for r in runs):>7.0f}"
         f"{sum(r.wrk.non_2xx for r in runs):>9}"
-        f"{max(r.rss_mb for r in runs):>8.0f}  (non-2xx summed, RSS max)"
+        f"{max(r.rss_mb for r in runs):>8.0f}  "
+        + " ".join(f"{code}x{n}" for code, n in sorted(statuses.items()))
     )
 
 
 def report(runs: Sequence[Run], servers: Sequence[Server]) -> bool:
     """Print medians, the A/B ratio and the references; return whether all runs were valid."""
     by_server = {s.key: [r for r in runs if r.server == s] for s in servers}
-    print(f"\nMedians over {max(len(v) for v in by_server.values())} round(s):")
+    rounds = max(len(v) for v in by_server.values())
+    print(f"\nMedians over {rounds} round(s) (non-2xx and statuses summed, RSS max):")
     print(HEADER)
     for server in servers:
         print(median_row(server, by_server[server.key]))
@@ -385,6 +427,10 @@ def report(runs: Sequence[Run], servers: Sequence[Server]) -> bool:
             f"\nratio A/B: deliveries/s {rate_a / rate_b:.2f}, CPU per delivery {cpu_a / cpu_b:.2f}"
             f"  (A costs {cpu_a - cpu_b:+.1f} us per delivery over the bare endpoint)"
         )
+        print(
+            f"one full core's worth (1 s / CPU per delivery, steadier than the rate on a busy"
+            f" machine): A {1e6 / cpu_a:,.0f}/s, B {1e6 / cpu_b:,.0f}/s"
+        )
     print("\nReference, measured earlier on this kind of machine (not in this run):")
     for name, rate, cpu in REFERENCE:
         print(f"    {name:<32}~{rate:>7,}/s  {cpu:>4} us CPU per delivery")
@@ -394,6 +440,21 @@ def report(runs: Sequence[Run], servers: Sequence[Server]) -> bool:
             "Target: the app at least the bare starlette rate (same run) -> "
             + ("MET" if met else "NOT MET")
         )
+    notes: list[str] = []
+    if idle := [r for r in runs if r.busy_share < SATURATED]:
+        notes.append(
+            f"in {len(idle)} run(s) the server used less than {SATURATED:.0%} of its core"
+            " (busy%): the load generator or the machine, not the server, set that rate."
+        )
+    if noisy := [r for r in runs if r.other_share > NOISY]:
+        notes.append(
+            f"in {len(noisy)} run(s) other work took more than {NOISY:.0%} of the server's core"
+            " (other%): the machine was busy, those numbers are low and noisy; rerun."
+        )
+    if notes:
+        print()
+        for note in notes:
+            print(f"Note: {note}")
     invalid = [r for r in runs if not r.valid]
     if invalid:
         print("\n" + "!" * 78)
@@ -487,11 +548,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_no in range(1, args.rounds + 1):
             order = servers if round_no % 2 else list(reversed(servers))
             for server in order:
-                try:
-                    run = measure(server, round_no, args, cores, body, body_file)
-                except BenchmarkError as exc:
-                    print(f"\n{server.name}: {exc}", file=sys.stderr)
-                    return 1
+                for attempt in range(NOISY_RERUNS + 1):
+                    try:
+                        run = measure(server, round_no, args, cores, body, body_file)
+                    except BenchmarkError as exc:
+                        print(f"\n{server.name}: {exc}", file=sys.stderr)
+                        return 1
+                    if run.other_share <= NOISY or attempt == NOISY_RERUNS:
+                        break
+                    print(row("--", run) + "  <-- noisy (other%), measured again", flush=True)
                 runs.append(run)
                 print(row(f"r{round_no}{server.key}", run), flush=True)
     return 0 if report(runs, servers) else 1

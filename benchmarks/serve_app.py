@@ -14,10 +14,20 @@ import argparse
 import sys
 from pathlib import Path
 
-import uvicorn
-
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SECRET = "benchmark-webhook-secret"
+
+
+def unshadow_stdlib() -> None:
+    """Take this file's folder off ``sys.path`` (and put the checkout on it) before imports.
+
+    Run as a script, the folder comes first there, and a sibling benchmark named like a
+    stdlib module (``benchmarks/queue.py``) would be imported in its place.
+    """
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    if str(REPO) not in sys.path:  # a checkout, the package not installed
+        sys.path.insert(0, str(REPO))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,23 +35,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--secret", default=DEFAULT_SECRET)
+    parser.add_argument("--queue-max-events", default="2000000", help="to test a full queue")
     args = parser.parse_args(argv)
+    unshadow_stdlib()
+    import uvicorn
 
-    if str(REPO) not in sys.path:  # run as a file from a checkout, the package not installed
-        sys.path.insert(0, str(REPO))
     from github_app.config import load_settings
     from github_app.server import create_app
 
     settings = load_settings(
         {
             "WEBHOOK_SECRET": args.secret,
-            "QUEUE_MAX_EVENTS": "2000000",
+            "QUEUE_MAX_EVENTS": args.queue_max_events,
             "QUEUE_MAX_BYTES": str(8 * 2**30),
             "LOG_LEVEL": "WARNING",
         },
         env_file=None,
     )
     app = create_app(settings, paused=True)
+    import gc
+
+    gc.collect()  # as `python -m github_app serve` does before it listens
+    gc.freeze()
     uvicorn.run(
         app,
         host=args.host,

@@ -36,6 +36,7 @@ class Settings:
     host: str = "0.0.0.0"  # noqa: S104 - a webhook receiver must be reachable; Probot does the same
     port: int = 3000
     admin_token: str | None = field(default=None, repr=False)
+    public_url: str | None = None
     dry_run: bool = True
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -46,6 +47,15 @@ class Settings:
     shutdown_timeout: float = 25.0
     github_concurrency: int = 8
     github_write_interval: float = 1.0
+    queue_ttl_critical: float = 24 * 3600.0
+    queue_ttl_high: float = 2 * 3600.0
+    queue_ttl_normal: float = 2 * 3600.0
+    queue_ttl_low: float = 1800.0
+    queue_ageing: float = 60.0
+    retry_attempts: int = 5
+    retry_base: float = 2.0
+    retry_max: float = 300.0
+    dead_letter_max: int = 10_000
 
     @property
     def has_credentials(self) -> bool:
@@ -151,6 +161,10 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         dry_run = True
     workers_min = _parse_int("WORKERS_MIN", get("WORKERS_MIN"), 1, minimum=1)
     workers_max = _parse_int("WORKERS_MAX", get("WORKERS_MAX"), max(8, workers_min), minimum=1)
+    retry_base = _parse_float("RETRY_BASE", get("RETRY_BASE"), Settings.retry_base)
+    retry_max = _parse_float("RETRY_MAX", get("RETRY_MAX"), max(Settings.retry_max, retry_base))
+    if retry_base > retry_max:
+        raise SettingsError(f"RETRY_BASE ({retry_base:g}) is above RETRY_MAX ({retry_max:g})")
     if workers_min > workers_max:
         raise SettingsError(f"WORKERS_MIN ({workers_min}) is above WORKERS_MAX ({workers_max})")
     log_level = (get("LOG_LEVEL") or "INFO").upper()
@@ -162,6 +176,11 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
     webhook_path = get("WEBHOOK_PATH") or DEFAULT_WEBHOOK_PATH
     if not webhook_path.startswith("/"):
         raise SettingsError(f"WEBHOOK_PATH must start with '/', not {webhook_path!r}")
+    public_url = get("PUBLIC_URL")
+    if public_url is not None:
+        public_url = public_url.rstrip("/")
+        if not public_url.startswith(("http://", "https://")):
+            raise SettingsError(f"PUBLIC_URL must be an http(s) URL, not {public_url!r}")
     api_url = (get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
     if not api_url.startswith(("http://", "https://")):
         raise SettingsError(f"GITHUB_API_URL must be an http(s) URL, not {api_url!r}")
@@ -175,6 +194,7 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         host=get("HOST") or Settings.host,
         port=_parse_int("PORT", get("PORT"), 3000, minimum=0, maximum=65535),
         admin_token=get("ADMIN_TOKEN"),
+        public_url=public_url,
         dry_run=dry_run,
         log_level=log_level,
         log_format="json" if log_format == "json" else "text",
@@ -190,8 +210,27 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         github_concurrency=_parse_int(
             "GITHUB_CONCURRENCY", get("GITHUB_CONCURRENCY"), 8, minimum=1, maximum=100
         ),
-        github_write_interval=_parse_float(
+        github_write_interval=_parse_bounded_float(
             "GITHUB_WRITE_INTERVAL", get("GITHUB_WRITE_INTERVAL"), 1.0, minimum=0.0, maximum=60.0
+        ),
+        queue_ttl_critical=_parse_float(
+            "QUEUE_TTL_CRITICAL", get("QUEUE_TTL_CRITICAL"), Settings.queue_ttl_critical
+        ),
+        queue_ttl_high=_parse_float(
+            "QUEUE_TTL_HIGH", get("QUEUE_TTL_HIGH"), Settings.queue_ttl_high
+        ),
+        queue_ttl_normal=_parse_float(
+            "QUEUE_TTL_NORMAL", get("QUEUE_TTL_NORMAL"), Settings.queue_ttl_normal
+        ),
+        queue_ttl_low=_parse_float("QUEUE_TTL_LOW", get("QUEUE_TTL_LOW"), Settings.queue_ttl_low),
+        queue_ageing=_parse_float("QUEUE_AGEING", get("QUEUE_AGEING"), Settings.queue_ageing),
+        retry_attempts=_parse_int(
+            "RETRY_ATTEMPTS", get("RETRY_ATTEMPTS"), Settings.retry_attempts, minimum=1
+        ),
+        retry_base=retry_base,
+        retry_max=retry_max,
+        dead_letter_max=_parse_int(
+            "DEAD_LETTER_MAX", get("DEAD_LETTER_MAX"), Settings.dead_letter_max, minimum=1
         ),
     )
 
@@ -238,7 +277,7 @@ def _parse_bool(name: str, value: str | None, *, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, not {value!r}")
 
 
-def _parse_float(
+def _parse_bounded_float(
     name: str, value: str | None, default: float, *, minimum: float, maximum: float
 ) -> float:
     if value is None:
@@ -264,4 +303,17 @@ def _parse_int(
     if number < minimum or (maximum is not None and number > maximum):
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
         raise SettingsError(f"{name} must be {bound}, not {number}")
+    return number
+
+
+def _parse_float(name: str, value: str | None, default: float) -> float:
+    """A positive number of seconds."""
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds, not {value}")
     return number

@@ -3,26 +3,45 @@
 A slot is acquired *before* an event is taken, so the event taken is the best
 one at that moment, not one chosen while waiting for a slot. The queue keeps
 one issue's events in order and never hands out two of them at once; the
-dispatcher only has to call ``done`` when an event ends, whatever happened.
+dispatcher settles each event exactly once, by how its handler ended:
+
+- returned: ``done``;
+- ``Deferred``: back in its place, not before ``until``, the try not counted;
+- ``RetryableGitHubError``: back in its place after exponential backoff with
+  jitter (at least GitHub's ``retry_after``), or to the dead-letter queue with
+  the last error once the attempts are spent;
+- ``InstallationGone``: to the dead-letter queue, with every other queued
+  event of that installation (reason ``installation_gone``);
+- anything else: a bug in a handler; logged, counted, and ``done``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 
+from github_app.dead_letters import EXHAUSTED, INSTALLATION_GONE
 from github_app.errors import Deferred, InstallationGone, RetryableGitHubError
 from github_app.queue import EventQueue, QueuedEvent
+from github_app.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[QueuedEvent], Awaitable[None]]
+
+
+class Gate(Protocol):
+    """Says whether an event may be taken now (the circuit breaker), and else for how long not."""
+
+    def allow(self) -> bool: ...
+
+    def wait_hint(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -34,16 +53,37 @@ class DispatchStats:
     started: int
     finished: int
     crashed: int
+    retried: int = 0
+    deferred: int = 0
+    exhausted: int = 0
+    installations_gone: int = 0
 
 
 class Dispatcher:
     """Runs ``handler`` on queued events, at most ``width`` at a time."""
 
-    def __init__(self, queue: EventQueue, handler: Handler, width: int, *, paused: bool = False):
+    def __init__(
+        self,
+        queue: EventQueue,
+        handler: Handler,
+        width: int,
+        *,
+        paused: bool = False,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        gate: Gate | None = None,
+    ):
         if width < 1:
             raise ValueError("width must be at least 1")
         self._queue = queue
         self._handler = handler
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._clock = clock  # the queue's clock: not-before times are compared with it
+        self._retried = 0
+        self._deferred = 0
+        self._exhausted = 0
+        self._gone = 0
+        self.gate = gate  # set after construction when the gate needs the dispatcher
         self._limiter = anyio.CapacityLimiter(width)
         self._wakeup = anyio.Event()
         self._idle = anyio.Event()
@@ -89,6 +129,10 @@ class Dispatcher:
             started=self._started,
             finished=self._finished,
             crashed=self._crashed,
+            retried=self._retried,
+            deferred=self._deferred,
+            exhausted=self._exhausted,
+            installations_gone=self._gone,
         )
 
     async def run(self) -> None:
@@ -111,38 +155,83 @@ class Dispatcher:
         while True:
             if self._stopping:
                 return None
-            if not self._paused:
-                item = self._queue.take()
-                if item is not None:
-                    return item
+            closed_for = None
+            if not self._paused and len(self._queue):
+                if self.gate is not None and not self.gate.allow():
+                    # GitHub is failing or asked us to wait: events stay queued till the gate opens
+                    closed_for = max(0.01, self.gate.wait_hint())
+                else:
+                    item = self._queue.take()
+                    if item is not None:
+                        return item
             self._wakeup = anyio.Event()
-            with anyio.move_on_after(self._queue.seconds_until_ready()):
+            # A retried or deferred event becomes takeable by itself when its time comes;
+            # a closed gate (breaker open, retry-after pause) is looked at again when it may open.
+            due_in = None if self._paused else self._queue.next_due_in()
+            waits = [w for w in (due_in, closed_for) if w is not None]
+            with anyio.move_on_after(min(waits) if waits else None):
                 await self._wakeup.wait()
 
     async def _run_one(self, item: QueuedEvent, token: object) -> None:
         try:
             await self._handler(item)
-        # Minimal re-queueing (issue 3) to the shared contract; issue 4 owns the policy.
         except Deferred as exc:
+            self._deferred += 1
             self._queue.defer(item, exc.until)
+            log.info("event %s deferred: %s", item.envelope.delivery_id, exc.reason)
         except RetryableGitHubError as exc:
-            backoff = min(60.0, 2.0**item.attempts) * random.uniform(0.5, 1.0)  # noqa: S311
-            delay = max(backoff, exc.retry_after or 0.0)
-            self._queue.retry(item, time.monotonic() + delay, str(exc))
+            self._retry_or_give_up(item, exc)
         except InstallationGone as exc:
-            self._queue.dead_letter(item, "installation_gone", str(exc))
+            self._installation_gone(item, exc)
+        except anyio.get_cancelled_exc_class():
+            # Cut off by a shutdown timeout: it did not finish, so it counts as still queued.
+            self._queue.defer(item, self._clock())
+            raise
         except Exception:
             # The handler reports its own failures; this is the last line of defence.
             self._crashed += 1
             log.exception("event %s crashed its handler", item.envelope.delivery_id)
-        finally:
             self._queue.done(item)
+        else:
+            self._queue.done(item)
+        finally:
             self._limiter.release_on_behalf_of(token)
             self._in_flight -= 1
             self._finished += 1
             if self._in_flight == 0:
                 self._idle.set()
             self.notify()
+
+    def _retry_or_give_up(self, item: QueuedEvent, exc: RetryableGitHubError) -> None:
+        delivery = item.envelope.delivery_id
+        if self._retry.exhausted(item.attempts):
+            self._exhausted += 1
+            self._queue.dead_letter(item, EXHAUSTED, str(exc))
+            log.error("event %s dead-lettered after %d attempts: %s", delivery, item.attempts, exc)
+            return
+        delay = self._retry.delay(item.attempts, exc.retry_after)
+        self._retried += 1
+        self._queue.retry(item, self._clock() + delay, str(exc))
+        log.warning(
+            "event %s failed (attempt %d), retrying in %.2fs: %s",
+            delivery,
+            item.attempts,
+            delay,
+            exc,
+        )
+
+    def _installation_gone(self, item: QueuedEvent, exc: InstallationGone) -> None:
+        self._gone += 1
+        installation = item.envelope.installation_id
+        self._queue.dead_letter(item, INSTALLATION_GONE, str(exc))
+        others = self._queue.dead_letter_installation(installation, INSTALLATION_GONE, str(exc))
+        log.error(
+            "installation %s is gone: event %s and %d queued event(s) dead-lettered: %s",
+            installation,
+            item.envelope.delivery_id,
+            others,
+            exc,
+        )
 
     async def wait_idle(self) -> None:
         """Until no event is being processed (queued ones may remain)."""

@@ -33,36 +33,32 @@ class RetryableGitHubError(GitHubError):
     """A failure that may pass: 5xx, timeouts, rate limits. The event may be tried again.
 
     ``retry_after`` is how many seconds GitHub asked us to wait (``retry-after``
-    or the primary limit's reset); the dispatcher waits at least that long.
+    or the rate-limit reset), if it said; the queue waits at least that long.
     """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        retry_after: float | None = None,
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
     ) -> None:
         super().__init__(message, status_code=status_code)
         self.retry_after = retry_after
 
 
-class InstallationGone(GitHubError):
-    """The installation was removed or suspended: its events can no longer be processed."""
-
-
 class Deferred(AppError):
-    """Raised before any processor runs: the event's installation must wait until ``until``.
+    """The event's installation must wait (budget under reserve, secondary-limit pause).
 
-    ``until`` is a ``time.monotonic()`` instant. The dispatcher puts the event
-    back in its place, held until then, without counting an attempt: nothing
-    was tried, so nothing failed.
+    Raised before any processor runs; the event goes back to its place in the
+    queue, not before ``until`` (``time.monotonic()`` seconds), and the try
+    does not count as an attempt.
     """
 
     def __init__(self, until: float, reason: str) -> None:
-        super().__init__(f"deferred: {reason}")
+        super().__init__(f"deferred until {until:.3f}: {reason}")
         self.until = until
         self.reason = reason
+
+
+class InstallationGone(GitHubError):
+    """The installation was removed or suspended: its events can no longer be processed."""
 
 
 class ConfigError(AppError):

@@ -375,7 +375,7 @@ def as_github_error(exc: Exception) -> GitHubError:
         return RetryableGitHubError("GitHub did not answer in time")
     if isinstance(exc, RequestError):
         cause = exc.__cause__ or exc
-        if isinstance(cause, GitHubError):
+        if isinstance(cause, GitHubError):  # raised inside our auth flow (a token mint)
             return cause
         return RetryableGitHubError(f"cannot reach GitHub: {type(cause).__name__}")
     return GitHubError(str(exc))

@@ -10,7 +10,6 @@ delivery as failed and it can be redelivered. Nothing is lost silently.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from starlette.types import Receive, Scope, Send
 
 from github_app.compression import PayloadCodec
@@ -69,6 +69,7 @@ class WebhookIntake:
         on_admitted: Callable[[], None],
         clock: Callable[[], float] = time.time,
         max_body: int = MAX_BODY_BYTES,
+        observe: Callable[[str, dict[str, Any]], object] | None = None,
     ) -> None:
         self._secret = secret
         self._registry = registry
@@ -79,6 +80,7 @@ class WebhookIntake:
         self._on_admitted = on_admitted
         self._clock = clock
         self._max_body = max_body
+        self._observe = observe  # sees every verified, new delivery (e.g. config pushes)
         self.accepting = True
         self.stats = IntakeStats()
 
@@ -97,7 +99,7 @@ class WebhookIntake:
         await send(
             {"type": "http.response.start", "status": status, "headers": JSON_HEADERS + extra}
         )
-        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+        await send({"type": "http.response.body", "body": orjson.dumps(body)})
 
     async def _handle(
         self, scope: Scope, receive: Receive
@@ -124,6 +126,8 @@ class WebhookIntake:
         if delivery_id in self._deliveries:
             self.stats.duplicates += 1
             return 200, {"status": "duplicate", "delivery": delivery_id}, []
+        if self._observe is not None:
+            self._observe(event, payload)
         action = payload.get("action")
         action = action if isinstance(action, str) else None
         if not (self._registry.subscribes(event, action) or is_lifecycle_event(event)):
@@ -179,8 +183,24 @@ class WebhookIntake:
                 return b"".join(chunks)
 
 
+WANTED_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"content-length",
+        b"x-github-event",
+        b"x-github-delivery",
+        b"x-hub-signature-256",
+    }
+)
+
+
 def _headers(scope: Scope) -> dict[str, str]:
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+    """The few headers intake reads (ASGI gives names lower-cased), decoded once."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in WANTED_HEADERS
+    }
 
 
 def _too_large(limit: int) -> str:

@@ -50,6 +50,8 @@ class Context(Generic[ConfigT]):
     dry_run: bool
     log: logging.Logger
     bot_login: str | None = None
+    state: Any = None
+    """The processor's own long-lived state (``Processor.state_factory``), owned by the runtime."""
 
     @property
     def owner(self) -> str:
@@ -74,6 +76,8 @@ class Processor(Generic[ConfigT]):
     handle: Callable[[Context[ConfigT]], Awaitable[None]]
     permissions: Mapping[str, str] = field(default_factory=dict)
     config_example: str = ""
+    state_factory: Callable[[], Any] | None = None
+    """Builds state kept across events (caches, indexes): once per runtime, never at import."""
 
     def handles(self, event: str, action: str | None) -> bool:
         return event in self.events or (action is not None and f"{event}.{action}" in self.events)

@@ -1,17 +1,27 @@
-"""A bounded in-memory priority queue with per-issue order.
+"""A bounded in-memory priority queue: admission, fairness, per-issue order, retries, TTL, DLQ.
 
-Pure and synchronous: the dispatcher calls ``offer``, ``take`` and ``done``
-from the event loop; tests call them directly with an injected clock.
+Pure and synchronous: the intake calls ``offer``, the dispatcher ``take`` and
+then exactly one of ``done``, ``retry``, ``defer`` or ``dead_letter``; tests
+call them directly with an injected clock.
 
 Rules it keeps:
 
-- Admission is bounded by event count and compressed bytes. Each level may fill
-  the queue only up to its own fraction, so LOW is refused first and CRITICAL
-  keeps headroom. An admitted event is never evicted.
-- ``take`` serves strict priority across levels, arrival order within a level.
+- Admission is bounded by event count and compressed bytes, counting events in
+  flight (a retried event always has its place back). Each level may fill the
+  queue only up to its own fraction, so LOW is refused first and CRITICAL keeps
+  headroom. An admitted event is never evicted.
+- ``take`` serves strict priority across levels, except that a level whose
+  oldest ready event has waited longer than the ageing bound is served first
+  (the most overdue level wins), so LOW is never starved for good. Within a
+  level, installations take turns (round-robin): one org's burst of thousands
+  cannot hold up another org's single event for more than a few dequeues.
+  Within an installation, arrival order.
 - Events of one issue form a lane: only the oldest of a lane is eligible, and
-  not while another event of that issue is being processed. So one issue's
-  events run one at a time, in arrival order, whatever their priorities.
+  not while another event of that issue is in flight. A retried event goes back
+  to the front of its lane, so one issue's events run one at a time, in arrival
+  order, whatever their priorities and retries.
+- An event older than its level's TTL when it reaches the front is not
+  processed: it goes to the dead-letter queue with reason ``expired``.
 
 Another backend (a spool, Redis Streams) implements the ``EventQueue`` protocol.
 """
@@ -20,11 +30,18 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Protocol
 
+from github_app.dead_letters import (
+    EXPIRED,
+    DeadLetter,
+    DeadLetterQueue,
+    DeadLetterStats,
+)
 from github_app.envelope import Envelope, IssueKey
 from github_app.priority import Priority
 
@@ -37,17 +54,47 @@ DEFAULT_FILL_LIMITS: Mapping[Priority, float] = {
     Priority.LOW: 0.5,
 }
 
+# Seconds an event may wait, from admission, before it is dead-lettered as expired.
+DEFAULT_TTL: Mapping[Priority, float] = {
+    Priority.CRITICAL: 24 * 3600.0,
+    Priority.HIGH: 2 * 3600.0,
+    Priority.NORMAL: 2 * 3600.0,
+    Priority.LOW: 1800.0,
+}
 
-@dataclass(slots=True)
+DEFAULT_AGEING = 60.0
+
+
+class State(IntEnum):
+    """Where an admitted event is."""
+
+    LANE = 0  # behind an earlier event of its issue
+    DELAYED = 1  # waiting for its not-before time (retry backoff, deferral)
+    READY = 2  # eligible for ``take``
+    IN_FLIGHT = 3  # taken, not settled yet
+    FINISHED = 4  # processed or dead-lettered: the queue holds it no more
+
+
+@dataclass(slots=True, eq=False)
 class QueuedEvent:
-    """An admitted envelope and the queue's bookkeeping about it."""
+    """An admitted envelope and the queue's bookkeeping about it.
+
+    ``attempts`` counts the tries made (a deferral does not count);
+    ``completed`` names the processors that already succeeded on it, so a
+    retry does not repeat their writes.
+    """
 
     envelope: Envelope
     priority: Priority
     seq: int
     enqueued_at: float
     attempts: int = 0
-    not_before: float = 0.0  # held until this instant (queue clock) after a defer or retry
+    not_before: float = 0.0
+    last_error: str | None = None
+    completed: set[str] = field(default_factory=set)
+    state: State = State.LANE
+    gen: int = 0
+    ready_since: float = 0.0
 
     def __lt__(self, other: QueuedEvent) -> bool:
         return self.seq < other.seq
@@ -67,7 +114,11 @@ ADMITTED = Admission(True)
 
 @dataclass(frozen=True)
 class QueueStats:
-    """A snapshot for the status endpoint and metrics."""
+    """A snapshot for the status endpoint and metrics.
+
+    ``depth`` and ``bytes`` count waiting events (ready, delayed or behind
+    their issue), not those in flight.
+    """
 
     depth: int
     bytes: int
@@ -77,22 +128,23 @@ class QueueStats:
     admitted: int = 0
     refused_by_priority: dict[str, int] = field(default_factory=dict)
     taken: int = 0
-    held: int = 0
-    dead_lettered: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An event that will not be processed, and why (minimal; see ``MemoryQueue.dead_letter``)."""
-
-    item: QueuedEvent
-    reason: str
-    error: str
-    at: float
+    delayed: int = 0
+    processed: int = 0
+    retried: int = 0
+    deferred: int = 0
+    expired: int = 0
+    dead_lettered_by_reason: dict[str, int] = field(default_factory=dict)
+    redriven: int = 0
+    aged: int = 0
+    dead_letters: DeadLetterStats | None = None
 
 
 class EventQueue(Protocol):
-    """What the intake and the dispatcher need from a queue backend."""
+    """What the intake, the dispatcher and the admin endpoints need from a queue backend.
+
+    Every taken event is settled exactly once: ``done``, ``retry``, ``defer``
+    or ``dead_letter``.
+    """
 
     def offer(self, envelope: Envelope, priority: Priority) -> Admission: ...
 
@@ -100,19 +152,48 @@ class EventQueue(Protocol):
 
     def done(self, item: QueuedEvent) -> None: ...
 
+    def retry(self, item: QueuedEvent, not_before: float, error: str) -> None: ...
+
+    def defer(self, item: QueuedEvent, not_before: float) -> None: ...
+
+    def dead_letter(self, item: QueuedEvent, reason: str, error: str | None) -> None: ...
+
+    def dead_letter_installation(
+        self, installation_id: int | None, reason: str, error: str | None
+    ) -> int: ...
+
+    def next_due_in(self) -> float | None: ...
+
+    def list_dead_letters(
+        self, *, limit: int | None = None, reason: str | None = None
+    ) -> list[DeadLetter]: ...
+
+    def redrive(self, delivery_ids: Iterable[str] | None = None) -> int: ...
+
+    def purge_dead_letters(self, delivery_ids: Iterable[str] | None = None) -> int: ...
+
     def accepts(self, priority: Priority) -> bool: ...
 
     def __len__(self) -> int: ...
 
     def stats(self) -> QueueStats: ...
 
-    def defer(self, item: QueuedEvent, not_before: float) -> None: ...
 
-    def retry(self, item: QueuedEvent, not_before: float, error: str) -> None: ...
+class _Level:
+    """One priority level's ready events: a heap per installation, installations in turn."""
 
-    def dead_letter(self, item: QueuedEvent, reason: str, error: str) -> None: ...
+    __slots__ = ("ages", "heaps", "live", "rotation")
 
-    def seconds_until_ready(self) -> float | None: ...
+    def __init__(self) -> None:
+        self.rotation: OrderedDict[int | None, None] = OrderedDict()
+        self.heaps: dict[int | None, list[tuple[int, int, QueuedEvent]]] = {}
+        self.live: dict[int | None, int] = {}
+        # (ready since, seq, gen, item), oldest first; entries go stale when the item leaves.
+        self.ages: list[tuple[float, int, int, QueuedEvent]] = []
+
+
+def _valid(item: QueuedEvent, gen: int, state: State) -> bool:
+    return item.state is state and item.gen == gen
 
 
 class MemoryQueue:
@@ -126,159 +207,373 @@ class MemoryQueue:
         clock: Clock = time.monotonic,
         fill_limits: Mapping[Priority, float] = DEFAULT_FILL_LIMITS,
         retry_after: int = 30,
-        max_attempts: int = 5,
+        ttl: Mapping[Priority, float] = DEFAULT_TTL,
+        ageing: float = DEFAULT_AGEING,
+        dead_letters: DeadLetterQueue | None = None,
+        on_dead_letter: Callable[[DeadLetter], None] | None = None,
+        on_redrive: Callable[[QueuedEvent], None] | None = None,
     ) -> None:
         if max_events < 1 or max_bytes < 1:
             raise ValueError("queue bounds must be positive")
+        if ageing <= 0 or any(ttl[p] <= 0 for p in Priority):
+            raise ValueError("ageing bound and TTLs must be positive")
         self._clock = clock
         self._retry_after = retry_after
+        self._max_events = max_events
+        self._max_bytes = max_bytes
         self._event_limit = {p: max(1, int(max_events * fill_limits[p])) for p in Priority}
         self._byte_limit = {p: max(1, int(max_bytes * fill_limits[p])) for p in Priority}
-        self._ready: dict[Priority, list[QueuedEvent]] = {p: [] for p in Priority}
+        self._ttl = dict(ttl)
+        self._ageing = ageing
+        self._dlq = dead_letters if dead_letters is not None else DeadLetterQueue()
+        self._on_dead_letter = on_dead_letter
+        self._on_redrive = on_redrive
+        self._levels = {p: _Level() for p in Priority}
+        self._delayed: list[tuple[float, int, int, QueuedEvent]] = []
         self._lanes: dict[IssueKey, deque[QueuedEvent]] = {}
         self._busy: set[IssueKey] = set()
+        self._waiting_by_installation: dict[int | None, dict[int, QueuedEvent]] = {}
         self._seq = 0
-        self._count = 0
+        self._count = 0  # waiting
         self._bytes = 0
+        self._held = 0  # waiting + in flight: what admission counts
+        self._held_bytes = 0
         self._in_flight = 0
+        self._delayed_count = 0
         self._count_by: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._bytes_by: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._admitted = 0
         self._taken = 0
+        self._processed = 0
+        self._retried = 0
+        self._deferred = 0
+        self._redriven = 0
+        self._aged = 0
         self._refused: dict[Priority, int] = dict.fromkeys(Priority, 0)
-        self._held: list[tuple[float, int, QueuedEvent]] = []
-        self._max_attempts = max_attempts
-        self.dead_letters: deque[DeadLetter] = deque(maxlen=1000)
-        self._dead_lettered = 0
+        self._dead_lettered: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return self._count
 
+    # --- admission ----------------------------------------------------------------------------
+
     def accepts(self, priority: Priority, size: int = 0) -> bool:
         """Would an event of this level (and compressed size) be admitted now?"""
         return (
-            self._count + 1 <= self._event_limit[priority]
-            and self._bytes + size <= self._byte_limit[priority]
+            self._held + 1 <= self._event_limit[priority]
+            and self._held_bytes + size <= self._byte_limit[priority]
         )
 
     def offer(self, envelope: Envelope, priority: Priority) -> Admission:
         size = len(envelope.payload)
         if not self.accepts(priority, size):
             self._refused[priority] += 1
-            full = "events" if self._count + 1 > self._event_limit[priority] else "bytes"
+            full = "events" if self._held + 1 > self._event_limit[priority] else "bytes"
             return Admission(False, f"queue full for {priority.name} ({full})", self._retry_after)
-        self._seq += 1
-        item = QueuedEvent(envelope, priority, self._seq, self._clock())
-        self._count += 1
-        self._bytes += size
-        self._count_by[priority] += 1
-        self._bytes_by[priority] += size
+        self._admit(envelope, priority)
         self._admitted += 1
+        return ADMITTED
+
+    def _admit(self, envelope: Envelope, priority: Priority) -> QueuedEvent:
+        self._seq += 1
+        now = self._clock()
+        item = QueuedEvent(envelope, priority, self._seq, now)
+        self._held += 1
+        self._held_bytes += len(envelope.payload)
+        self._wait(item)
         key = envelope.issue_key
         if key is None:
-            heapq.heappush(self._ready[priority], item)
-            return ADMITTED
+            self._enter(item, now)
+            return item
         lane = self._lanes.get(key)
         if lane is None:
             self._lanes[key] = deque((item,))
             if key not in self._busy:
-                heapq.heappush(self._ready[priority], item)
+                self._enter(item, now)
         else:
             lane.append(item)
-        return ADMITTED
+        return item
+
+    # --- taking -------------------------------------------------------------------------------
 
     def take(self) -> QueuedEvent | None:
-        """The next eligible event, highest priority first; ``None`` if nothing is eligible."""
-        self._release_held()
-        for priority in Priority:
-            ready = self._ready[priority]
-            if ready:
-                item = heapq.heappop(ready)
-                self._count -= 1
-                self._bytes -= len(item.envelope.payload)
-                self._count_by[priority] -= 1
-                self._bytes_by[priority] -= len(item.envelope.payload)
-                self._in_flight += 1
-                self._taken += 1
-                key = item.envelope.issue_key
+        """The next eligible event; ``None`` if nothing is eligible now.
+
+        Events that expired on their way to the front are dead-lettered here.
+        """
+        now = self._clock()
+        self._release_due(now)
+        while True:
+            level = self._choose_level(now)
+            if level is None:
+                return None
+            item = self._pop(self._levels[level])
+            key = item.envelope.issue_key
+            if key is not None:
+                lane = self._lanes[key]
+                lane.popleft()
+                if not lane:
+                    del self._lanes[key]
+            self._unwait(item)
+            if now - item.enqueued_at > self._ttl[item.priority]:
+                self._finish(item, EXPIRED, f"older than the {item.priority.name} TTL")
                 if key is not None:
-                    lane = self._lanes[key]
-                    lane.popleft()
-                    if not lane:
-                        del self._lanes[key]
-                    self._busy.add(key)
-                return item
-        return None
+                    self._release_lane(key, now)
+                continue
+            if key is not None:
+                self._busy.add(key)
+            item.state = State.IN_FLIGHT
+            item.attempts += 1
+            self._in_flight += 1
+            self._taken += 1
+            return item
+
+    def _choose_level(self, now: float) -> Priority | None:
+        """Strict priority, unless a lower level's oldest ready event is overdue by ageing."""
+        first: Priority | None = None
+        overdue_level: Priority | None = None
+        most_overdue = 0.0
+        for priority, level in self._levels.items():
+            if not level.rotation:
+                continue
+            ages = level.ages
+            while not _valid(ages[0][3], ages[0][2], State.READY):
+                heapq.heappop(ages)
+            if first is None:
+                first = priority
+                continue
+            overdue = now - ages[0][0] - self._ageing
+            if overdue > most_overdue:
+                most_overdue, overdue_level = overdue, priority
+        if overdue_level is not None:
+            self._aged += 1
+            return overdue_level
+        return first
+
+    def _pop(self, level: _Level) -> QueuedEvent:
+        """The next installation's oldest ready event; that installation goes to the back."""
+        installation = next(iter(level.rotation))
+        heap = level.heaps[installation]
+        while True:
+            _, gen, item = heapq.heappop(heap)
+            if _valid(item, gen, State.READY):
+                break
+        item.state = State.LANE  # no longer READY: its entries elsewhere are stale now
+        self._drop_live(level, installation)
+        return item
+
+    def _drop_live(self, level: _Level, installation: int | None) -> None:
+        level.live[installation] -= 1
+        if level.live[installation]:
+            level.rotation.move_to_end(installation)
+            return
+        del level.live[installation], level.heaps[installation], level.rotation[installation]
+        if not level.rotation:
+            level.ages.clear()
+
+    # --- settling a taken event ---------------------------------------------------------------
 
     def done(self, item: QueuedEvent) -> None:
-        """Processing of ``item`` ended (either way): its issue's next event becomes eligible."""
-        self._in_flight -= 1
-        key = item.envelope.issue_key
-        if key is None:
-            return
-        self._busy.discard(key)
-        lane = self._lanes.get(key)
-        if lane:
-            self._schedule(lane[0])
+        """Processing of ``item`` ended: its issue's next event becomes eligible."""
+        self._settle(item)
+        self._processed += 1
+        self._finish(item, None, None)
+        self._release_after(item)
 
-    # --- Minimal hold and re-offer (issue 3), built to the shared contract so the rate-limit
-    # --- tests run end to end. Issue 4's fuller queue (backoff policy, DLQ operations,
-    # --- counters) replaces this block.
-
-    def _schedule(self, item: QueuedEvent) -> None:
-        if item.not_before > self._clock():
-            heapq.heappush(self._held, (item.not_before, item.seq, item))
-        else:
-            heapq.heappush(self._ready[item.priority], item)
-
-    def _release_held(self) -> None:
-        now = self._clock()
-        while self._held and self._held[0][0] <= now:
-            _, _, item = heapq.heappop(self._held)
-            heapq.heappush(self._ready[item.priority], item)
-
-    def seconds_until_ready(self) -> float | None:
-        """How long until the earliest held event becomes eligible (``None``: none is held)."""
-        if not self._held:
-            return None
-        return max(0.0, self._held[0][0] - self._clock())
+    def retry(self, item: QueuedEvent, not_before: float, error: str) -> None:
+        """Back to the front of its issue's lane, eligible again from ``not_before``."""
+        self._settle(item)
+        self._retried += 1
+        item.last_error = error
+        self._requeue(item, not_before)
 
     def defer(self, item: QueuedEvent, not_before: float) -> None:
-        """Put a taken event back at the front of its issue lane, held until ``not_before``.
+        """Like ``retry`` but the try does not count: nothing was attempted."""
+        self._settle(item)
+        self._deferred += 1
+        item.attempts -= 1
+        self._requeue(item, not_before)
 
-        Called before ``done(item)``; no attempt is counted.
-        """
+    def dead_letter(self, item: QueuedEvent, reason: str, error: str | None) -> None:
+        """Give up on a taken event: it goes to the dead-letter queue with why."""
+        self._settle(item)
+        self._finish(item, reason, error)
+        self._release_after(item)
+
+    def _settle(self, item: QueuedEvent) -> None:
+        if item.state is not State.IN_FLIGHT:
+            raise ValueError(f"event {item.envelope.delivery_id} is not in flight")
+        self._in_flight -= 1
+
+    def _requeue(self, item: QueuedEvent, not_before: float) -> None:
         item.not_before = not_before
+        self._wait(item)
+        key = item.envelope.issue_key
+        if key is not None:
+            self._busy.discard(key)
+            lane = self._lanes.get(key)
+            if lane is None:
+                self._lanes[key] = deque((item,))
+            else:
+                lane.appendleft(item)
+        item.state = State.LANE
+        self._enter(item, self._clock())
+
+    def _release_after(self, item: QueuedEvent) -> None:
+        key = item.envelope.issue_key
+        if key is not None:
+            self._busy.discard(key)
+            self._release_lane(key, self._clock())
+
+    # --- dead letters -------------------------------------------------------------------------
+
+    def dead_letter_installation(
+        self, installation_id: int | None, reason: str, error: str | None
+    ) -> int:
+        """Dead-letter every waiting event of an installation (it was removed or suspended)."""
+        waiting = self._waiting_by_installation.get(installation_id)
+        if not waiting:
+            return 0
+        items = sorted(waiting.values(), key=lambda queued: queued.seq)
+        touched: set[IssueKey] = set()
+        for item in items:
+            if item.state is State.DELAYED:
+                self._delayed_count -= 1
+            if item.state is State.READY:
+                level = self._levels[item.priority]
+                item.state = State.LANE
+                self._drop_live(level, installation_id)
+            key = item.envelope.issue_key
+            if key is not None:
+                lane = self._lanes[key]
+                lane.remove(item)
+                if not lane:
+                    del self._lanes[key]
+                touched.add(key)
+            self._unwait(item)
+            self._finish(item, reason, error)
+        now = self._clock()
+        for key in touched:
+            self._release_lane(key, now)
+        return len(items)
+
+    def list_dead_letters(
+        self, *, limit: int | None = None, reason: str | None = None
+    ) -> list[DeadLetter]:
+        return self._dlq.entries(limit=limit, reason=reason)
+
+    def redrive(self, delivery_ids: Iterable[str] | None = None) -> int:
+        """Put dead letters back in the queue as new arrivals (attempts start again).
+
+        Bounded like any admission (at CRITICAL's limit: an operator asked for
+        it); what does not fit stays in the dead-letter queue.
+        """
+        entries = self._dlq.remove(delivery_ids)
+        moved = 0
+        for index, entry in enumerate(entries):
+            envelope = entry.item.envelope
+            if not self.accepts(Priority.CRITICAL, len(envelope.payload)):
+                self._dlq.put_back(entries[index:])
+                break
+            item = self._admit(envelope, entry.item.priority)
+            moved += 1
+            if self._on_redrive is not None:
+                self._on_redrive(item)
+        self._redriven += moved
+        self._dlq.count_redriven(moved)
+        return moved
+
+    def purge_dead_letters(self, delivery_ids: Iterable[str] | None = None) -> int:
+        return self._dlq.purge(delivery_ids)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _wait(self, item: QueuedEvent) -> None:
         size = len(item.envelope.payload)
         self._count += 1
         self._bytes += size
         self._count_by[item.priority] += 1
         self._bytes_by[item.priority] += size
-        key = item.envelope.issue_key
-        if key is None:
-            self._schedule(item)
+        self._waiting_by_installation.setdefault(item.envelope.installation_id, {})[item.seq] = item
+
+    def _unwait(self, item: QueuedEvent) -> None:
+        size = len(item.envelope.payload)
+        self._count -= 1
+        self._bytes -= size
+        self._count_by[item.priority] -= 1
+        self._bytes_by[item.priority] -= size
+        installation = item.envelope.installation_id
+        waiting = self._waiting_by_installation[installation]
+        del waiting[item.seq]
+        if not waiting:
+            del self._waiting_by_installation[installation]
+
+    def _finish(self, item: QueuedEvent, reason: str | None, error: str | None) -> None:
+        """The queue lets go of ``item``: processed (no reason) or dead-lettered."""
+        item.state = State.FINISHED
+        self._held -= 1
+        self._held_bytes -= len(item.envelope.payload)
+        if reason is None:
             return
+        item.last_error = error if error is not None else item.last_error
+        self._dead_lettered[reason] += 1
+        entry = self._dlq.add(item, reason, item.last_error)
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(entry)
+
+    def _release_lane(self, key: IssueKey, now: float) -> None:
         lane = self._lanes.get(key)
-        if lane is None:
-            self._lanes[key] = deque((item,))
-        else:
-            lane.appendleft(item)
-        # ``done(item)`` follows: it frees the lane and schedules its head, this item.
+        if lane and key not in self._busy and lane[0].state is State.LANE:
+            self._enter(lane[0], now)
 
-    def retry(self, item: QueuedEvent, not_before: float, error: str) -> None:
-        """A retryable failure: back in its place after ``not_before``, or dead-lettered."""
-        item.attempts += 1
-        if item.attempts >= self._max_attempts:
-            self.dead_letter(item, "exhausted", error)
+    def _enter(self, item: QueuedEvent, now: float) -> None:
+        """``item`` is at the front of its lane: ready now, or once its not-before passes."""
+        item.gen += 1
+        if item.not_before > now:
+            item.state = State.DELAYED
+            self._delayed_count += 1
+            heapq.heappush(self._delayed, (item.not_before, item.seq, item.gen, item))
         else:
-            self.defer(item, not_before)
+            self._make_ready(item, now)
 
-    def dead_letter(self, item: QueuedEvent, reason: str, error: str) -> None:
-        """Keep a taken event that will not be processed, with the reason (never silently lost)."""
-        self._dead_lettered += 1
-        self.dead_letters.append(DeadLetter(item, reason, error, self._clock()))
+    def _make_ready(self, item: QueuedEvent, now: float) -> None:
+        item.state = State.READY
+        item.ready_since = now
+        level = self._levels[item.priority]
+        installation = item.envelope.installation_id
+        heap = level.heaps.get(installation)
+        if heap is None:
+            heap = level.heaps[installation] = []
+            level.live[installation] = 0
+            level.rotation[installation] = None
+        heapq.heappush(heap, (item.seq, item.gen, item))
+        level.live[installation] += 1
+        heapq.heappush(level.ages, (now, item.seq, item.gen, item))
+
+    def _release_due(self, now: float) -> None:
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            _, _, gen, item = heapq.heappop(delayed)
+            if _valid(item, gen, State.DELAYED):
+                self._delayed_count -= 1
+                item.gen += 1
+                self._make_ready(item, now)
+
+    def ready_by_priority(self) -> dict[Priority, int]:
+        """How many events each level could hand out now (benchmarks check order with it)."""
+        return {p: sum(level.live.values()) for p, level in self._levels.items()}
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the next delayed event becomes eligible; ``None`` if none is delayed."""
+        delayed = self._delayed
+        while delayed and not _valid(delayed[0][3], delayed[0][2], State.DELAYED):
+            heapq.heappop(delayed)
+        if not delayed:
+            return None
+        return max(0.0, delayed[0][0] - self._clock())
 
     def stats(self) -> QueueStats:
+        reasons = self._dead_lettered
         return QueueStats(
             depth=self._count,
             bytes=self._bytes,
@@ -288,6 +583,13 @@ class MemoryQueue:
             admitted=self._admitted,
             refused_by_priority={p.name: self._refused[p] for p in Priority},
             taken=self._taken,
-            held=len(self._held),
-            dead_lettered=self._dead_lettered,
+            delayed=self._delayed_count,
+            processed=self._processed,
+            retried=self._retried,
+            deferred=self._deferred,
+            expired=reasons[EXPIRED],
+            dead_lettered_by_reason=dict(reasons),
+            redriven=self._redriven,
+            aged=self._aged,
+            dead_letters=self._dlq.stats(),
         )

@@ -7,7 +7,12 @@ file in the owner's ``.github`` repository; ``_extends: repo`` or
 A file that is not valid (bad YAML, unknown keys, wrong types) never
 half-applies: every processor of that repository runs with its defaults, and
 the errors are logged with the repository and kept for the status endpoint.
-Parsed configs are cached per repository for a few minutes.
+Parsed configs are cached per repository for a few minutes, and a ``push``
+to the default branch that touches the file drops the cached config of every
+repository that read it: the repository itself, the repositories that fell
+back to the owner's ``.github`` file (a push there drops all of the owner's),
+and those whose file ``_extends`` the pushed one. Conditional requests
+(ETag, 304) belong to the shared GitHub client, not to this cache.
 """
 
 from __future__ import annotations
@@ -87,9 +92,13 @@ class ConfigParser:
                 errors.append(f"{name}: unknown processor (known: {known})")
                 continue
             if section is None or section is True:
-                section = {}  # `labeler:` or `labeler: true`: on, with defaults
+                section = {}  # `triage:` or `triage: true`: on, with defaults
             elif section is False:
                 section = {"enabled": False}
+            if isinstance(section, dict) and "enabled" not in section:
+                # A section that is present turns its processor on, even one that is
+                # off by default (opt-in processors: triage, welcome, commands, duplicates).
+                section = {"enabled": True, **section}
             try:
                 sections[str(name)] = adapter.validate_python(section)
             except ValidationError as exc:
@@ -123,10 +132,34 @@ class RepoConfigStore:
         self._parser = ConfigParser(processors)
         self._cache: TTLCache[str, RepoConfig] = TTLCache(maxsize=capacity, ttl=ttl, timer=clock)
         self._locks: dict[str, anyio.Lock] = {}
+        self._sources: dict[str, frozenset[str]] = {}  # repository -> repositories it read
         self.errors: dict[str, tuple[str, ...]] = {}
+        self.invalidations = 0
 
     def invalidate(self, repository: str) -> None:
         self._cache.pop(repository, None)
+        self._sources.pop(repository, None)
+
+    def observe(self, event: str, payload: Mapping[str, Any]) -> list[str]:
+        """Called for every verified delivery: a push that may change a config invalidates it."""
+        if event != "push":
+            return []
+        pushed = pushed_config(payload)
+        if pushed is None:
+            return []
+        owner, _, name = pushed.partition("/")
+        stale = {
+            repository
+            for repository, sources in self._sources.items()
+            if pushed in sources or (name == ".github" and repository.startswith(owner + "/"))
+        }
+        stale.add(pushed)
+        dropped = sorted(r for r in stale if r in self._cache)
+        for repository in stale:
+            self.invalidate(repository)
+        self.invalidations += 1
+        log.info("push to %s changed %s: dropped the config of %s", pushed, CONFIG_PATH, dropped)
+        return dropped
 
     async def get(self, github: GitHub[Any], repository: str) -> RepoConfig:
         cached = self._cache.get(repository)
@@ -136,21 +169,25 @@ class RepoConfigStore:
         async with lock:
             cached = self._cache.get(repository)
             if cached is None:
-                cached = await self._load(github, repository)
+                sources: list[str] = []
+                cached = await self._load(github, repository, sources)
                 self._cache[repository] = cached
+                self._sources[repository] = frozenset(sources)
         if not lock.locked():
             self._locks.pop(repository, None)
         return cached
 
-    async def _load(self, github: GitHub[Any], repository: str) -> RepoConfig:
+    async def _load(self, github: GitHub[Any], repository: str, sources: list[str]) -> RepoConfig:
         owner, _, name = repository.partition("/")
+        sources.append(repository)
         text, source = await _fetch(github, owner, name), repository
         if text is None and name != ".github":
+            sources.append(f"{owner}/.github")
             text, source = await _fetch(github, owner, ".github"), f"{owner}/.github"
         if text is None:
             self.errors.pop(repository, None)
             return RepoConfig()
-        config = await self._resolve(github, owner, text, source)
+        config = await self._resolve(github, owner, text, source, sources)
         if config.errors:
             self.errors[repository] = config.errors
             for problem in config.errors:
@@ -161,7 +198,7 @@ class RepoConfigStore:
         return config
 
     async def _resolve(
-        self, github: GitHub[Any], owner: str, text: bytes, source: str
+        self, github: GitHub[Any], owner: str, text: bytes, source: str, sources: list[str]
     ) -> RepoConfig:
         document, errors = self._parser.load_yaml(text)
         if errors:
@@ -174,6 +211,7 @@ class RepoConfigStore:
                 )
             base_owner, _, base_repo = base_name.strip().rpartition("/")
             base_owner = base_owner or owner
+            sources.append(f"{base_owner}/{base_repo}")
             base_text = await _fetch(github, base_owner, base_repo)
             if base_text is None:
                 return RepoConfig(
@@ -191,6 +229,33 @@ class RepoConfigStore:
         if errors:
             return RepoConfig(source=source, errors=tuple(errors))
         return RepoConfig(sections, source)
+
+
+def pushed_config(payload: Mapping[str, Any]) -> str | None:
+    """The repository whose config a push may have changed, or ``None``.
+
+    Only the default branch counts (configs are read from it). The payload
+    lists at most 20 commits, and a forced push can change files no listed
+    commit names, so those cases count as touching the file.
+    """
+    repository = payload.get("repository")
+    if not isinstance(repository, dict) or not isinstance(repository.get("full_name"), str):
+        return None
+    default = repository.get("default_branch") or repository.get("master_branch")
+    if default and payload.get("ref") != f"refs/heads/{default}":
+        return None
+    commits = payload.get("commits")
+    if payload.get("forced") or not isinstance(commits, list) or len(commits) >= 20:
+        return str(repository["full_name"])
+    head = payload.get("head_commit")
+    for commit in [*commits, head] if isinstance(head, dict) else commits:
+        if not isinstance(commit, dict):
+            continue
+        for key in ("added", "modified", "removed"):
+            files = commit.get(key)
+            if isinstance(files, list) and CONFIG_PATH in files:
+                return str(repository["full_name"])
+    return None
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,12 @@ each processor in isolation. One processor failing never stops another; each
 failure is logged with the delivery's context and counted per processor. An
 event any processor failed on is forgotten by the delivery memory, so GitHub's
 redelivery of it is accepted again.
+
+Failures that may pass are not handled here but raised to the dispatcher,
+which owns retries: a ``RetryableGitHubError`` (after the other processors
+had their turn), ``InstallationGone`` and ``Deferred``. The processors that
+succeeded are recorded on the queued event, so a retry runs only the others
+and no write is made twice.
 """
 
 from __future__ import annotations
@@ -15,14 +21,16 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from cachetools import TTLCache
 from githubkit.exception import GitHubException
 from pydantic import ValidationError
 
-from github_app.compression import PayloadCodec
+from github_app.compression import CompressionError, PayloadCodec
 from github_app.deliveries import RecentDeliveries
 from github_app.errors import Deferred, GitHubError, InstallationGone, RetryableGitHubError
+from github_app.feedback import Observer, note_error, note_work, reporting
 from github_app.github import GitHubGateway, as_github_error, naming_objects
 from github_app.installations import apply_lifecycle
 from github_app.logs import event_context
@@ -46,9 +54,16 @@ class ProcessorStats:
     events_ok: int = 0
     own_events_skipped: int = 0
     unparseable: int = 0
-    deferred: int = 0
-    retried: int = 0
-    installation_gone: int = 0
+
+
+class RunObserver(Protocol):
+    """Told of every processor call and every finished event: metrics feed on this hook."""
+
+    def processor_finished(
+        self, item: QueuedEvent, processor: str, seconds: float, ok: bool
+    ) -> None: ...
+
+    def event_finished(self, item: QueuedEvent, ok: bool) -> None: ...
 
 
 class EventRunner:
@@ -63,33 +78,35 @@ class EventRunner:
         codec: PayloadCodec,
         deliveries: RecentDeliveries,
         dry_run: bool,
+        observer: RunObserver | None = None,
+        feedback: Observer | None = None,
     ) -> None:
         self._registry = registry
+        self._observer = observer
         self._gateway = gateway
         self._configs = configs
         self._codec = codec
         self._deliveries = deliveries
         self._dry_run = dry_run
+        self.feedback = feedback  # told each event's latency and outcome (the width controller)
         self.stats = ProcessorStats()
+        self.states: dict[str, Any] = {
+            p.name: p.state_factory() for p in registry if p.state_factory is not None
+        }
+        # (delivery id, processor) pairs that succeeded: when a redelivery follows a partial
+        # failure, only the processors that failed run again.
+        self._completed: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=86_400)
 
     async def __call__(self, item: QueuedEvent) -> None:
         envelope = item.envelope
-        with event_context(envelope), naming_objects(envelope.repository, envelope.issue_number):
-            try:
-                ok = await self._run(item)
-            except Deferred as exc:
-                # Nothing ran: the queue holds the event until the installation may go on.
-                self.stats.deferred += 1
-                log.debug("deferred: %s", exc.reason)
-                raise
-            except RetryableGitHubError as exc:
-                self.stats.retried += 1
-                log.debug("back to the queue: %s", exc)
-                raise
-            except InstallationGone as exc:
-                self.stats.installation_gone += 1
-                log.warning("dropped: %s", exc)
-                raise
+        with (
+            event_context(envelope),
+            reporting(self.feedback),
+            naming_objects(envelope.repository, envelope.issue_number),
+        ):
+            ok = await self._run(item)
+        if self._observer is not None:
+            self._observer.event_finished(item, ok)
         if ok:
             self.stats.events_ok += 1
         else:
@@ -116,7 +133,11 @@ class EventRunner:
         hold = self._gateway.hold_until(installation_id)
         if hold is not None:
             raise Deferred(*hold)
-        body = self._codec.decompress(envelope.payload)
+        try:
+            body = self._codec.decompress(envelope.payload)
+        except CompressionError as exc:
+            log.error("cannot read the queued payload: %s", exc)
+            return False
         try:
             event: Any = parse_event(envelope.event, body)
         except ValidationError as exc:
@@ -127,6 +148,7 @@ class EventRunner:
             log.warning("payload differs from githubkit's schema: %s", _first_error(exc))
         payload: dict[str, Any] = json.loads(body)
         github = self._gateway.installation(envelope.installation_id)
+        note_work()
         try:
             config = (
                 await self._configs.get(github, envelope.repository)
@@ -136,13 +158,20 @@ class EventRunner:
         except (RetryableGitHubError, InstallationGone):
             raise
         except GitHubError as exc:
+            note_error(exc)
             log.error("cannot read the repository config: %s", exc)
             return False
         ok = True
-        retry: RetryableGitHubError | None = None
+        retryable: RetryableGitHubError | None = None
         for processor in processors:
+            if processor.name in item.completed:
+                continue  # succeeded on an earlier attempt
             processor_config = config.for_processor(processor)
             if not processor_config.enabled:
+                continue
+            done_key = (envelope.delivery_id, processor.name)
+            if done_key in self._completed:
+                log.debug("processor %s already handled this delivery", processor.name)
                 continue
             context: Context[Any] = Context(
                 envelope=envelope,
@@ -153,44 +182,56 @@ class EventRunner:
                 dry_run=self._dry_run,
                 log=logging.getLogger(f"processors.{processor.name}"),
                 bot_login=bot,
+                state=self.states.get(processor.name),
             )
-            error = await self._call(processor, context)
-            if isinstance(error, InstallationGone):
-                raise error
-            if isinstance(error, RetryableGitHubError):
-                retry = error
-            ok = ok and error is None
-        if retry is not None:
-            # The whole event goes back to the queue; processors check before writing again.
-            raise retry
+            started = time.perf_counter()
+            try:
+                succeeded = await self._call(processor, context)
+            except RetryableGitHubError as exc:
+                self._observe(item, processor.name, started, ok=False)
+                retryable = exc  # the others still get their turn; the event comes back
+                continue
+            self._observe(item, processor.name, started, ok=succeeded)
+            if succeeded:
+                item.completed.add(processor.name)
+                self._completed[done_key] = True
+            ok = succeeded and ok
+        if retryable is not None:
+            raise retryable
         return ok
 
-    async def _call(self, processor: Processor[Any], context: Context[Any]) -> Exception | None:
-        """Run one processor in isolation; returns its failure, ``None`` on success."""
+    def _observe(self, item: QueuedEvent, name: str, started: float, *, ok: bool) -> None:
+        if self._observer is not None:
+            elapsed = time.perf_counter() - started
+            self._observer.processor_finished(item, name, elapsed, ok)
+
+    async def _call(self, processor: Processor[Any], context: Context[Any]) -> bool:
+        """True if the processor succeeded; a failure that may pass or stop all is raised."""
         started = time.perf_counter()
         try:
             await processor.handle(context)
         except (GitHubError, GitHubException) as exc:
             self.stats.failed[processor.name] += 1
-            error = as_github_error(exc)
-            if isinstance(error, RetryableGitHubError):
-                log.warning(
-                    "processor %s failed, the event will be retried: %s", processor.name, error
-                )
-            else:
-                log.error("processor %s failed: %s", processor.name, error)
-            return error
-        except Exception as exc:
+            error = exc if isinstance(exc, GitHubError) else as_github_error(exc)
+            note_error(error)
+            if isinstance(error, RetryableGitHubError | InstallationGone):
+                log.warning("processor %s failed, may pass: %s", processor.name, error)
+                raise error from None
+            log.error("processor %s failed: %s", processor.name, error)
+            return False
+        except Deferred:
+            raise  # the installation must wait: not a failure of this processor
+        except Exception:
             self.stats.failed[processor.name] += 1
             log.exception("processor %s raised", processor.name)
-            return exc
+            return False
         finally:
             elapsed = time.perf_counter() - started
             self.stats.seconds[processor.name] = (
                 self.stats.seconds.get(processor.name, 0.0) + elapsed
             )
         self.stats.ok[processor.name] += 1
-        return None
+        return True
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -17,24 +17,32 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 
+from github_app.autoscale import Autoscaler, HostSampler
+from github_app.breaker import CircuitBreaker
 from github_app.compression import PayloadCodec
 from github_app.config import Settings
+from github_app.controller import Backlog, ControllerSettings, WidthController
+from github_app.dead_letters import DeadLetterQueue
 from github_app.deliveries import RecentDeliveries
 from github_app.dispatch import Dispatcher
 from github_app.errors import SettingsError
 from github_app.github import GitHubGateway
 from github_app.intake import WebhookIntake
 from github_app.logs import install_context
-from github_app.priority import PriorityRules
+from github_app.metrics import Metrics
+from github_app.priority import Priority, PriorityRules
 from github_app.queue import MemoryQueue
 from github_app.registry import Registry
 from github_app.repo_config import RepoConfigStore
+from github_app.retry import RetryPolicy
 from github_app.runner import EventRunner
+from github_app.status import StatusReporter
 from github_app.webhooks import warm_up
 
 log = logging.getLogger(__name__)
 
 IDENTIFY_TIMEOUT = 10.0
+INITIAL_WIDTH = 4
 
 
 class Runtime:
@@ -55,9 +63,25 @@ class Runtime:
         self.registry = registry if registry is not None else Registry.load()
         self.codec = PayloadCodec()
         self.deliveries = RecentDeliveries()
-        self.queue = MemoryQueue(settings.queue_max_events, settings.queue_max_bytes)
+        self.queue = MemoryQueue(
+            settings.queue_max_events,
+            settings.queue_max_bytes,
+            ttl={
+                Priority.CRITICAL: settings.queue_ttl_critical,
+                Priority.HIGH: settings.queue_ttl_high,
+                Priority.NORMAL: settings.queue_ttl_normal,
+                Priority.LOW: settings.queue_ttl_low,
+            },
+            ageing=settings.queue_ageing,
+            dead_letters=DeadLetterQueue(settings.dead_letter_max, clock=clock),
+            # A given-up delivery is forgotten, so GitHub's redelivery of it is accepted again;
+            # a re-driven one is remembered again, so a redelivery is not queued twice.
+            on_dead_letter=lambda entry: self.deliveries.forget(entry.delivery_id),
+            on_redrive=lambda item: self.deliveries.remember(item.envelope.delivery_id),
+        )
         self.gateway = GitHubGateway(settings, transport=transport, clock=clock)
         self.configs = RepoConfigStore(self.registry)
+        self.metrics = Metrics(clock=clock)
         self.runner = EventRunner(
             registry=self.registry,
             gateway=self.gateway,
@@ -65,10 +89,34 @@ class Runtime:
             codec=self.codec,
             deliveries=self.deliveries,
             dry_run=settings.dry_run,
+            observer=self.metrics,
         )
+        # The width starts modestly (well under GitHub's limits) and the controller moves it.
+        self.controller = WidthController(
+            ControllerSettings(min_width=settings.workers_min, max_width=settings.workers_max),
+            clock=time.monotonic,
+            start=min(settings.workers_max, max(settings.workers_min, INITIAL_WIDTH)),
+        )
+        self.breaker = CircuitBreaker(clock=time.monotonic)
         self.dispatcher = Dispatcher(
-            self.queue, self.runner, width=settings.workers_max, paused=paused
+            self.queue,
+            self.runner,
+            width=self.controller.width,
+            paused=paused,
+            retry=RetryPolicy(
+                attempts=settings.retry_attempts, base=settings.retry_base, cap=settings.retry_max
+            ),
         )
+        self.host = HostSampler()
+        self.autoscaler = Autoscaler(
+            self.controller,
+            self.breaker,
+            self.dispatcher,
+            backlog=lambda: Backlog(ready=len(self.queue), in_flight=self.dispatcher.in_flight),
+            host=self.host.sample,
+        )
+        self.runner.feedback = self.autoscaler.observe
+        self.dispatcher.gate = self.autoscaler
         self.intake = WebhookIntake(
             secret=settings.webhook_secret,
             registry=self.registry,
@@ -78,7 +126,10 @@ class Runtime:
             codec=self.codec,
             on_admitted=self.dispatcher.notify,
             clock=clock,
+            observe=self.configs.observe,
         )
+        self.status = StatusReporter(self, clock=clock)
+        self.metrics.watch(self.status.document)
         self._identity_checked = False
         self._shutdown_started = False
         self._shutdown_done = anyio.Event()
@@ -104,11 +155,14 @@ class Runtime:
                 warm_up(event for processor in self.registry for event in processor.events)
                 self.gateway.warm_up()
                 group.start_soon(self.dispatcher.run)
+                group.start_soon(self.host.run)
+                group.start_soon(self.autoscaler.run)
                 try:
                     yield self
                 finally:
                     with anyio.CancelScope(shield=True):
                         await self.shutdown()
+                    group.cancel_scope.cancel()  # the controller's loops run until told to stop
         finally:
             with anyio.CancelScope(shield=True):
                 await self.gateway.aclose()

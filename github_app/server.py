@@ -1,4 +1,4 @@
-"""The ASGI application: the webhook route and the health endpoints.
+"""The ASGI application: the webhook route, health, metrics and the admin routes.
 
 ``create_app`` is the only way to build it; it creates nothing at import time.
 The webhook route is a plain ASGI callable mounted in starlette: it is the hot
@@ -11,17 +11,23 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from github_app import __version__
+from github_app.admin import admin_routes
 from github_app.config import Settings
 from github_app.registry import Registry
 from github_app.runtime import Runtime
+from github_app.setup_flow import SetupFlow
+from github_app.status import readiness
 
 
 def create_app(
@@ -32,9 +38,11 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     paused: bool = False,
     clock: Callable[[], float] = time.time,
+    env_file: Path | str = ".env",
 ) -> Starlette:
     """Build the app. ``transport`` replaces the HTTP transport to GitHub (tests, benchmarks);
-    ``paused`` starts with the dispatcher idle (the intake benchmark measures intake alone)."""
+    ``paused`` starts with the dispatcher idle (the intake benchmark measures intake alone).
+    Without app credentials it also serves ``/setup``, which writes them to ``env_file``."""
     if runtime is None:
         runtime = Runtime(
             settings, registry=registry, transport=transport, paused=paused, clock=clock
@@ -44,22 +52,54 @@ def create_app(
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
-        if runtime.shutting_down:
-            return JSONResponse({"status": "unavailable", "reason": "shutting down"}, 503)
+        reason = readiness(runtime)
+        if reason is not None:
+            return JSONResponse({"status": "unavailable", "reason": reason}, 503)
         return JSONResponse({"status": "ready"})
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = await runtime.metrics.scrape()
+        return Response(body, headers={"content-type": content_type})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with runtime.running():
             yield
 
-    app = Starlette(
+    setup = None if settings.has_credentials else SetupFlow(settings, env_file=Path(env_file))
+    app = WebhookFirst(
+        settings.webhook_path,
+        runtime.intake,
         routes=[
             Route(settings.webhook_path, runtime.intake, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *admin_routes(runtime),
+            *(setup.routes() if setup is not None else ()),
         ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.setup = setup
     return app
+
+
+class WebhookFirst(Starlette):
+    """Starlette, except that the webhook path goes straight to the intake callable.
+
+    The intake answers every case itself (including its own errors and 405), so
+    starlette's middleware stack and router would only add per-delivery cost on
+    the one path that sees a burst.
+    """
+
+    def __init__(self, webhook_path: str, intake: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._webhook_path = webhook_path
+        self._intake = intake
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self._webhook_path:
+            await self._intake(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

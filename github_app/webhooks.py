@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from githubkit.webhooks import verify
 from githubkit_schemas.latest.webhooks import VALID_EVENT_NAMES, WebhookNamespace
 from pydantic import TypeAdapter
@@ -61,8 +61,8 @@ def decode_body(body: bytes, kind: str) -> tuple[bytes, dict[str, Any]]:
             raise WebhookError(400, "malformed_body", "form body has no payload field")
         body = values[0].encode("utf-8")
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = orjson.loads(body)
+    except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WebhookError(400, "malformed_json", f"payload is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise WebhookError(400, "malformed_json", "payload must be a JSON object")

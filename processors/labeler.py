@@ -16,6 +16,10 @@ labeler:
       pattern: '(?i)\\bdocs?\\b'
 ```
 
+With ``remove_unmatched: true`` (off by default), an edit that makes a rule
+stop matching removes that rule's label again; leave it off when people also
+add those labels by hand, since the app cannot tell who added a label.
+
 Without a ``labeler`` section the default rules below apply; they use labels
 every new GitHub repository has (bug, documentation, enhancement).
 ``labeler: {enabled: false}`` turns it off.
@@ -32,6 +36,7 @@ import re2
 from pydantic import AfterValidator, ConfigDict, model_validator
 
 from github_app.processor import Context, Processor, ProcessorConfig
+from processors.issue_api import IssueApi
 
 MAX_PATTERN_LENGTH = 1000
 _RE2_OPTIONS = re2.Options()
@@ -89,6 +94,7 @@ DEFAULT_RULES = (
 @dataclass(frozen=True)
 class LabelerConfig(ProcessorConfig):
     rules: tuple[LabelRule, ...] = DEFAULT_RULES
+    remove_unmatched: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,10 +135,22 @@ def labels_to_add(
     return wanted
 
 
+def labels_to_remove(
+    rules: Sequence[CompiledRule], title: str, body: str | None, existing: Collection[str]
+) -> list[str]:
+    """Labels of the issue that belong to a rule and that no rule for them matches any more."""
+    text = f"{title}\n{body or ''}"
+    matched = {rule.label.lower() for rule in rules if rule.matcher.search(text)}
+    ruled = {rule.label.lower() for rule in rules}
+    return [name for name in existing if name.lower() in ruled and name.lower() not in matched]
+
+
 class LabelWriter(Protocol):
-    """The one GitHub operation the labeler needs."""
+    """The GitHub operations the labeler needs."""
 
     async def add_labels(self, owner: str, repo: str, number: int, labels: list[str]) -> None: ...
+
+    async def remove_label(self, owner: str, repo: str, number: int, label: str) -> None: ...
 
 
 class GitHubLabelWriter:
@@ -143,6 +161,9 @@ class GitHubLabelWriter:
         await self._github.rest.issues.async_add_labels(
             owner, repo, number, data={"labels": labels}
         )
+
+    async def remove_label(self, owner: str, repo: str, number: int, label: str) -> None:
+        await IssueApi(self._github, owner, repo).remove_label(number, label)
 
 
 async def label_issue(
@@ -155,10 +176,17 @@ async def label_issue(
     title: str,
     body: str | None,
     existing: Collection[str],
+    edited: bool = False,
 ) -> list[str]:
-    labels = labels_to_add(compile_rules(config.rules), title, body, existing)
+    """Add matching labels; on an edit with ``remove_unmatched``, remove the ones that stopped."""
+    rules = compile_rules(config.rules)
+    labels = labels_to_add(rules, title, body, existing)
     if labels:
         await api.add_labels(owner, repo, number, labels)
+    if edited and config.remove_unmatched:
+        for label in labels_to_remove(rules, title, body, existing):
+            await api.remove_label(owner, repo, number, label)
+            labels.append(f"-{label}")
     return labels
 
 
@@ -193,9 +221,10 @@ async def handle(ctx: Context[LabelerConfig]) -> None:
         title=issue.title,
         body=issue.body,
         existing=issue.labels,
+        edited=ctx.payload.get("action") == "edited",
     )
     if added:
-        ctx.log.info("labeler: added %s to #%s", ", ".join(added), issue.number)
+        ctx.log.info("labeler: changed %s on #%s", ", ".join(added), issue.number)
     else:
         ctx.log.debug("labeler: no new label for #%s", issue.number)
 

@@ -375,3 +375,57 @@ def test_repr_never_shows_private_key_webhook_secret_or_admin_token(
 def test_repr_never_shows_a_generated_webhook_secret() -> None:
     settings = settings_from({})
     assert settings.webhook_secret not in repr(settings)
+
+
+def test_queue_ttl_ageing_retry_and_dead_letter_settings_have_defaults_and_can_be_set() -> None:
+    defaults = load_settings({}, env_file=None)
+    assert (defaults.queue_ttl_low, defaults.queue_ageing, defaults.retry_attempts) == (
+        1800.0,
+        60.0,
+        5,
+    )
+    custom = load_settings(
+        {
+            "QUEUE_TTL_CRITICAL": "7200",
+            "QUEUE_TTL_HIGH": "600",
+            "QUEUE_TTL_NORMAL": "300",
+            "QUEUE_TTL_LOW": "60.5",
+            "QUEUE_AGEING": "15",
+            "RETRY_ATTEMPTS": "3",
+            "RETRY_BASE": "0.5",
+            "RETRY_MAX": "30",
+            "DEAD_LETTER_MAX": "50",
+        },
+        env_file=None,
+    )
+    assert (custom.queue_ttl_critical, custom.queue_ttl_high, custom.queue_ttl_normal) == (
+        7200.0,
+        600.0,
+        300.0,
+    )
+    assert (custom.queue_ttl_low, custom.queue_ageing) == (60.5, 15.0)
+    assert (custom.retry_attempts, custom.retry_base, custom.retry_max) == (3, 0.5, 30.0)
+    assert custom.dead_letter_max == 50
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("QUEUE_TTL_LOW", "soon", "QUEUE_TTL_LOW must be a number of seconds"),
+        ("QUEUE_AGEING", "0", "QUEUE_AGEING must be a positive number"),
+        ("QUEUE_TTL_HIGH", "-5", "QUEUE_TTL_HIGH must be a positive number"),
+        ("RETRY_ATTEMPTS", "0", "RETRY_ATTEMPTS must be >= 1"),
+        ("RETRY_BASE", "nan", "RETRY_BASE must be a positive number"),
+        ("DEAD_LETTER_MAX", "0", "DEAD_LETTER_MAX must be >= 1"),
+    ],
+)
+def test_bad_queue_and_retry_settings_are_one_line_errors(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings({name: value}, env_file=None)
+
+
+def test_retry_base_above_retry_max_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"RETRY_BASE \(60\) is above RETRY_MAX \(10\)"):
+        load_settings({"RETRY_BASE": "60", "RETRY_MAX": "10"}, env_file=None)

@@ -124,30 +124,38 @@ async def test_a_failing_processor_is_logged_with_the_delivery_id_and_others_sti
 
 
 async def test_width_change_takes_effect_while_events_run() -> None:
-    gate = anyio.Event()
+    gates = [anyio.Event(), anyio.Event()]
     active = 0
-    peak = 0
+    peaks = [0, 0]
+    phase = 0
 
     async def slow(ctx: Context[Any]) -> None:
-        nonlocal active, peak
+        nonlocal active
         active += 1
-        peak = max(peak, active)
+        peaks[phase] = max(peaks[phase], active)
         try:
-            await gate.wait()
+            await gates[phase].wait()
         finally:
             active -= 1
 
     registry = Registry([Processor("slow", "waits", ("issues",), ProcessorConfig, slow)])
     async with running_app(make_settings(None, WORKERS_MAX="1"), registry=registry) as app:
-        for number in range(1, 5):
+        for number in range(1, 6):
             assert (await app.post(signed(issue_event(number=number), "issues"))).is_success
         await wait_for(lambda: active == 1, what="one event running")
-        assert len(app.runtime.queue) == 3
-        app.runtime.dispatcher.width = 3
+        assert len(app.runtime.queue) == 4
+        app.runtime.dispatcher.width = 3  # raising it admits waiting work at once
         await wait_for(lambda: active == 3, what="the wider limit to admit waiting work")
-        gate.set()
+        assert len(app.runtime.queue) == 2
+        app.runtime.dispatcher.width = 1  # lowering it lets running work finish
+        assert active == 3
+        phase = 1
+        gates[0].set()
+        await wait_for(lambda: active == 1, what="one event of the two left to start")
+        assert len(app.runtime.queue) == 1
+        gates[1].set()
         await app.settle()
-    assert peak == 3
+    assert peaks == [3, 1]
 
 
 async def test_shutdown_refuses_new_deliveries_and_finishes_in_flight_work(

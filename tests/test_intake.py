@@ -159,7 +159,7 @@ async def test_ping_answers_200_and_unsubscribed_events_are_acknowledged_and_dro
     async with running_app(make_settings(private_key_pem)) as app:
         ping = await app.post(signed(app_payload("ping", None), "ping"))
         star = await app.post(signed(app_payload("star.created"), "star"))
-        closed = await app.post(signed(issue_event("deleted"), "issues"))
+        closed = await app.post(signed(issue_event("milestoned"), "issues"))
         assert ping.status_code == 200
         assert ping.json() == {"status": "pong"}
         assert star.status_code == 202
@@ -217,9 +217,9 @@ async def test_delivery_that_failed_in_processing_is_accepted_again_when_redeliv
     github.get(config_url("Codertocat/Hello-World")).mock(return_value=httpx.Response(404))
     github.get(config_url("Codertocat/.github")).mock(return_value=httpx.Response(404))
     labels = github.post(f"{API}/repos/Codertocat/Hello-World/issues/1/labels").mock(
+        # A 422 is not retryable (a 502 would come back through the queue: see test_retries).
         side_effect=[
-            # Not retryable (a permission problem, since fixed), so the event fails for good.
-            httpx.Response(403, json={"message": "Resource not accessible by integration"}),
+            httpx.Response(422, json={"message": "Validation Failed"}),
             httpx.Response(200),
         ]
     )
@@ -228,6 +228,7 @@ async def test_delivery_that_failed_in_processing_is_accepted_again_when_redeliv
         assert (await app.post(delivery)).status_code == 202
         await app.settle()
         assert app.runtime.runner.stats.failed["labeler"] == 1
+        # The failed POST was sent once: the HTTP layer never re-sends a write by itself.
         assert labels.call_count == 1
         retried = await app.post(delivery)
         assert retried.status_code == 202

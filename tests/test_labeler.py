@@ -6,7 +6,9 @@ import asyncio
 import time
 from typing import Any
 
+import httpx
 import pytest
+import respx
 from pydantic import TypeAdapter, ValidationError
 
 from processors.labeler import (
@@ -16,7 +18,11 @@ from processors.labeler import (
     compile_rules,
     label_issue,
     labels_to_add,
+    labels_to_remove,
 )
+from tests.conftest import make_settings, running_app
+from tests.deliveries import issue_event, signed
+from tests.processor_helpers import ISSUE_URL, REPO, use_config, writes
 
 CONFIG = TypeAdapter(LabelerConfig)
 
@@ -43,6 +49,9 @@ class RecordingWriter:
 
     async def add_labels(self, owner: str, repo: str, number: int, labels: list[str]) -> None:
         self.calls.append((owner, repo, number, labels))
+
+    async def remove_label(self, owner: str, repo: str, number: int, label: str) -> None:
+        self.calls.append((owner, repo, number, [f"-{label}"]))
 
 
 # --- keywords -------------------------------------------------------------------------------
@@ -258,3 +267,65 @@ def test_label_issue_makes_no_call_when_the_issue_already_has_every_label() -> N
     )
     assert added == []
     assert writer.calls == []
+
+
+# --- remove_unmatched -----------------------------------------------------------------------
+
+
+def test_labels_to_remove_names_rule_labels_whose_rules_stopped_matching() -> None:
+    cfg = config({"label": "bug", "keywords": ["crash"]}, {"label": "docs", "keywords": ["readme"]})
+    rules = compile_rules(cfg.rules)
+    assert labels_to_remove(rules, "readme typo", None, ["Bug", "docs", "question"]) == ["Bug"]
+    assert labels_to_remove(rules, "crash in readme", None, ["bug", "docs"]) == []
+
+
+@pytest.mark.parametrize(
+    ("remove", "edited", "expected"), [(True, True, 1), (True, False, 0), (False, True, 0)]
+)
+def test_label_issue_removes_only_on_edits_and_only_when_configured(
+    remove: bool, edited: bool, expected: int
+) -> None:
+    writer = RecordingWriter()
+    cfg = LabelerConfig(rules=CRASH.rules, remove_unmatched=remove)
+    asyncio.run(
+        label_issue(
+            writer,
+            cfg,
+            owner="o",
+            repo="r",
+            number=1,
+            title="fine now",
+            body=None,
+            existing=["bug"],
+            edited=edited,
+        )
+    )
+    assert len(writer.calls) == expected
+
+
+@pytest.mark.anyio
+async def test_edit_that_stops_matching_removes_the_label_through_the_server(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    use_config(
+        github,
+        "labeler:\n  remove_unmatched: true\n  rules:\n    - label: bug\n      keywords: [crash]\n",
+    )
+    github.delete(f"{ISSUE_URL}/1/labels/bug").mock(return_value=httpx.Response(200, json=[]))
+    edited = issue_event(
+        "edited", title="Question about setup", body="no problem", labels=["bug", "x"]
+    )
+    async with running_app(make_settings(private_key_pem)) as app:
+        assert (await app.post(signed(edited, "issues"))).status_code == 202
+        await app.settle()
+    assert writes(github) == [("DELETE", f"/repos/{REPO}/issues/1/labels/bug", None)]
+
+
+@pytest.mark.anyio
+async def test_removal_is_off_by_default(github: respx.MockRouter, private_key_pem: str) -> None:
+    use_config(github, "labeler:\n  rules:\n    - label: bug\n      keywords: [crash]\n")
+    edited = issue_event("edited", title="Question about setup", body="no problem", labels=["bug"])
+    async with running_app(make_settings(private_key_pem)) as app:
+        assert (await app.post(signed(edited, "issues"))).status_code == 202
+        await app.settle()
+    assert writes(github) == []

@@ -252,12 +252,15 @@ def test_admitted_events_are_never_evicted_by_refused_or_more_urgent_offers() ->
     assert drain_ids(queue) == ["crit0", "crit1", "low0", "low1"]
 
 
-def test_taking_an_event_frees_room_for_a_new_one() -> None:
+def test_an_event_in_flight_keeps_its_room_until_it_is_done() -> None:
+    # A retried event must always find its place again, so taking frees nothing yet.
     queue = make_queue(max_events=2)
     queue.offer(loose("a"), Priority.CRITICAL)
     queue.offer(loose("b"), Priority.CRITICAL)
     assert not queue.offer(loose("c"), Priority.CRITICAL).admitted
-    take(queue)
+    item = take(queue)
+    assert not queue.offer(loose("c"), Priority.CRITICAL).admitted
+    queue.done(item)
     assert queue.offer(loose("c"), Priority.CRITICAL).admitted
 
 
@@ -313,3 +316,333 @@ def test_len_counts_waiting_events_not_those_in_flight() -> None:
     assert len(queue) == 1
     take(queue)
     assert len(queue) == 0
+
+
+# --- round-robin across installations -------------------------------------------------------
+
+
+def from_installation(delivery_id: str, installation: int, number: int | None = None) -> Envelope:
+    return envelope(
+        delivery_id,
+        installation_id=installation,
+        repository=f"org{installation}/repo",
+        issue_number=number,
+        payload=b"p" * 10,
+    )
+
+
+def test_a_burst_from_one_installation_delays_another_installations_event_by_one_dequeue() -> None:
+    queue = make_queue(max_events=2000)
+    for i in range(1000):
+        assert queue.offer(from_installation(f"big{i}", 1, number=i), Priority.NORMAL).admitted
+    assert queue.offer(from_installation("small", 2, number=1), Priority.NORMAL).admitted
+    taken = [take(queue).envelope.delivery_id for _ in range(3)]
+    assert "small" in taken[:2]
+    assert taken[0] == "big0"  # the burst arrived first and keeps its own order
+
+
+def test_installations_take_turns_within_a_level_and_keep_their_own_order() -> None:
+    queue = make_queue()
+    for i in range(3):
+        queue.offer(from_installation(f"a{i}", 1), Priority.HIGH)
+    for i in range(2):
+        queue.offer(from_installation(f"b{i}", 2), Priority.HIGH)
+    queue.offer(from_installation("c0", 3), Priority.HIGH)
+    assert drain_ids(queue) == ["a0", "b0", "c0", "a1", "b1", "a2"]
+
+
+def test_round_robin_does_not_cross_levels() -> None:
+    queue = make_queue()
+    queue.offer(from_installation("a-low", 1), Priority.LOW)
+    queue.offer(from_installation("b-high-0", 2), Priority.HIGH)
+    queue.offer(from_installation("b-high-1", 2), Priority.HIGH)
+    assert drain_ids(queue) == ["b-high-0", "b-high-1", "a-low"]
+
+
+# --- ageing ---------------------------------------------------------------------------------
+
+
+def test_a_low_event_waiting_longer_than_the_ageing_bound_is_served_before_high_ones() -> None:
+    clock = FakeClock()
+    queue = MemoryQueue(1000, 10**6, clock=clock, ageing=30.0)
+    queue.offer(loose("old-low"), Priority.LOW)
+    for i in range(10):
+        queue.offer(loose(f"high{i}"), Priority.HIGH)
+    clock.now += 29.0
+    assert take(queue).envelope.delivery_id == "high0"  # not overdue yet: strict priority
+    clock.now += 2.0
+    assert take(queue).envelope.delivery_id == "old-low"
+    assert queue.stats().aged == 1
+    assert take(queue).envelope.delivery_id == "high1"
+
+
+def test_under_a_steady_stream_of_high_events_low_is_served_within_the_ageing_bound() -> None:
+    clock = FakeClock()
+    queue = MemoryQueue(10_000, 10**7, clock=clock, ageing=10.0)
+    queue.offer(loose("low"), Priority.LOW)
+    served_at = None
+    for tick in range(100):  # each second: two HIGH arrive, one event is served
+        queue.offer(loose(f"h{tick}a"), Priority.HIGH)
+        queue.offer(loose(f"h{tick}b"), Priority.HIGH)
+        item = take(queue)
+        queue.done(item)
+        if item.envelope.delivery_id == "low":
+            served_at = clock.now - 1000.0
+            break
+        clock.now += 1.0
+    assert served_at is not None
+    assert 10.0 < served_at <= 11.0
+
+
+def test_the_most_overdue_level_is_aged_first() -> None:
+    clock = FakeClock()
+    queue = MemoryQueue(1000, 10**6, clock=clock, ageing=5.0)
+    queue.offer(loose("low"), Priority.LOW)
+    clock.now += 3.0
+    queue.offer(loose("normal"), Priority.NORMAL)
+    queue.offer(loose("critical"), Priority.CRITICAL)
+    clock.now += 10.0  # low waited 13 s, normal 10 s: both overdue, low more so
+    assert drain_ids(queue) == ["low", "normal", "critical"]
+
+
+# --- retries, deferral and per-issue order --------------------------------------------------
+
+
+def test_a_retried_event_waits_for_its_not_before_time_then_comes_back() -> None:
+    clock = FakeClock()
+    queue = MemoryQueue(100, 10**6, clock=clock)
+    queue.offer(loose("a"), Priority.HIGH)
+    item = take(queue)
+    queue.retry(item, clock.now + 5.0, "GitHub answered 502")
+    assert len(queue) == 1
+    assert queue.take() is None
+    assert queue.next_due_in() == 5.0
+    assert queue.stats().delayed == 1
+    clock.now += 5.0
+    again = take(queue)
+    assert again is item
+    assert again.attempts == 2
+    assert again.last_error == "GitHub answered 502"
+    queue.done(again)
+    stats = queue.stats()
+    assert (stats.retried, stats.processed, stats.depth, stats.delayed) == (1, 1, 0, 0)
+    assert queue.next_due_in() is None
+
+
+def test_a_retried_event_keeps_its_place_before_later_events_of_its_issue() -> None:
+    clock = FakeClock()
+    queue = MemoryQueue(100, 10**6, clock=clock)
+    queue.offer(about_issue("first", 4), Priority.NORMAL)
+    queue.offer(about_issue("second", 4), Priority.HIGH)
+    queue.offer(about_issue("other", 5), Priority.LOW)
+    first = take(queue)
+    assert first.envelope.delivery_id == "first"
+    queue.retry(first, clock.now + 10.0, "timeout")
+    # the issue's later event must not overtake the retried one; other issues go on
+    assert take(queue).envelope.delivery_id == "other"
+    assert queue.take() is None
+    clock.now += 10.0
+    again = take(queue)
+    assert again.envelope.delivery_id == "first"
+    assert queue.take() is None  # never two events of one issue at once
+    queue.done(again)
+    assert take(queue).envelope.delivery_id == "second"
+
+
+def test_a_retried_event_is_served_before_younger_events_of_its_level() -> None:
+    clock = FakeClock()
+    queue = MemoryQueue(100, 10**6, clock=clock)
+    queue.offer(loose("old"), Priority.NORMAL)
+    item = take(queue)
+    queue.offer(loose("young"), Priority.NORMAL)
+    queue.retry(item, clock.now, "502")
+    assert drain_ids(queue) == ["old", "young"]
+
+
+def test_deferral_puts_the_event_back_without_counting_an_attempt() -> None:
+    clock = FakeClock()
+    queue = MemoryQueue(100, 10**6, clock=clock)
+    queue.offer(about_issue("a", 1), Priority.HIGH)
+    queue.offer(about_issue("b", 1), Priority.HIGH)
+    item = take(queue)
+    assert item.attempts == 1
+    queue.defer(item, clock.now + 60.0)
+    assert item.attempts == 0
+    assert queue.take() is None  # "b" stays behind the deferred "a"
+    clock.now += 60.0
+    assert take(queue) is item
+    assert item.attempts == 1
+    assert queue.stats().deferred == 1
+    assert queue.stats().retried == 0
+
+
+def test_settling_an_event_twice_is_an_error() -> None:
+    queue = make_queue()
+    queue.offer(loose("a"), Priority.LOW)
+    item = take(queue)
+    queue.done(item)
+    with pytest.raises(ValueError, match="not in flight"):
+        queue.done(item)
+    with pytest.raises(ValueError, match="not in flight"):
+        queue.retry(item, 0.0, "x")
+
+
+# --- TTL ------------------------------------------------------------------------------------
+
+
+def ttl_queue(clock: FakeClock, **kwargs: object) -> MemoryQueue:
+    ttl = {Priority.CRITICAL: 100.0, Priority.HIGH: 50.0, Priority.NORMAL: 50.0, Priority.LOW: 10.0}
+    return MemoryQueue(100, 10**6, clock=clock, ttl=ttl, ageing=1000.0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_event_older_than_its_levels_ttl_at_the_front_goes_to_the_dlq_as_expired() -> None:
+    clock = FakeClock()
+    forgotten: list[str] = []
+    queue = ttl_queue(clock, on_dead_letter=lambda entry: forgotten.append(entry.delivery_id))
+    queue.offer(about_issue("stale-low", 1), Priority.LOW)
+    queue.offer(about_issue("fresh-high", 2), Priority.HIGH)
+    clock.now += 11.0
+    assert take(queue).envelope.delivery_id == "fresh-high"
+    assert queue.take() is None  # the LOW one expired on its way out
+    stats = queue.stats()
+    assert stats.expired == 1
+    assert stats.depth == 0
+    [entry] = queue.list_dead_letters()
+    assert (entry.delivery_id, entry.reason, entry.priority) == ("stale-low", "expired", "LOW")
+    assert forgotten == ["stale-low"]
+
+
+def test_an_expired_event_lets_the_next_event_of_its_issue_through() -> None:
+    clock = FakeClock()
+    queue = ttl_queue(clock)
+    queue.offer(about_issue("old", 3), Priority.LOW)
+    clock.now += 11.0
+    queue.offer(about_issue("new", 3), Priority.LOW)
+    assert take(queue).envelope.delivery_id == "new"
+    assert [e.delivery_id for e in queue.list_dead_letters(reason="expired")] == ["old"]
+
+
+def test_ttl_counts_from_admission_not_from_the_last_retry() -> None:
+    clock = FakeClock()
+    queue = ttl_queue(clock)
+    queue.offer(loose("a"), Priority.HIGH)
+    item = take(queue)
+    clock.now += 40.0
+    queue.retry(item, clock.now + 20.0, "GitHub answered 503")
+    clock.now += 20.0
+    assert queue.take() is None
+    [entry] = queue.list_dead_letters()
+    assert entry.reason == "expired"
+    assert entry.last_error == "older than the HIGH TTL"
+    assert entry.attempts == 1
+
+
+# --- dead letters ---------------------------------------------------------------------------
+
+
+def test_dead_letter_records_why_with_the_events_details() -> None:
+    from github_app.dead_letters import DeadLetterQueue
+
+    dlq = DeadLetterQueue(10, clock=lambda: 1234.5)
+    queue = MemoryQueue(100, 10**6, clock=FakeClock(), dead_letters=dlq)
+    queue.offer(about_issue("a", 8, repository="octo/x"), Priority.HIGH)
+    item = take(queue)
+    queue.dead_letter(item, "exhausted", "GitHub answered 502 to POST /x")
+    [entry] = queue.list_dead_letters()
+    assert entry.summary() == {
+        "delivery_id": "a",
+        "event": "issues",
+        "action": "opened",
+        "installation_id": 1,
+        "repository": "octo/x",
+        "issue_number": 8,
+        "priority": "HIGH",
+        "attempts": 1,
+        "reason": "exhausted",
+        "last_error": "GitHub answered 502 to POST /x",
+        "received_at": 0.0,
+        "dead_lettered_at": 1234.5,
+    }
+    assert queue.stats().dead_lettered_by_reason == {"exhausted": 1}
+
+
+def test_dead_letter_queue_drops_its_oldest_entry_when_full_with_a_counter_and_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from github_app.dead_letters import DeadLetterQueue
+
+    queue = MemoryQueue(100, 10**6, clock=FakeClock(), dead_letters=DeadLetterQueue(2))
+    for name in ("one", "two", "three"):
+        queue.offer(loose(name), Priority.LOW)
+        queue.dead_letter(take(queue), "exhausted", "502")
+    assert [e.delivery_id for e in queue.list_dead_letters()] == ["two", "three"]
+    stats = queue.stats().dead_letters
+    assert stats is not None
+    assert (stats.depth, stats.dropped) == (2, 1)
+    assert any("dropped delivery one" in r.getMessage() for r in caplog.records)
+
+
+def test_redrive_puts_dead_letters_back_as_new_arrivals_and_purge_deletes_them() -> None:
+    clock = FakeClock()
+    redriven: list[str] = []
+    queue = MemoryQueue(
+        100, 10**6, clock=clock, on_redrive=lambda item: redriven.append(item.envelope.delivery_id)
+    )
+    for name in ("a", "b", "c"):
+        queue.offer(about_issue(name, 1), Priority.NORMAL)
+        item = take(queue)
+        queue.dead_letter(item, "exhausted", "502")
+    assert len(queue) == 0
+    clock.now += 500.0
+    assert queue.redrive(["b", "missing"]) == 1
+    assert redriven == ["b"]
+    again = take(queue)
+    assert again.envelope.delivery_id == "b"
+    assert again.attempts == 1  # attempts start again
+    assert again.enqueued_at == clock.now
+    queue.done(again)
+    assert [e.delivery_id for e in queue.list_dead_letters()] == ["a", "c"]
+    assert queue.purge_dead_letters(["a"]) == 1
+    assert queue.redrive() == 1
+    assert drain_ids(queue) == ["c"]
+    stats = queue.stats()
+    assert stats.redriven == 2
+    assert stats.dead_letters is not None
+    assert (stats.dead_letters.depth, stats.dead_letters.purged) == (0, 1)
+
+
+def test_redrive_respects_the_bounds_and_keeps_what_does_not_fit() -> None:
+    queue = MemoryQueue(2, 10**6, clock=FakeClock())
+    for name in ("a", "b"):
+        queue.offer(loose(name), Priority.LOW)
+        queue.dead_letter(take(queue), "exhausted", "502")
+    queue.offer(loose("busy"), Priority.CRITICAL)
+    assert queue.redrive() == 1
+    assert [e.delivery_id for e in queue.list_dead_letters()] == ["b"]
+    assert len(queue) == 2
+
+
+def test_installation_gone_dead_letters_all_its_waiting_events_and_spares_others() -> None:
+    clock = FakeClock()
+    queue = MemoryQueue(100, 10**6, clock=clock)
+    queue.offer(from_installation("gone-1", 7, number=1), Priority.HIGH)
+    queue.offer(from_installation("gone-2", 7, number=1), Priority.HIGH)  # behind gone-1
+    queue.offer(from_installation("gone-3", 7), Priority.LOW)
+    queue.offer(from_installation("kept", 8), Priority.HIGH)
+    in_flight = take(queue)
+    assert in_flight.envelope.delivery_id == "gone-1"
+    queue.offer(from_installation("gone-4", 7), Priority.NORMAL)
+    queue.retry(take(queue), clock.now + 100, "502")  # "kept" is delayed, not gone
+    queue.dead_letter(in_flight, "installation_gone", "404")
+    assert queue.dead_letter_installation(7, "installation_gone", "404") == 3
+    assert sorted(e.delivery_id for e in queue.list_dead_letters()) == [
+        "gone-1",
+        "gone-2",
+        "gone-3",
+        "gone-4",
+    ]
+    assert len(queue) == 1
+    assert queue.take() is None
+    clock.now += 100
+    assert drain_ids(queue) == ["kept"]
+    assert queue.stats().dead_lettered_by_reason == {"installation_gone": 4}

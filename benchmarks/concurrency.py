@@ -1,0 +1,445 @@
+"""Adaptive drain width against fixed widths, all on the same simulated GitHub, in one run.
+
+Command (from the repository root; needs the ``bench`` extra for the plot)::
+
+    /work/venv-issue5/bin/pip install -e '.[dev,bench]'
+    /work/venv-issue5/bin/python benchmarks/concurrency.py [--events 1200] [--plot out.png]
+
+Every run starts a fresh simulator (``sim_concurrency.py``, its own uvicorn
+process) and a fresh app (``serve_adaptive.py``: the real app with app
+credentials from a freshly generated RSA key, ``GITHUB_API_URL`` = the
+simulator), then POSTs ``--events`` signed ``issues.opened`` deliveries over
+HTTP as a burst and waits until each was processed (or the run's time cap).
+
+Backend: ``--service-ms`` per request while at most ``--capacity`` are in
+service, slower in proportion beyond; secondary-limit 403 + retry-after past
+``--secondary-cap`` concurrent requests. Scenarios:
+
+1. sweep: fixed widths 1, 2, 4 ... 128, then the adaptive controller;
+2. capacity halves when half the events are done (fixed 4..64 and adaptive);
+3. latency triples when half the events are done, capacity unchanged (same);
+4. 50 installations with per-installation limits (writes per window and
+   concurrent requests), adaptive, against the limit-bound optimum.
+
+Throughput = events processed OK / time from the first delivery to the last
+completion (for a mid-run change: OK completions after the change / time
+after it). Latency = an event's processing time in the app (p50/p99 over OK
+events). 403s = secondary-limit answers the simulator gave. Ratios are against
+the best fixed width measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import hashlib
+import hmac
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+FIXTURE = REPO / "tests" / "fixtures" / "issues.opened.json"
+SECRET = "benchmark-webhook-secret"
+WEBHOOK = "/api/github/webhooks"
+SWEEP = (1, 2, 4, 8, 16, 32, 64, 128)
+SCENARIO_WIDTHS = (8, 16, 32)
+
+
+@dataclass
+class Backend:
+    capacity: int
+    service_ms: float
+    secondary_cap: int
+    retry_after: int = 2
+    inst_concurrency: int = 0
+    inst_writes: int = 0
+    inst_window: float = 60.0
+
+    def argv(self) -> list[str]:
+        return [
+            f"--capacity={self.capacity}",
+            f"--service-ms={self.service_ms}",
+            f"--secondary-cap={self.secondary_cap}",
+            f"--retry-after={self.retry_after}",
+            f"--inst-concurrency={self.inst_concurrency}",
+            f"--inst-writes={self.inst_writes}",
+            f"--inst-window={self.inst_window}",
+        ]
+
+
+@dataclass
+class Result:
+    name: str
+    events: int
+    ok: int
+    failed: int
+    seconds: float
+    throughput: float
+    p50: float
+    p99: float
+    hits: int
+    hits_after_backoff: int | None
+    capped: bool
+    change_at: float | None = None
+    phase_throughput: float | None = None
+    settle: float | None = None
+    start: float = 0.0
+    observations: list[tuple[float, float, str]] = field(default_factory=list)
+    decisions: list[tuple[float, int, str, str]] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def process(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, *argv], cwd=REPO)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_up(url: str, deadline: float = 30.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def deliveries(count: int, installations: int, repos: int) -> list[tuple[bytes, dict[str, str]]]:
+    template = json.loads(FIXTURE.read_text())
+    out = []
+    for n in range(count):
+        payload = copy.deepcopy(template)
+        installation = 1 + n % installations
+        repo = f"org{installation}/repo{n % repos}"
+        payload["installation"] = {"id": installation, "node_id": "MDIz"}
+        payload["repository"]["full_name"] = repo
+        payload["repository"]["name"] = repo.split("/")[1]
+        payload["repository"]["owner"]["login"] = repo.split("/")[0]
+        payload["issue"]["number"] = n + 1
+        payload["issue"]["title"] = f"Crash on start #{n}"
+        payload["issue"]["labels"] = []
+        body = json.dumps(payload).encode()
+        signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "issues",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": signature,
+        }
+        out.append((body, headers))
+    return out
+
+
+async def post_all(url: str, items: Sequence[tuple[bytes, dict[str, str]]]) -> None:
+    limits = httpx.Limits(max_connections=16)
+    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
+        queue = list(items)
+
+        async def worker() -> None:
+            while queue:
+                body, headers = queue.pop()
+                answer = await client.post(url, content=body, headers=headers)
+                if answer.status_code != 202:
+                    raise RuntimeError(f"delivery refused: {answer.status_code} {answer.text}")
+
+        await asyncio.gather(*(worker() for _ in range(16)))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(
+    name: str,
+    backend: Backend,
+    key_file: str,
+    events: int,
+    *,
+    width: int | None,
+    cap: float,
+    change: dict[str, float] | None = None,
+    installations: int = 1,
+    repos: int = 10,
+) -> Result:
+    sim_port, app_port = free_port(), free_port()
+    sim = f"http://127.0.0.1:{sim_port}"
+    app = f"http://127.0.0.1:{app_port}"
+    low, high = (width, width) if width else (1, 128)
+    sim_argv = [str(BENCH / "sim_concurrency.py"), f"--port={sim_port}", *backend.argv()]
+    app_argv = [
+        str(BENCH / "serve_adaptive.py"),
+        f"--port={app_port}",
+        f"--api={sim}",
+        f"--key-file={key_file}",
+        f"--workers-min={low}",
+        f"--workers-max={high}",
+    ]
+    items = deliveries(events, installations, repos)
+    with process(sim_argv), process(app_argv):
+        wait_up(sim + "/_sim/stats")
+        wait_up(app + "/healthz")
+        start = time.time()
+        asyncio.run(post_all(app + WEBHOOK, items))
+        change_at = None
+        capped = False
+        while True:
+            samples = httpx.get(app + "/_bench/samples", timeout=10).json()
+            done = len(samples["observations"])
+            if change is not None and change_at is None and done >= events // 2:
+                httpx.post(sim + "/_sim/config", json=change, timeout=5)
+                change_at = time.time()
+            if done >= events and samples["in_flight"] == 0:
+                break
+            if time.time() - start > cap:
+                capped = True
+                break
+            time.sleep(0.1)
+        stats = httpx.get(sim + "/_sim/stats", timeout=10).json()
+    observations = [tuple(o) for o in samples["observations"]]
+    decisions = [tuple(d) for d in samples["decisions"]]
+    ok = [o for o in observations if o[2] == "ok"]
+    end = max((o[0] for o in ok), default=time.time())
+    seconds = end - start
+    latencies = [o[1] for o in ok]
+    hits: list[float] = stats["secondary_hits"]
+    backoffs = [d[0] for d in decisions if d[2] == "backoff"]
+    after = None
+    if width is None:
+        first = backoffs[0] if backoffs else None
+        after = 0 if first is None else sum(1 for t in hits if t > first + 0.5)
+    result = Result(
+        name=name,
+        events=events,
+        ok=len(ok),
+        failed=len(observations) - len(ok),
+        seconds=seconds,
+        throughput=len(ok) / seconds if seconds > 0 else 0.0,
+        p50=percentile(latencies, 0.5),
+        p99=percentile(latencies, 0.99),
+        hits=len(hits),
+        hits_after_backoff=after,
+        capped=capped,
+        change_at=change_at,
+        start=start,
+        observations=observations,  # type: ignore[arg-type]
+        decisions=decisions,  # type: ignore[arg-type]
+    )
+    if change_at is not None:
+        later = [o for o in ok if o[0] > change_at]
+        result.phase_throughput = len(later) / max(1e-9, end - change_at)
+        result.settle = settle_time(result, change_at, end)
+    return result
+
+
+def settle_time(result: Result, change_at: float, end: float) -> float | None:
+    """Seconds after the change until the width stays within 25 % of where the phase ends."""
+    if not result.decisions:
+        return 0.0
+    phase = [d for d in result.decisions if d[0] >= change_at]
+    if not phase:
+        return 0.0
+    final = statistics.median(d[1] for d in phase[len(phase) // 2 :])
+    settled_at = change_at
+    for t, width, _, _ in phase:
+        if abs(width - final) > 0.25 * final:
+            settled_at = t
+    return settled_at - change_at
+
+
+def line(result: Result, best: Result | None, phase: bool = False) -> str:
+    tput = result.phase_throughput if phase else result.throughput
+    ref = (best.phase_throughput if phase else best.throughput) if best else None
+    ratio = f"{tput / ref:5.2f}" if ref and tput is not None else "    -"
+    p99_ratio = f"{result.p99 / best.p99:5.2f}" if best and best.p99 else "    -"
+    after = "-" if result.hits_after_backoff is None else str(result.hits_after_backoff)
+    settle = "-" if result.settle is None else f"{result.settle:.1f}s"
+    return (
+        f"{result.name:<12} {tput or 0:8.1f} {ratio} {result.p50 * 1000:7.0f} "
+        f"{result.p99 * 1000:7.0f} {p99_ratio} {result.hits:6d} {after:>6} "
+        f"{result.ok:5d} {result.failed:5d} {settle:>7}{'  (time cap)' if result.capped else ''}"
+    )
+
+
+HEADER = (
+    f"{'run':<12} {'ev/s':>8} {'x best':>5} {'p50 ms':>7} {'p99 ms':>7} {'x p99':>5} "
+    f"{'403s':>6} {'after':>6} {'ok':>5} {'fail':>5} {'settle':>7}"
+)
+
+
+def best_of(results: list[Result], phase: bool = False) -> Result:
+    return max(results, key=lambda r: (r.phase_throughput or 0) if phase else r.throughput)
+
+
+def report(title: str, fixed: list[Result], adaptive: Result, phase: bool = False) -> Result:
+    best = best_of(fixed, phase)
+    print(f"\n== {title} (best fixed: {best.name})")
+    print(HEADER)
+    for result in [*fixed, adaptive]:
+        print(line(result, best, phase))
+    return best
+
+
+def plot(results: list[tuple[str, Result]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, len(results), figsize=(5 * len(results), 8), sharex="col")
+    for column, (title, result) in enumerate(results):
+        ax_w, ax_t, ax_l = axes[0][column], axes[1][column], axes[2][column]
+        t0 = result.start
+        if result.decisions:
+            ax_w.step([d[0] - t0 for d in result.decisions], [d[1] for d in result.decisions])
+        ax_w.set_title(title)
+        ax_w.set_ylabel("width")
+        ok = [o for o in result.observations if o[2] == "ok"]
+        if ok:
+            last = max(o[0] for o in ok) - t0
+            bins = [i * 0.5 for i in range(int(last / 0.5) + 2)]
+            counts = [0] * len(bins)
+            lat_sum = [0.0] * len(bins)
+            for t, latency, _ in ok:
+                index = int((t - t0) / 0.5)
+                counts[index] += 1
+                lat_sum[index] += latency
+            ax_t.plot(bins, [c / 0.5 for c in counts])
+            ax_l.plot(
+                bins,
+                [lat_sum[i] / counts[i] * 1000 if counts[i] else None for i in range(len(bins))],
+            )
+        hits = [o[0] - t0 for o in result.observations if o[2] == "throttled"]
+        if hits:
+            ax_t.plot(hits, [0] * len(hits), "rx", label="throttled")
+            ax_t.legend()
+        ax_t.set_ylabel("events/s")
+        ax_l.set_ylabel("mean latency ms")
+        ax_l.set_xlabel("seconds")
+        if result.change_at is not None:
+            for ax in (ax_w, ax_t, ax_l):
+                ax.axvline(result.change_at - t0, color="grey", linestyle="--")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def make_key(directory: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = os.path.join(directory, "app.pem")
+    Path(path).write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1200)
+    parser.add_argument("--capacity", type=int, default=16)
+    parser.add_argument("--service-ms", type=float, default=150.0)
+    parser.add_argument("--secondary-cap", type=int, default=40)
+    parser.add_argument("--cap", type=float, default=15.0, help="seconds a sweep run may take")
+    parser.add_argument("--plot", default=str(BENCH / "concurrency.png"))
+    parser.add_argument("--only", choices=["sweep", "halve", "slower", "installations"])
+    args = parser.parse_args(argv)
+    backend = Backend(args.capacity, args.service_ms, args.secondary_cap)
+    n = args.events
+    print(
+        f"backend: {args.service_ms:g} ms per request up to {args.capacity} concurrent, "
+        f"secondary limit past {args.secondary_cap} (retry-after {backend.retry_after}s); "
+        f"{n} issues.opened events per run; cpus={os.cpu_count()}"
+    )
+    plots: list[tuple[str, Result]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        key = make_key(tmp)
+        if args.only in (None, "sweep"):
+            fixed = [run(f"fixed {w}", backend, key, n, width=w, cap=args.cap) for w in SWEEP]
+            adaptive = run("adaptive", backend, key, n, width=None, cap=4 * args.cap)
+            report("sweep", fixed, adaptive)
+            plots.append(("steady backend", adaptive))
+        scenarios = {
+            "halve": ("capacity halves mid-run", {"capacity": args.capacity // 2}),
+            "slower": ("latency triples mid-run", {"service_ms": 3 * args.service_ms}),
+        }
+        for key_name, (title, change) in scenarios.items():
+            if args.only not in (None, key_name):
+                continue
+            cap = 6 * args.cap
+            fixed = [
+                run(f"fixed {w}", backend, key, n, width=w, cap=cap, change=change)
+                for w in SCENARIO_WIDTHS
+            ]
+            adaptive = run("adaptive", backend, key, n, width=None, cap=cap, change=change)
+            report(f"{title}: new-phase throughput", fixed, adaptive, phase=True)
+            plots.append((title, adaptive))
+        if args.only in (None, "installations"):
+            many = Backend(
+                capacity=4 * args.capacity,
+                service_ms=args.service_ms,
+                secondary_cap=1000,
+                inst_concurrency=10,
+                inst_writes=4,
+                inst_window=3.0,
+            )
+            count = 50
+            optimum = count * many.inst_writes / many.inst_window
+            adaptive = run(
+                "adaptive", many, key, n, width=None, cap=6 * args.cap, installations=count
+            )
+            print(
+                f"\n== 50 installations, each limited to {many.inst_writes} writes per "
+                f"{many.inst_window:g}s and {many.inst_concurrency} concurrent requests"
+            )
+            print(HEADER)
+            print(line(adaptive, None))
+            print(
+                f"limit-bound optimum {optimum:.1f} ev/s; adaptive reached "
+                f"{adaptive.throughput:.1f} ev/s = {adaptive.throughput / optimum:.2f} of it, "
+                f"{adaptive.hits} secondary-limit 403s"
+            )
+            plots.append(("50 installations", adaptive))
+    if plots:
+        plot(plots, Path(args.plot))
+        print(f"\nplot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

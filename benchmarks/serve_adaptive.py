@@ -1,0 +1,101 @@
+"""Run the real app for ``benchmarks/concurrency.py``: credentials, GitHub = the simulator.
+
+    python benchmarks/serve_adaptive.py --port P --api http://127.0.0.1:S --key-file K
+        --workers-min 1 --workers-max 128
+
+The app is built exactly as ``serve`` builds it (settings, Runtime, create_app);
+the benchmark only listens in: each event's latency and outcome (the runner's
+observer, chained) and each controller decision are kept and served as JSON at
+``GET /_bench/samples``, so the driver can compute percentiles and plot widths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "benchmark-webhook-secret"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the app against the simulated GitHub.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--api", required=True)
+    parser.add_argument("--key-file", required=True)
+    parser.add_argument("--workers-min", type=int, default=1)
+    parser.add_argument("--workers-max", type=int, default=128)
+    args = parser.parse_args(argv)
+
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from github_app.config import load_settings
+    from github_app.controller import Decision
+    from github_app.feedback import Observation
+    from github_app.runtime import Runtime
+    from github_app.server import create_app
+
+    settings = load_settings(
+        {
+            "WEBHOOK_SECRET": SECRET,
+            "APP_ID": "1",
+            "PRIVATE_KEY_PATH": args.key_file,
+            "GITHUB_API_URL": args.api,
+            "DRY_RUN": "false",
+            "WORKERS_MIN": str(args.workers_min),
+            "WORKERS_MAX": str(args.workers_max),
+            "QUEUE_MAX_EVENTS": "100000",
+            "LOG_LEVEL": "ERROR",  # a failed event logs an error: thousands under overload
+        },
+        env_file=None,
+    )
+    runtime = Runtime(settings)
+    observations: list[tuple[float, float, str]] = []
+    decisions: list[tuple[float, int, str, str]] = []
+    observe = runtime.runner.feedback
+
+    def record(observation: Observation) -> None:
+        observations.append((time.time(), observation.latency, observation.outcome.value))
+        if observe is not None:
+            observe(observation)
+
+    def on_decision(decision: Decision) -> None:
+        decisions.append((time.time(), decision.width, decision.action, decision.reason))
+
+    runtime.runner.feedback = record
+    runtime.autoscaler.on_decision = on_decision
+
+    async def samples(request: Request) -> Response:
+        body: dict[str, Any] = {
+            "observations": observations,
+            "decisions": decisions,
+            "queued": len(runtime.queue),
+            "in_flight": runtime.dispatcher.in_flight,
+            "width": runtime.dispatcher.width,
+        }
+        return JSONResponse(body)
+
+    app = create_app(settings, runtime=runtime)
+    app.router.routes.append(Route("/_bench/samples", samples, methods=["GET"]))
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="error",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+if __name__ == "__main__":
+    main()

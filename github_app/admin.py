@@ -1,0 +1,140 @@
+"""Admin routes: the status document, dead letters, and a small self-refreshing page.
+
+All of them exist only when ``ADMIN_TOKEN`` is set; without it they answer
+404 exactly like an unknown path, so an exposed server does not advertise
+them. The JSON routes need ``Authorization: Bearer $ADMIN_TOKEN``, compared
+in constant time (digests of equal length, so neither content nor length
+leaks through timing).
+
+``GET /admin`` is a static page with no data in it: a browser cannot send a
+bearer header on navigation, so the page's script asks for the token (or
+reads it from the URL fragment, ``/admin#token=...``, which browsers never
+send to the server), keeps it in the tab's ``sessionStorage`` and fetches
+``/admin/status`` with it every few seconds. No build step, no external
+asset; a per-response nonce lets only its own inline script and style run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from importlib.resources import files
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from github_app.dead_letter_adapter import DeadLetterAdapter
+
+if TYPE_CHECKING:
+    from github_app.runtime import Runtime
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+NO_STORE = {"cache-control": "no-store"}
+
+
+def token_matches(presented: str, expected: str) -> bool:
+    """Constant-time comparison that does not leak the expected token's length either."""
+    return hmac.compare_digest(
+        hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest(),
+        hashlib.sha256(expected.encode("utf-8")).digest(),
+    )
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+def not_found() -> Response:
+    """What starlette answers for an unknown path: disabled admin routes look the same."""
+    return PlainTextResponse("Not Found", status_code=404)
+
+
+def unauthorized(message: str) -> Response:
+    return JSONResponse(
+        {"error": "unauthorized", "message": message},
+        status_code=401,
+        headers={"www-authenticate": 'Bearer realm="admin"', **NO_STORE},
+    )
+
+
+def admin_routes(runtime: Runtime) -> list[BaseRoute]:
+    """The ``/admin`` page and the ``/admin/*`` JSON routes of one runtime."""
+    expected = runtime.settings.admin_token
+    dead_letters = DeadLetterAdapter(runtime.queue, on_redrive=runtime.dispatcher.notify)
+
+    def guarded(endpoint: Endpoint) -> Endpoint:
+        async def check(request: Request) -> Response:
+            if not expected:
+                return not_found()
+            presented = bearer_token(request)
+            if presented is None:
+                return unauthorized("send Authorization: Bearer <ADMIN_TOKEN>")
+            if not token_matches(presented, expected):
+                return unauthorized("wrong admin token")
+            return await endpoint(request)
+
+        return check
+
+    async def page(request: Request) -> Response:
+        if not expected:
+            return not_found()
+        nonce = secrets.token_urlsafe(16)
+        html = _page_template().replace("{{NONCE}}", nonce)
+        policy = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+        return HTMLResponse(
+            html,
+            headers={
+                "content-security-policy": policy,
+                "referrer-policy": "no-referrer",
+                "x-content-type-options": "nosniff",
+                **NO_STORE,
+            },
+        )
+
+    async def status(request: Request) -> Response:
+        return Response(runtime.status.json(), media_type="application/json", headers=NO_STORE)
+
+    async def list_dead_letters(request: Request) -> Response:
+        entries = dead_letters.list()
+        return JSONResponse(
+            {"supported": dead_letters.supported, "count": len(entries), "dead_letters": entries},
+            headers=NO_STORE,
+        )
+
+    async def redrive_one(request: Request) -> Response:
+        delivery_id = request.path_params["delivery_id"]
+        if not dead_letters.redrive(delivery_id):
+            return JSONResponse(
+                {"error": "not_found", "message": f"no dead letter with delivery id {delivery_id}"},
+                status_code=404,
+            )
+        return JSONResponse({"redriven": [delivery_id], "count": 1})
+
+    async def redrive_all(request: Request) -> Response:
+        return JSONResponse({"count": dead_letters.redrive_all()})
+
+    async def purge(request: Request) -> Response:
+        return JSONResponse({"purged": dead_letters.purge()})
+
+    return [
+        Route("/admin", page, methods=["GET"]),
+        Route("/admin/status", guarded(status), methods=["GET"]),
+        Route("/admin/dead-letters", guarded(list_dead_letters), methods=["GET"]),
+        Route("/admin/dead-letters", guarded(purge), methods=["DELETE"]),
+        Route("/admin/dead-letters/redrive", guarded(redrive_all), methods=["POST"]),
+        Route("/admin/dead-letters/{delivery_id}/redrive", guarded(redrive_one), methods=["POST"]),
+    ]
+
+
+def _page_template() -> str:
+    return files("github_app").joinpath("admin.html").read_text("utf-8")

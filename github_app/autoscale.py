@@ -1,0 +1,110 @@
+"""The I/O around the pure width controller: its tick task, its feedback, the host sampler.
+
+It is also the dispatcher's gate: no event is taken while GitHub's retry-after
+pause runs (continuing while limited can get an integration banned) or while
+the circuit breaker is open.
+
+``Autoscaler.run`` lives in the runtime's task group next to the dispatcher:
+every tick it reads the backlog and the host load, asks the controller for a
+width and sets ``dispatcher.width`` (anyio's limiter applies it at once).
+``Autoscaler.observe`` is the runner's observer: each event's latency and
+outcome go to the controller and to the circuit breaker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import anyio
+import psutil
+
+from github_app.breaker import BreakerState, CircuitBreaker
+from github_app.controller import Backlog, Decision, HostLoad, WidthController
+from github_app.dispatch import Dispatcher
+from github_app.feedback import Observation
+
+log = logging.getLogger(__name__)
+
+
+class HostSampler:
+    """This process's CPU (psutil, fraction of one core) and the event loop's lag.
+
+    The lag is measured by ``run``, a small task that sleeps ``interval`` and
+    notes how late it woke; ``sample`` returns the worst lag since the last
+    sample, so a short stall between two ticks is not averaged away.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self._interval = interval
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # the first reading only starts the measurement
+        self._lag = 0.0
+
+    async def run(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await anyio.sleep(self._interval)
+            late = time.perf_counter() - started - self._interval
+            self._lag = max(self._lag, late)
+
+    def sample(self) -> HostLoad:
+        lag, self._lag = self._lag, 0.0
+        return HostLoad(cpu=self._process.cpu_percent(None) / 100.0, lag=max(0.0, lag))
+
+
+class Autoscaler:
+    """Feeds the controller and the breaker, and applies the controller's width every tick."""
+
+    def __init__(
+        self,
+        controller: WidthController,
+        breaker: CircuitBreaker,
+        dispatcher: Dispatcher,
+        *,
+        backlog: Callable[[], Backlog],
+        host: Callable[[], HostLoad],
+    ) -> None:
+        self.controller = controller
+        self.breaker = breaker
+        self._dispatcher = dispatcher
+        self._backlog = backlog
+        self._host = host
+        self.on_decision: Callable[[Decision], None] | None = None  # for benchmarks and tests
+        dispatcher.width = controller.width
+
+    def observe(self, observation: Observation) -> None:
+        was_open = self.breaker.state is not BreakerState.CLOSED
+        self.controller.observe(observation.latency, observation.outcome, observation.retry_after)
+        self.breaker.record(observation.outcome)
+        is_open = self.breaker.state is not BreakerState.CLOSED
+        if was_open != is_open:
+            log.warning("circuit breaker %s", "closed" if was_open else "opened: GitHub is failing")
+            if was_open:
+                self._dispatcher.notify()  # resume taking at once
+
+    def allow(self) -> bool:
+        """The dispatcher gate: no new event in a throttle pause or while the breaker is open."""
+        if self.controller.pause_left() > 0:
+            return False
+        return self.breaker.allow()
+
+    def wait_hint(self) -> float:
+        return max(self.controller.pause_left(), self.breaker.wait_hint())
+
+    def step(self) -> Decision:
+        """One tick: read the inputs, decide, apply."""
+        decision = self.controller.tick(self._backlog(), self._host())
+        # Applied when the controller changes its mind, so a width set by hand lasts till then.
+        if decision.width != decision.previous:
+            log.info("width %d -> %d: %s", decision.previous, decision.width, decision.reason)
+            self._dispatcher.width = decision.width
+        if self.on_decision is not None:
+            self.on_decision(decision)
+        return decision
+
+    async def run(self) -> None:
+        while True:
+            await anyio.sleep(self.controller.settings.tick)
+            self.step()

@@ -1,0 +1,498 @@
+"""Finds the dispatcher's width by itself: numbers in, a width and its reason out.
+
+Pure and synchronous, with an injected clock: the runtime feeds it each event's
+latency and outcome (``observe``) and calls ``tick`` every ``tick`` seconds
+with the backlog and the host load; ``tick`` answers a ``Decision``.
+
+Signals, strongest first:
+
+1. Explicit throttling (secondary-limit 403/429, retry-after): multiplicative
+   decrease, a pause (no growth) for the retry-after, and a ceiling just below
+   the width that was throttled, so the same limit is not hit again.
+2. Errors (5xx, timeouts) above a share of outcomes: a gentle decrease.
+3. Host load: CPU near a core or event-loop lag stops growth.
+4. Latency against a baseline. Both are EWMAs; the baseline follows a faster
+   backend at once and a slower one slowly. Latency well above the baseline
+   shrinks the width only when throughput stops growing with width: the width
+   is probed down, and if throughput falls with it the slowness is GitHub's
+   (not ours), so the baseline moves up and the width is restored. A uniformly
+   slower GitHub therefore keeps its width (pure gradient limiters collapse
+   there), while queueing we caused is taken back.
+5. Backlog: grow only with ready work and the current width in use; hold when
+   all queued work waits on per-installation limits (the client layer's).
+
+Changes are measured in epochs: after a width change one tick is skipped
+(events started at the old width are still finishing), then throughput and
+latency are measured at the new width until enough events completed.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Clock = Callable[[], float]
+
+
+class Outcome(enum.Enum):
+    """What GitHub's answers to one event said about GitHub."""
+
+    OK = "ok"  # answered (a 404 or 422 is GitHub working, not GitHub struggling)
+    THROTTLED = "throttled"  # secondary limit: 403/429 with retry-after
+    ERROR = "error"  # 5xx, timeout, connection failure
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """Tunables; the defaults suit GitHub's latencies (tens to hundreds of ms)."""
+
+    min_width: int = 1
+    max_width: int = 64
+    tick: float = 0.5  # seconds between decisions
+    latency_alpha: float = 0.4  # weight of a new epoch's latency in the fast EWMA
+    baseline_rise: float = 0.01  # the baseline follows a slower backend this slowly...
+    baseline_fall: float = 0.5  # ...and a faster one this fast
+    grow_below: float = 1.2  # latency under this many baselines counts as baseline latency
+    brake_above: float = 1.5  # latency over this many baselines is "well above"
+    min_gain: float = 0.5  # throughput following width less than this: the width is too much
+    follow_gain: float = 0.8  # more than this: the latency is GitHub's, not queueing we caused
+    max_gain: float = 2.0  # beyond this the backend changed along with the width: no verdict
+    slow_start: float = 2.0  # growth factor until a limit has been seen
+    step: float = 0.1  # then additive growth of this fraction (at least 1)
+    probe: float = 0.8  # the factor of a shrink under the latency brake
+    cooldown: float = 5.0  # seconds without growth after a shrink for latency
+    probe_every: float = 10.0  # seconds between probes of a smaller width when latency is raised
+    throttle_factor: float = 0.5
+    throttle_ceiling: float = 0.75  # of the throttled width
+    default_pause: float = 1.0  # when a throttle carries no retry-after
+    max_pause: float = 60.0
+    ceiling_relax: float = 60.0  # seconds without throttling before the ceiling rises by 1
+    error_share: float = 0.1
+    error_factor: float = 0.9
+    min_outcomes: int = 5  # fewer outcomes than this in a tick: no error-rate judgement
+    min_samples: int = 20  # completions an epoch needs before it is judged...
+    max_epoch_ticks: int = 4  # ...unless it has been measured this many ticks
+    cpu_limit: float = 0.9  # fraction of one core (the event loop is one thread)
+    lag_limit: float = 0.25  # seconds of event-loop lag
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_width <= self.max_width:
+            raise ValueError("need 1 <= min_width <= max_width")
+        if self.tick <= 0:
+            raise ValueError("tick must be positive")
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The queue as the controller sees it at a tick."""
+
+    ready: int  # events that could be taken now
+    in_flight: int  # events being processed
+    blocked: int = 0  # queued events waiting on per-installation limits (not takeable now)
+
+
+@dataclass(frozen=True)
+class HostLoad:
+    """From the injected sampler: this process's CPU (fraction of one core) and loop lag (s)."""
+
+    cpu: float = 0.0
+    lag: float = 0.0
+
+
+IDLE_HOST = HostLoad()
+
+
+@dataclass(frozen=True)
+class Decision:
+    at: float
+    width: int
+    previous: int
+    action: str  # grow | shrink | backoff | hold | rebaseline
+    reason: str
+
+
+@dataclass(frozen=True)
+class ControllerStats:
+    """For the status endpoint and metrics."""
+
+    width: int
+    min_width: int
+    max_width: int
+    latency: float | None  # fast EWMA of event latency, seconds
+    baseline: float | None  # slow EWMA, seconds
+    throughput: float | None  # events/s at the last judged epoch
+    ceiling: int | None  # set by throttling
+    pause_left: float  # seconds of the throttle pause still to run
+    slow_start: bool
+    decisions: int
+    last_decision: Decision | None
+    completed: int
+    throttled: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class _Point:
+    """One judged epoch: the width, and the throughput and latency measured at it."""
+
+    width: int
+    throughput: float
+    latency: float
+
+
+class _Window:
+    """Outcomes since the last tick."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.latency_sum = 0.0
+        self.throttled = 0
+        self.errors = 0
+        self.retry_after: float | None = None
+
+    @property
+    def outcomes(self) -> int:
+        return self.ok + self.throttled + self.errors
+
+
+class WidthController:
+    """The EWMA controller for the dispatcher's global width; see the module docstring."""
+
+    def __init__(self, settings: ControllerSettings, *, clock: Clock, start: int | None = None):
+        self.settings = settings
+        self._clock = clock
+        first = settings.min_width if start is None else start
+        self._width = min(max(first, settings.min_width), settings.max_width)
+        self._window = _Window()
+        self._last_tick = clock()
+        self._latency: float | None = None
+        self._baseline: float | None = None
+        self._slow_start = True
+        self._ceiling: int | None = None
+        self._ceiling_at = 0.0
+        self._paused_until = -math.inf
+        self._pause_pending = -math.inf  # set by a throttled outcome, before the tick sees it
+        # the epoch being measured at the current width
+        self._skip = 0
+        self._epoch_ticks = 0
+        self._epoch_time = 0.0
+        self._epoch_ok = 0
+        self._epoch_latency = 0.0
+        self._fresh = False  # the next judged epoch is the first since a change
+        self._grow_after = -math.inf  # no growth before (after a shrink for latency)
+        self._probe_after = -math.inf  # no probing before
+        self._previous: _Point | None = None  # the judged epoch before the last change
+        self._current: _Point | None = None  # the last judged epoch at this width
+        self._throughput: float | None = None
+        self._decisions = 0
+        self._last: Decision | None = None
+        self._completed = 0
+        self._throttled = 0
+        self._errors = 0
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    def pause_left(self) -> float:
+        """Seconds GitHub's last retry-after still asks us to take no new work."""
+        return max(0.0, max(self._paused_until, self._pause_pending) - self._clock())
+
+    def observe(self, latency: float, outcome: Outcome, retry_after: float | None = None) -> None:
+        """One event finished: its processing time (s) and what GitHub's answers said."""
+        window = self._window
+        if outcome is Outcome.OK:
+            window.ok += 1
+            window.latency_sum += max(0.0, latency)
+            self._completed += 1
+        elif outcome is Outcome.THROTTLED:
+            window.throttled += 1
+            self._throttled += 1
+            if retry_after is not None:
+                window.retry_after = max(window.retry_after or 0.0, retry_after)
+            # The pause starts now, not at the next tick: every event taken meanwhile would
+            # meet the same 403. The decrease waits for the tick (once per pause).
+            s = self.settings
+            pause = min(max(retry_after or s.default_pause, 0.0), s.max_pause)
+            self._pause_pending = max(self._pause_pending, self._clock() + pause)
+        else:
+            window.errors += 1
+            self._errors += 1
+
+    def tick(self, backlog: Backlog, load: HostLoad = IDLE_HOST) -> Decision:
+        """Decide the width for the next tick from everything observed since the last one."""
+        now = self._clock()
+        elapsed = max(0.0, now - self._last_tick)
+        self._last_tick = now
+        window, self._window = self._window, _Window()
+        s = self.settings
+        if s.min_width == s.max_width:
+            return self._decide(now, s.min_width, "hold", "fixed width (WORKERS_MIN = WORKERS_MAX)")
+        self._relax_ceiling(now)
+
+        if window.throttled:
+            return self._throttle(now, window)
+        if now < self._paused_until:
+            left = self._paused_until - now
+            return self._decide(now, self._width, "hold", f"paused {left:.1f}s after throttling")
+        if window.outcomes >= s.min_outcomes and window.errors / window.outcomes >= s.error_share:
+            share = window.errors / window.outcomes
+            target = min(self._width - 1, math.floor(self._width * s.error_factor))
+            return self._change(
+                now, target, "shrink", f"{share:.0%} of events failed (5xx/timeout)"
+            )
+
+        # Slots free up and refill between ticks: "in use" allows for a few being refilled.
+        in_use = backlog.ready > 0 and backlog.in_flight >= max(1, math.floor(self._width * 0.8))
+        judged = self._measure(window, elapsed, in_use)
+        if judged is not None:
+            brake = self._brake(now, judged)
+            if brake is not None:
+                return brake
+        if backlog.ready == 0:
+            if backlog.blocked:
+                why = f"{backlog.blocked} queued event(s) wait on per-installation limits"
+                return self._decide(now, self._width, "hold", why)
+            return self._decide(now, self._width, "hold", "no backlog")
+        if not in_use:
+            why = f"width not in use ({backlog.in_flight} of {self._width} busy)"
+            return self._decide(now, self._width, "hold", why)
+        # A busy host gains nothing from more width; the latency brake takes back any excess.
+        if load.cpu >= s.cpu_limit:
+            return self._decide(now, self._width, "hold", f"host CPU at {load.cpu:.0%}")
+        if load.lag >= s.lag_limit:
+            return self._decide(now, self._width, "hold", f"event-loop lag {load.lag * 1000:.0f}ms")
+        if judged is None:
+            return self._decide(now, self._width, "hold", "measuring the current width")
+        base = self._baseline
+        if base is not None and judged.latency > s.grow_below * base:
+            ratio = judged.latency / base
+            return self._decide(now, self._width, "hold", f"latency {ratio:.2f}x baseline")
+        return self._grow(now)
+
+    # -- the parts of a decision -------------------------------------------------------------
+
+    def _throttle(self, now: float, window: _Window) -> Decision:
+        s = self.settings
+        pause = window.retry_after if window.retry_after is not None else s.default_pause
+        pause = min(max(pause, 0.0), s.max_pause)
+        first = now >= self._paused_until
+        self._paused_until = max(self._paused_until, now + pause)
+        self._slow_start = False
+        ceiling = max(s.min_width, math.floor(self._width * s.throttle_ceiling))
+        self._ceiling = ceiling if self._ceiling is None else min(self._ceiling, ceiling)
+        self._ceiling_at = now
+        reason = f"{window.throttled} event(s) throttled; pausing growth {pause:.1f}s"
+        if not first:  # one decrease per pause: events started before it may still be throttled
+            return self._decide(now, self._width, "hold", reason)
+        target = math.floor(self._width * s.throttle_factor)
+        return self._change(now, target, "backoff", reason)
+
+    def _measure(self, window: _Window, elapsed: float, in_use: bool) -> _Point | None:
+        """Add this tick to the epoch; returns the epoch's point when it is ready to judge."""
+        s = self.settings
+        if window.ok:
+            mean = window.latency_sum / window.ok
+            alpha = s.latency_alpha
+            previous = self._latency
+            self._latency = mean if previous is None else alpha * mean + (1 - alpha) * previous
+            if self._baseline is None or (not in_use and window.ok >= s.min_samples):
+                # unloaded moments show the backend's own latency
+                self._follow_baseline(mean)
+        if self._skip:
+            self._skip -= 1
+            return None
+        if not in_use:
+            # throughput is set by arrivals, not by width: nothing to learn about width
+            self._reset_epoch()
+            return None
+        self._epoch_ticks += 1
+        self._epoch_time += elapsed
+        self._epoch_ok += window.ok
+        self._epoch_latency += window.latency_sum
+        if self._epoch_ok < s.min_samples and self._epoch_ticks < s.max_epoch_ticks:
+            return None
+        if self._epoch_ok == 0 or self._epoch_time <= 0:
+            self._reset_epoch()
+            if self._baseline is None:
+                # nothing has finished yet: no latency to judge, so width is the only lever
+                return _Point(self._width, 0.0, 0.0)
+            return None
+        point = _Point(
+            self._width, self._epoch_ok / self._epoch_time, self._epoch_latency / self._epoch_ok
+        )
+        self._current = point
+        self._throughput = point.throughput
+        self._reset_epoch()
+        return point
+
+    def _brake(self, now: float, point: _Point) -> Decision | None:
+        """The latency brake; None when latency gives no reason to act (growth may follow)."""
+        s = self.settings
+        base = self._baseline
+        if base is None:  # nothing has finished yet
+            return None
+        gain = self._gain(point)
+        previous = self._previous
+        ratio = point.latency / base
+        if ratio <= s.grow_below:
+            self._follow_baseline(point.latency)
+            return None
+        shown = "unknown" if gain is None else f"{gain:.2f}"
+        if previous is not None and gain is not None and gain >= s.follow_gain:
+            # Throughput follows width: the latency is GitHub's, not queueing we caused.
+            self._baseline = self._latency = point.latency
+            if previous.width > point.width:
+                self._grow_after = now + s.cooldown
+                return self._change(
+                    now,
+                    previous.width,
+                    "rebaseline",
+                    f"latency {ratio:.2f}x baseline, but throughput fell with width "
+                    f"(gain {shown}): GitHub is slower; baseline moved, width restored",
+                )
+            return self._decide(
+                now,
+                self._width,
+                "rebaseline",
+                f"latency {ratio:.2f}x baseline, but throughput grew with width (gain {shown})",
+            )
+        self._slow_start = False
+        if ratio > s.brake_above:
+            self._grow_after = now + s.cooldown
+            return self._change(
+                now,
+                min(self._width - 1, math.floor(self._width * s.probe)),
+                "shrink",
+                f"latency {ratio:.2f}x baseline and throughput not following width (gain {shown})",
+            )
+        # Between the two thresholds: take back a growth that bought only latency, now and
+        # then try a smaller width; otherwise hold.
+        if (
+            previous is not None
+            and gain is not None
+            and gain < s.min_gain
+            and previous.width < point.width
+        ):
+            self._grow_after = now + s.cooldown
+            return self._change(
+                now,
+                previous.width,
+                "shrink",
+                f"latency {ratio:.2f}x baseline and throughput did not grow with width "
+                f"(gain {shown}): back to {previous.width}",
+            )
+        if now >= self._probe_after:
+            self._probe_after = now + s.probe_every
+            return self._change(
+                now,
+                min(self._width - 1, math.floor(self._width * s.probe)),
+                "shrink",
+                f"latency {ratio:.2f}x baseline: probing whether a smaller width serves as much",
+            )
+        return self._decide(now, self._width, "hold", f"latency {ratio:.2f}x baseline")
+
+    def _follow_baseline(self, latency: float) -> None:
+        """A faster backend is followed at once, a slower one slowly (and only near baseline)."""
+        s = self.settings
+        base = self._baseline
+        if base is None:
+            self._baseline = latency
+        elif latency < base:
+            self._baseline = s.baseline_fall * latency + (1 - s.baseline_fall) * base
+        elif latency <= s.grow_below * base:
+            self._baseline = s.baseline_rise * latency + (1 - s.baseline_rise) * base
+
+    def _gain(self, point: _Point) -> float | None:
+        """How much throughput followed the last width change (1 = in proportion).
+
+        Only the first epoch after a change is compared with the one before it: later
+        ones may straddle a change of GitHub's, not of ours.
+        """
+        previous = self._previous
+        fresh, self._fresh = self._fresh, False
+        if (
+            not fresh
+            or previous is None
+            or previous.width == point.width
+            or previous.throughput <= 0
+        ):
+            return None
+        relative_width = point.width / previous.width - 1
+        relative_throughput = point.throughput / previous.throughput - 1
+        gain = relative_throughput / relative_width
+        return gain if abs(gain) <= self.settings.max_gain else None
+
+    def _grow(self, now: float) -> Decision:
+        s = self.settings
+        if now < self._grow_after:
+            left = self._grow_after - now
+            return self._decide(
+                now, self._width, "hold", f"cooling down {left:.1f}s after a shrink"
+            )
+        if self._slow_start:
+            target = math.ceil(self._width * s.slow_start)
+        else:
+            target = self._width + max(1, round(self._width * s.step))
+        limit = s.max_width if self._ceiling is None else min(s.max_width, self._ceiling)
+        if self._width >= limit:
+            why = "at the throttle ceiling" if limit == self._ceiling else "at WORKERS_MAX"
+            return self._decide(now, self._width, "hold", why)
+        return self._change(
+            now, min(target, limit), "grow", "backlog, width in use, latency at baseline"
+        )
+
+    def _relax_ceiling(self, now: float) -> None:
+        if self._ceiling is not None and now - self._ceiling_at >= self.settings.ceiling_relax:
+            self._ceiling += 1
+            self._ceiling_at = now
+            if self._ceiling >= self.settings.max_width:
+                self._ceiling = None
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _change(self, now: float, target: int, action: str, reason: str) -> Decision:
+        s = self.settings
+        target = min(max(target, s.min_width), s.max_width)
+        if target == self._width:
+            return self._decide(now, target, "hold", f"{reason} (already at the bound)")
+        if self._current is not None and self._current.width == self._width:
+            self._previous = self._current
+        self._current = None
+        self._reset_epoch()
+        self._skip = 1
+        self._fresh = True
+        return self._decide(now, target, action, reason)
+
+    def _reset_epoch(self) -> None:
+        self._epoch_ticks = 0
+        self._epoch_time = 0.0
+        self._epoch_ok = 0
+        self._epoch_latency = 0.0
+
+    def _decide(self, now: float, width: int, action: str, reason: str) -> Decision:
+        decision = Decision(now, width, self._width, action, reason)
+        self._width = width
+        self._decisions += 1
+        self._last = decision
+        return decision
+
+    def stats(self) -> ControllerStats:
+        return ControllerStats(
+            width=self._width,
+            min_width=self.settings.min_width,
+            max_width=self.settings.max_width,
+            latency=self._latency,
+            baseline=self._baseline,
+            throughput=self._throughput,
+            ceiling=self._ceiling,
+            pause_left=self.pause_left(),
+            slow_start=self._slow_start,
+            decisions=self._decisions,
+            last_decision=self._last,
+            completed=self._completed,
+            throttled=self._throttled,
+            errors=self._errors,
+        )

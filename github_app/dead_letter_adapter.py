@@ -1,0 +1,65 @@
+"""The admin routes' view of the queue's dead letters: the one place that knows its method names.
+
+The queue (``github_app.queue.EventQueue``) lists, re-drives and purges dead
+letters; this adapter turns that into what the admin routes answer and wakes
+the dispatcher after a re-drive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from github_app.queue import EventQueue
+from github_app.status import jsonable
+
+ENTRY_FIELDS = (
+    "delivery_id",
+    "event",
+    "action",
+    "installation_id",
+    "repository",
+    "issue_number",
+    "priority",
+    "attempts",
+    "reason",
+    "last_error",
+    "received_at",
+    "dead_lettered_at",
+)
+
+
+class DeadLetterAdapter:
+    """List, redrive and purge the queue's dead letters."""
+
+    def __init__(self, queue: EventQueue, *, on_redrive: Callable[[], None]) -> None:
+        self._queue = queue
+        self._on_redrive = on_redrive
+
+    @property
+    def supported(self) -> bool:
+        return True
+
+    def list(self) -> list[dict[str, Any]]:
+        return [describe(entry) for entry in self._queue.list_dead_letters()]
+
+    def redrive(self, delivery_id: str) -> bool:
+        """Put one dead letter back in the queue; ``False`` when there is no such delivery."""
+        found = self._queue.redrive([delivery_id]) > 0
+        if found:
+            self._on_redrive()
+        return found
+
+    def redrive_all(self) -> int:
+        count = self._queue.redrive(None)
+        if count:
+            self._on_redrive()
+        return count
+
+    def purge(self) -> int:
+        return self._queue.purge_dead_letters(None)
+
+
+def describe(entry: Any) -> dict[str, Any]:
+    """A dead letter as JSON: the delivery's routing fields and why it died, never the payload."""
+    return {name: jsonable(getattr(entry, name)) for name in ENTRY_FIELDS if hasattr(entry, name)}

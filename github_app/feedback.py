@@ -1,0 +1,97 @@
+"""How the runner tells the width controller and the breaker what each event cost.
+
+The runner swallows a processor's GitHub error (one processor failing never
+stops another), so the errors of one event are collected on the side: the
+runner opens an ``EventReport`` for the event (held in a context variable,
+which anyio gives each task its own copy of), notes each GitHub error it
+catches, and when the event ends the report's worst outcome and the event's
+duration go to the observer. Events that never reached a processor (no
+subscriber, the app's own events) did no GitHub work and are not reported:
+their near-zero durations would drag the latency baseline down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from github_app.controller import Outcome
+from github_app.errors import GitHubError, RetryableGitHubError
+
+
+@dataclass(frozen=True)
+class Observation:
+    latency: float  # seconds the event took
+    outcome: Outcome
+    retry_after: float | None = None  # seconds GitHub asked us to wait, when throttled
+
+
+Observer = Callable[[Observation], None]
+
+_SEVERITY = {Outcome.OK: 0, Outcome.ERROR: 1, Outcome.THROTTLED: 2}
+
+
+def outcome_of(error: BaseException) -> tuple[Outcome, float | None]:
+    """What a failure says about GitHub: throttled (with retry-after), struggling, or fine."""
+    if isinstance(error, RetryableGitHubError):
+        retry_after = getattr(error, "retry_after", None)  # set once the client reads it
+        if error.status_code in (403, 429):
+            return Outcome.THROTTLED, retry_after
+        return Outcome.ERROR, None  # 5xx, timeout, connection failure
+    return Outcome.OK, None  # a 404 or 422 is GitHub answering, not GitHub struggling
+
+
+class EventReport:
+    """The worst outcome seen while one event ran."""
+
+    def __init__(self) -> None:
+        self.outcome = Outcome.OK
+        self.retry_after: float | None = None
+        self.did_work = False
+
+    def note(self, error: BaseException) -> None:
+        outcome, retry_after = outcome_of(error)
+        if _SEVERITY[outcome] > _SEVERITY[self.outcome]:
+            self.outcome = outcome
+        if retry_after is not None:
+            self.retry_after = max(self.retry_after or 0.0, retry_after)
+
+
+_current: ContextVar[EventReport | None] = ContextVar("event_report", default=None)
+
+
+def note_error(error: BaseException) -> None:
+    """Record a GitHub error against the event being processed (if one is)."""
+    report = _current.get()
+    if report is not None:
+        report.note(error)
+
+
+def note_work() -> None:
+    """The event reached its processors: its duration is GitHub work worth reporting."""
+    report = _current.get()
+    if report is not None:
+        report.did_work = True
+
+
+@contextmanager
+def reporting(
+    observer: Observer | None, clock: Callable[[], float] = time.perf_counter
+) -> Iterator[EventReport]:
+    """Collect one event's outcome; on exit send it to ``observer`` (errors raised included)."""
+    report = EventReport()
+    token = _current.set(report)
+    started = clock()
+    try:
+        yield report
+    except GitHubError as exc:
+        report.note(exc)
+        report.did_work = True
+        raise
+    finally:
+        _current.reset(token)
+        if observer is not None and report.did_work:
+            observer(Observation(clock() - started, report.outcome, report.retry_after))

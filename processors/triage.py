@@ -1,0 +1,105 @@
+"""triage: marks new, unlabelled issues as waiting for triage, and clears the mark afterwards.
+
+An issue opened without any label gets the ``needs-triage`` label. The label
+is removed as soon as a person labels the issue with anything else, assigns
+it, or closes it. Labels the app adds itself (for instance the labeler's) do
+not count as triage: the app never acts on its own events.
+
+```yaml
+triage:
+  label: needs-triage   # the default
+```
+
+Off unless the repository's config has a ``triage`` section (an empty one
+will do); ``triage: false`` turns it off again, e.g. over an org-wide file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
+
+from pydantic import Field
+
+from github_app.processor import Context, Processor, ProcessorConfig
+from processors.issue_api import IssueApi, has_label, label_names
+
+
+@dataclass(frozen=True)
+class TriageConfig(ProcessorConfig):
+    enabled: bool = False  # opt-in: a `triage:` section turns it on
+    label: Annotated[str, Field(min_length=1, max_length=50)] = "needs-triage"
+
+
+class TriageApi(Protocol):
+    async def add_labels(self, number: int, labels: list[str]) -> None: ...
+
+    async def remove_label(self, number: int, label: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class TriageFacts:
+    """What triage reads from an ``issues`` payload."""
+
+    action: str
+    number: int
+    labels: tuple[str, ...]
+    changed_label: str | None
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> TriageFacts:
+        issue = payload["issue"]
+        changed = payload.get("label")
+        name = changed.get("name") if isinstance(changed, dict) else None
+        return cls(
+            str(payload.get("action") or ""),
+            int(issue["number"]),
+            label_names(issue),
+            name if isinstance(name, str) else None,
+        )
+
+
+def decide(config: TriageConfig, facts: TriageFacts) -> str | None:
+    """``"add"``, ``"remove"`` or ``None`` (nothing to do), from the payload alone."""
+    marked = has_label(facts.labels, config.label)
+    if facts.action == "opened":
+        return "add" if not facts.labels else None
+    if not marked:
+        return None
+    if facts.action == "labeled":
+        changed = facts.changed_label
+        return "remove" if changed is not None and changed.lower() != config.label.lower() else None
+    if facts.action in ("assigned", "closed"):
+        return "remove"
+    return None
+
+
+async def triage(api: TriageApi, config: TriageConfig, facts: TriageFacts) -> str | None:
+    action = decide(config, facts)
+    if action == "add":
+        await api.add_labels(facts.number, [config.label])
+    elif action == "remove":
+        await api.remove_label(facts.number, config.label)
+    return action
+
+
+async def handle(ctx: Context[TriageConfig]) -> None:
+    facts = TriageFacts.from_payload(ctx.payload)
+    done = await triage(IssueApi(ctx.github, ctx.owner, ctx.repo), ctx.config, facts)
+    if done is not None:
+        ctx.log.info("triage: %s %r on #%s", done, ctx.config.label, facts.number)
+
+
+TRIAGE: Processor[TriageConfig] = Processor(
+    name="triage",
+    description=(
+        "Adds needs-triage to new issues without labels; removes it once the issue is "
+        "labelled by someone else, assigned or closed."
+    ),
+    events=("issues.opened", "issues.labeled", "issues.assigned", "issues.closed"),
+    config_type=TriageConfig,
+    handle=handle,
+    permissions={"issues": "write", "metadata": "read"},
+    config_example="triage:\n  label: needs-triage\n",
+)

@@ -1,0 +1,164 @@
+"""Admin routes through the real server: auth, the status document, dead letters, the page."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+import respx
+
+from tests.conftest import API, TOKEN, config_url, make_settings, running_app
+from tests.deliveries import SECRET, app_payload, signed
+
+pytestmark = pytest.mark.anyio
+
+ADMIN = "admin-token-for-tests-0123456789"
+REPO = "Codertocat/Hello-World"
+JSON_ROUTES = [
+    ("GET", "/admin/status"),
+    ("GET", "/admin/dead-letters"),
+    ("POST", "/admin/dead-letters/some-delivery/redrive"),
+    ("POST", "/admin/dead-letters/redrive"),
+    ("DELETE", "/admin/dead-letters"),
+]
+
+
+def bearer(token: str = ADMIN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_admin_routes_answer_404_like_an_unknown_path_when_admin_token_is_unset() -> None:
+    async with running_app(make_settings(None)) as app:
+        unknown = await app.client.get(app.url + "/no-such-page")
+        for method, path in [*JSON_ROUTES, ("GET", "/admin")]:
+            answer = await app.client.request(method, app.url + path, headers=bearer())
+            assert answer.status_code == 404, (method, path)
+            assert answer.text == unknown.text
+
+
+async def test_admin_routes_need_the_right_bearer_token() -> None:
+    async with running_app(make_settings(None, ADMIN_TOKEN=ADMIN)) as app:
+        for method, path in JSON_ROUTES:
+            url = app.url + path
+            missing = await app.client.request(method, url)
+            wrong = await app.client.request(method, url, headers=bearer("not-the-token"))
+            prefix = await app.client.request(method, url, headers=bearer(ADMIN[:-1]))
+            basic = await app.client.request(
+                method, url, headers={"Authorization": f"Basic {ADMIN}"}
+            )
+            for answer in (missing, wrong, prefix, basic):
+                assert answer.status_code == 401, (method, path, answer.text)
+                assert answer.headers["www-authenticate"].startswith("Bearer")
+                assert answer.json()["error"] == "unauthorized"
+        right = await app.client.get(app.url + "/admin/status", headers=bearer())
+        assert right.status_code == 200
+        assert right.json()["app"]["dry_run"] is True
+
+
+async def test_status_shows_the_parts_and_never_contains_a_secret(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    github.get(config_url(REPO)).mock(return_value=httpx.Response(200, text="labeler: [oops\n"))
+    github.post(f"https://api.github.com/repos/{REPO}/issues/1/labels").mock(
+        return_value=httpx.Response(200, json=[])
+    )
+    settings = make_settings(private_key_pem, ADMIN_TOKEN=ADMIN, DRY_RUN="false")
+    async with running_app(settings) as app:
+        assert (await app.post(signed(app_payload("issues.opened"), "issues"))).status_code == 202
+        await app.settle()
+        answer = await app.client.get(app.url + "/admin/status", headers=bearer())
+    assert answer.status_code == 200
+    assert answer.headers["cache-control"] == "no-store"
+    text = answer.text
+    for secret in (ADMIN, SECRET, TOKEN, private_key_pem, json.dumps(private_key_pem)[1:-1]):
+        assert secret not in text
+    key_body = [line for line in private_key_pem.splitlines() if "-----" not in line]
+    assert all(line not in text for line in key_body)
+    assert "PRIVATE KEY" not in text
+
+    status = answer.json()
+    assert status["app"]["version"]
+    assert status["app"]["dry_run"] is False
+    assert status["app"]["app_slug"] == "auto-issue-processor-test"
+    assert status["ready"] == {"ready": True, "reason": None}
+    assert status["totals"]["admitted"] == 1
+    assert status["totals"]["processed"] == 1
+    assert set(status["queue"]["depth_by_priority"]) == {"CRITICAL", "HIGH", "NORMAL", "LOW"}
+    assert set(status["queue"]["bytes_by_priority"]) == {"CRITICAL", "HIGH", "NORMAL", "LOW"}
+    assert status["dispatcher"]["width"] == status["controller"]["width"] == 4  # its start
+    assert status["breaker"]["open"] is False
+    assert status["breaker"]["stats"]["state"] == "closed"
+    assert status["intake"]["queued"] == 1
+    assert status["processors"]["by_processor"]["labeler"]["ok"] == 1
+    assert status["github"]["tokens_cached"] == 1
+    assert list(status["config_errors"]) == [REPO]
+    assert "invalid YAML" in status["config_errors"][REPO][0]
+    assert status["host"]["rss_bytes"] > 1_000_000
+    assert 0 <= status["host"]["cpu_percent"] <= 100
+    # Parts that land with other issues have their places already.
+    for place in ("controller", "breaker"):
+        assert place in status
+    assert "rate_limits" in status["github"]
+
+
+async def test_dead_letter_routes_list_redrive_and_purge_real_dead_letters(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    github.get(config_url(REPO)).mock(return_value=httpx.Response(404))
+    github.get(config_url("Codertocat/.github")).mock(return_value=httpx.Response(404))
+    labels = github.post(f"{API}/repos/{REPO}/issues/1/labels").mock(
+        return_value=httpx.Response(502, json={"message": "Bad gateway"})
+    )
+    settings = make_settings(private_key_pem, ADMIN_TOKEN=ADMIN, RETRY_ATTEMPTS="1")
+    async with running_app(settings) as app:
+        url = app.url + "/admin/dead-letters"
+        delivery = signed(app_payload("issues.opened"), "issues")
+        assert (await app.post(delivery)).status_code == 202
+        await app.settle()
+        listed = await app.client.get(url, headers=bearer())
+        assert listed.status_code == 200
+        assert listed.json()["count"] == 1
+        entry = listed.json()["dead_letters"][0]
+        assert entry["delivery_id"] == delivery.delivery_id
+        assert entry["reason"] == "exhausted"
+        assert "502" in entry["last_error"]
+
+        unknown = await app.client.post(url + "/no-such-delivery/redrive", headers=bearer())
+        assert unknown.status_code == 404
+        assert "no-such-delivery" in unknown.json()["message"]
+
+        labels.mock(return_value=httpx.Response(200, json=[]))
+        redriven = await app.client.post(f"{url}/{delivery.delivery_id}/redrive", headers=bearer())
+        assert redriven.status_code == 200
+        await app.settle()
+        assert labels.call_count == 2
+        assert (await app.client.get(url, headers=bearer())).json()["count"] == 0
+
+        labels.mock(return_value=httpx.Response(502, json={"message": "Bad gateway"}))
+        again = signed(app_payload("issues.opened"), "issues")
+        assert (await app.post(again)).status_code == 202
+        await app.settle()
+        everything = await app.client.post(url + "/redrive", headers=bearer())
+        assert everything.json() == {"count": 1}
+        await app.settle()
+        purged = await app.client.delete(url, headers=bearer())
+        assert purged.json() == {"purged": 1}
+        assert (await app.client.get(url, headers=bearer())).json()["count"] == 0
+
+
+async def test_admin_page_is_self_contained_and_holds_no_data_itself() -> None:
+    async with running_app(make_settings(None, ADMIN_TOKEN=ADMIN)) as app:
+        answer = await app.client.get(app.url + "/admin")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/html")
+    policy = answer.headers["content-security-policy"]
+    nonce = re.search(r"'nonce-([^']+)'", policy)
+    assert nonce is not None
+    assert f'<script nonce="{nonce.group(1)}">' in answer.text
+    assert "default-src 'none'" in policy
+    # No external asset: nothing is loaded from anywhere but this page and /admin/status.
+    assert "src=" not in answer.text
+    assert "http://" not in answer.text and "https://" not in answer.text
+    assert ADMIN not in answer.text

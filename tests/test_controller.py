@@ -1,0 +1,266 @@
+"""The width controller with scripted inputs: a fake clock and a backend model, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from github_app.controller import (
+    Backlog,
+    ControllerSettings,
+    Decision,
+    HostLoad,
+    Outcome,
+    WidthController,
+)
+
+TICK = 0.5
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Backend:
+    """Service time ``base`` up to ``capacity`` concurrent events, then shared by all of them."""
+
+    base: float = 0.1
+    capacity: int = 16
+
+    def latency(self, width: int) -> float:
+        return self.base * max(1.0, width / self.capacity)
+
+
+@dataclass
+class Harness:
+    controller: WidthController
+    clock: FakeClock
+    carry: float = 0.0
+
+    def run(
+        self,
+        backend: Backend,
+        ticks: int,
+        *,
+        ready: int = 1000,
+        blocked: int = 0,
+        load: HostLoad | None = None,
+    ) -> list[Decision]:
+        """``ticks`` ticks with the width fully in use: completions follow Little's law."""
+        decisions = []
+        for _ in range(ticks):
+            width = self.controller.width
+            latency = backend.latency(width)
+            self.carry += width * TICK / latency
+            completed, self.carry = int(self.carry), self.carry - int(self.carry)
+            for _ in range(completed):
+                self.controller.observe(latency, Outcome.OK)
+            self.clock.now += TICK
+            busy = width if ready else 0
+            decisions.append(
+                self.controller.tick(Backlog(ready, busy, blocked), load or HostLoad())
+            )
+        return decisions
+
+
+def harness(min_width: int = 1, max_width: int = 128, start: int = 1) -> Harness:
+    clock = FakeClock()
+    settings = ControllerSettings(min_width=min_width, max_width=max_width, tick=TICK)
+    return Harness(WidthController(settings, clock=clock, start=start), clock)
+
+
+def widths(decisions: list[Decision]) -> list[int]:
+    return [d.width for d in decisions]
+
+
+def test_grows_under_backlog_at_baseline_latency() -> None:
+    h = harness(max_width=64)
+    decisions = h.run(Backend(base=0.1, capacity=1000), ticks=30)
+    assert h.controller.width == 64
+    grown = [d for d in decisions if d.action == "grow"]
+    assert grown and all("backlog" in d.reason for d in grown)
+    assert widths(decisions) == sorted(widths(decisions))  # never shrank on the way
+    # slow start: from 1 to 64 in well under 10 s of ticks
+    assert decisions.index(next(d for d in decisions if d.width == 64)) < 20
+
+
+def test_does_not_grow_with_an_empty_queue() -> None:
+    h = harness(start=4)
+    decisions = h.run(Backend(), ticks=20, ready=0)
+    assert set(widths(decisions)) == {4}
+    assert all(d.action == "hold" and d.reason == "no backlog" for d in decisions)
+
+
+def test_holds_rather_than_grows_when_ready_work_waits_on_installation_limits() -> None:
+    h = harness(start=4)
+    decisions = h.run(Backend(), ticks=20, ready=0, blocked=50)
+    assert set(widths(decisions)) == {4}
+    assert "per-installation limits" in decisions[-1].reason
+
+
+def test_does_not_grow_while_the_width_is_not_in_use() -> None:
+    h = harness(start=8)
+    for _ in range(10):
+        for _ in range(20):
+            h.controller.observe(0.1, Outcome.OK)
+        h.clock.now += TICK
+        decision = h.controller.tick(Backlog(ready=5, in_flight=3))
+        assert decision.width == 8
+    assert "not in use" in decision.reason
+
+
+def test_backs_off_on_throttling_pauses_and_stays_under_the_throttled_width() -> None:
+    h = harness(start=16)
+    h.run(Backend(capacity=1000), ticks=4)
+    width = h.controller.width
+    h.controller.observe(0.05, Outcome.THROTTLED, retry_after=3.0)
+    h.clock.now += TICK
+    decision = h.controller.tick(Backlog(1000, width))
+    assert decision.action == "backoff"
+    assert decision.width == width // 2
+    assert "throttled" in decision.reason
+    paused = h.run(Backend(capacity=1000), ticks=5)  # 2.5 s of the 3 s pause
+    assert set(widths(paused)) == {width // 2}
+    assert all("paused" in d.reason for d in paused)
+    assert h.controller.stats().pause_left > 0
+    later = h.run(Backend(capacity=1000), ticks=40)
+    ceiling = h.controller.stats().ceiling
+    assert ceiling is not None and ceiling < width
+    assert max(widths(later)) == ceiling  # grows back, but not into the limit again
+
+
+def test_a_throttle_storm_decreases_once_per_pause() -> None:
+    h = harness(start=32)
+    first = second = None
+    for decision_slot in range(2):
+        for _ in range(10):
+            h.controller.observe(0.05, Outcome.THROTTLED, retry_after=5.0)
+        h.clock.now += TICK
+        decision = h.controller.tick(Backlog(1000, 32))
+        if decision_slot == 0:
+            first = decision
+        else:
+            second = decision
+    assert first is not None and first.width == 16
+    assert second is not None and second.width == 16 and second.action == "hold"
+
+
+def test_shrinks_on_latency_rise_when_throughput_stops_following_width() -> None:
+    h = harness(max_width=128)
+    backend = Backend(base=0.1, capacity=12)
+    decisions = h.run(backend, ticks=80)
+    shrinks = [d for d in decisions if d.action == "shrink"]
+    assert shrinks and "latency" in shrinks[0].reason
+    settled = widths(decisions[-20:])
+    assert min(settled) >= 12 * 0.9  # keeps the throughput...
+    assert max(settled) <= 12 * 1.5  # ...without queueing far past the knee
+    stats = h.controller.stats()
+    assert stats.latency is not None and stats.baseline is not None
+    assert stats.latency <= 1.5 * stats.baseline
+
+
+def test_a_uniformly_slower_backend_keeps_its_width() -> None:
+    h = harness()
+    h.run(Backend(base=0.1, capacity=16), ticks=60)
+    before = h.controller.width
+    decisions = h.run(Backend(base=0.3, capacity=16), ticks=40)  # 3x latency, same capacity
+    assert any(d.action == "rebaseline" for d in decisions)
+    assert min(widths(decisions[-10:])) >= 16 * 0.9
+    assert h.controller.width >= min(before, 16) * 0.9
+    settle = next(i for i, d in enumerate(decisions) if d.action == "rebaseline")
+    assert settle * TICK <= 10
+
+
+def test_follows_a_backend_that_loses_half_its_capacity() -> None:
+    h = harness()
+    h.run(Backend(base=0.1, capacity=32), ticks=60)
+    decisions = h.run(Backend(base=0.1, capacity=16), ticks=40)
+    assert max(widths(decisions[-10:])) <= 16 * 1.5
+    assert min(widths(decisions[-10:])) >= 16 * 0.9
+
+
+def test_follows_a_faster_backend() -> None:
+    h = harness()
+    h.run(Backend(base=0.2, capacity=8), ticks=60)
+    slow_width = h.controller.width
+    slow_baseline = h.controller.stats().baseline
+    assert slow_baseline is not None and slow_width <= 12
+    decisions = h.run(Backend(base=0.05, capacity=32), ticks=60)
+    fast_baseline = h.controller.stats().baseline
+    assert fast_baseline is not None and fast_baseline < slow_baseline / 2
+    assert h.controller.width >= 32 * 0.9
+    assert any(d.action == "grow" for d in decisions)
+
+
+def test_errors_decrease_the_width_gently() -> None:
+    h = harness(start=20)
+    for _ in range(8):
+        h.controller.observe(0.1, Outcome.OK)
+    for _ in range(2):
+        h.controller.observe(0.1, Outcome.ERROR)
+    h.clock.now += TICK
+    decision = h.controller.tick(Backlog(100, 20))
+    assert decision.action == "shrink"
+    assert decision.width == 18
+    assert "failed" in decision.reason
+
+
+def test_host_load_cpu_or_loop_lag_stops_growth() -> None:
+    h = harness(start=10)
+    busy = h.run(Backend(capacity=1000), ticks=10, load=HostLoad(cpu=0.97, lag=0.0))
+    assert set(widths(busy)) == {10}
+    assert "CPU" in busy[-1].reason
+    lagged = h.run(Backend(capacity=1000), ticks=10, load=HostLoad(cpu=0.5, lag=0.3))
+    assert set(widths(lagged)) == {10}
+    assert "lag" in lagged[-1].reason
+    free = h.run(Backend(capacity=1000), ticks=10)
+    assert max(widths(free)) > 10
+
+
+@pytest.mark.parametrize("scenario", ["grow", "throttle", "errors"])
+def test_stays_within_bounds(scenario: str) -> None:
+    h = harness(min_width=3, max_width=7, start=5)
+    for _ in range(40):
+        width = h.controller.width
+        if scenario == "throttle":
+            h.controller.observe(0.1, Outcome.THROTTLED, retry_after=0.1)
+        elif scenario == "errors":
+            for _ in range(5):
+                h.controller.observe(0.1, Outcome.ERROR)
+        for _ in range(30):
+            h.controller.observe(0.1, Outcome.OK)
+        h.clock.now += TICK
+        decision = h.controller.tick(Backlog(100, width))
+        assert 3 <= decision.width <= 7
+    assert h.controller.width == (7 if scenario == "grow" else 3)
+
+
+def test_equal_bounds_give_a_fixed_width_with_a_reason() -> None:
+    h = harness(min_width=6, max_width=6)
+    decisions = h.run(Backend(capacity=2), ticks=10)
+    assert set(widths(decisions)) == {6}
+    assert "fixed width" in decisions[-1].reason
+
+
+def test_every_decision_records_a_reason_and_stats_show_the_last() -> None:
+    h = harness()
+    decisions = h.run(Backend(capacity=10), ticks=40)
+    assert all(d.reason for d in decisions)
+    stats = h.controller.stats()
+    assert stats.last_decision == decisions[-1]
+    assert stats.decisions == 40
+    assert stats.width == decisions[-1].width
+    assert stats.completed > 0
+
+
+def test_settings_refuse_impossible_bounds() -> None:
+    with pytest.raises(ValueError, match="min_width"):
+        ControllerSettings(min_width=5, max_width=4)
+    with pytest.raises(ValueError, match="tick"):
+        ControllerSettings(tick=0)
