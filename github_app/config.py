@@ -45,6 +45,8 @@ class Settings:
     workers_min: int = 1
     workers_max: int = 8
     shutdown_timeout: float = 25.0
+    github_concurrency: int = 8
+    github_write_interval: float = 1.0
     queue_ttl_critical: float = 24 * 3600.0
     queue_ttl_high: float = 2 * 3600.0
     queue_ttl_normal: float = 2 * 3600.0
@@ -205,6 +207,12 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         shutdown_timeout=float(
             _parse_int("SHUTDOWN_TIMEOUT", get("SHUTDOWN_TIMEOUT"), 25, minimum=0)
         ),
+        github_concurrency=_parse_int(
+            "GITHUB_CONCURRENCY", get("GITHUB_CONCURRENCY"), 8, minimum=1, maximum=100
+        ),
+        github_write_interval=_parse_bounded_float(
+            "GITHUB_WRITE_INTERVAL", get("GITHUB_WRITE_INTERVAL"), 1.0, minimum=0.0, maximum=60.0
+        ),
         queue_ttl_critical=_parse_float(
             "QUEUE_TTL_CRITICAL", get("QUEUE_TTL_CRITICAL"), Settings.queue_ttl_critical
         ),
@@ -267,6 +275,20 @@ def _parse_bool(name: str, value: str | None, *, default: bool) -> bool:
     if lowered in FALSE_WORDS:
         return False
     raise SettingsError(f"{name} must be true or false, not {value!r}")
+
+
+def _parse_bounded_float(
+    name: str, value: str | None, default: float, *, minimum: float, maximum: float
+) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise SettingsError(f"{name} must be between {minimum:g} and {maximum:g}, not {value}")
+    return number
 
 
 def _parse_int(

@@ -1,175 +1,113 @@
-"""One way to GitHub for the whole process: app auth, installation tokens, one connection pool.
+"""One way to GitHub for the whole process: app auth, installation clients, one connection pool.
 
-githubkit builds a fresh ``httpx.AsyncClient`` per call unless it is used as
-a context manager, and such a client closes its transport when it is done.
-Every client here therefore shares one pooled transport whose ``aclose`` does
-nothing; the gateway closes it for real at shutdown. githubkit's own retries
-(which sleep inside a call, up to a rate-limit reset, and re-send POSTs) and
-its HTTP cache (unbounded) are turned off: retries belong to the queue.
-
-Installation tokens are minted by the gateway itself, once per installation
-at a time, cached until shortly before they expire, and minted again once if
-GitHub answers 401 to a cached one.
+The gateway owns everything GitHub-facing that outlives a request: the shared
+connection pool (``transport``), the token cache (``tokens``), and per
+installation a kept client, a rate-limit ledger (``ratelimit``), a pacer
+(``pacing``) and a share of the conditional-GET cache (``etag_cache``).
+githubkit's own retries (which sleep inside a call, up to a rate-limit reset,
+and re-send POSTs) and its HTTP cache (unbounded) are turned off: retries
+belong to the queue, and the runner asks ``hold_until`` before an event runs.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-import anyio
 import httpx
 from cachetools import LRUCache
 from githubkit import AppAuthStrategy, GitHub, UnauthAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 
+from github_app.app_auth import PreloadedAppAuthStrategy
 from github_app.config import Settings
 from github_app.errors import GitHubError, InstallationGone, RetryableGitHubError, SettingsError
+from github_app.etag_cache import DEFAULT_MAX_BYTES, ETagCache
+from github_app.pacing import InstallationPacer
+from github_app.ratelimit import (
+    DEFAULT_SECONDARY_PAUSE,
+    GatewayStats,
+    RateLimitLedger,
+    retry_after_seconds,
+    total_of,
+)
+from github_app.tokens import CachedToken, InstallationAuthStrategy, TokenCache
+from github_app.transport import (
+    NOT_FOUND_DELAYS,
+    WRITE_METHODS,
+    DryRunTransport,
+    GitHubTransport,
+    SharedTransport,
+    naming_objects,
+)
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 USER_AGENT = "auto-issue-processor"
-TOKEN_REFRESH_MARGIN = 5 * 60.0  # re-mint this long before GitHub's expiry
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-TOKEN_PATH = re.compile(r"/app/installations/\d+/access_tokens$")
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=20.0, pool=10.0)
+WARM_MODELS = (
+    "InstallationToken",
+    "Installation",
+    "BasicError",
+    "ValidationError",
+    "Issue",
+    "IssueComment",
+    "Label",
+    "ContentFile",
+    "Reaction",
+)
+MAX_WAITING_WRITERS = 1  # beyond this, an installation's next events wait in the queue
+
+__all__ = [
+    "WRITE_METHODS",
+    "CachedToken",
+    "DryRunTransport",
+    "GitHubGateway",
+    "SharedTransport",
+    "TokenCache",
+    "as_github_error",
+    "naming_objects",
+]
 
 
-class SharedTransport(httpx.AsyncBaseTransport):
-    """A pooled transport that outlives the short-lived clients githubkit makes per call."""
+class PooledGitHub(GitHub[Any]):
+    """A githubkit client that keeps one httpx client instead of building one per call.
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        """Clients call this when they are done; the pool stays open for the next one."""
-
-    async def close(self) -> None:
-        await self._inner.aclose()
-
-
-class DryRunTransport(httpx.AsyncBaseTransport):
-    """Logs the writes a processor would make instead of sending them.
-
-    Token mints still go through (reads need them). Without an ``inner``
-    transport (no credentials at all) reads are answered 404 locally, so
-    processors fall back to their defaults and nothing leaves the machine.
+    githubkit builds (and closes) an ``httpx.AsyncClient`` for every request
+    unless it is used as a context manager, which a starlette lifespan cannot
+    share with request handlers (a ContextVar). Building one costs about 80 us;
+    keeping it saves that on every call. The connections live in the shared
+    transport either way.
     """
 
-    def __init__(self, inner: httpx.AsyncBaseTransport | None) -> None:
-        self._inner = inner
-        self.writes: list[tuple[str, str, str]] = []
+    _kept: httpx.AsyncClient | None = None
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if request.method in WRITE_METHODS and not TOKEN_PATH.search(path):
-            body = (await request.aread()).decode("utf-8", "replace")
-            self.writes.append((request.method, path, body))
-            log.info("dry-run: would %s %s %s", request.method, path, body)
-            return httpx.Response(200, json={}, request=request)
-        if self._inner is None:
-            return httpx.Response(
-                404,
-                json={"message": "Not Found (dry run without app credentials)"},
-                request=request,
-            )
-        return await self._inner.handle_async_request(request)
+    @asynccontextmanager
+    async def get_async_client(self) -> AsyncGenerator[httpx.AsyncClient, None]:
+        if self._kept is None:
+            self._kept = await self._create_async_client()
+        yield self._kept
 
-    async def aclose(self) -> None:
-        """Owned by the gateway, like ``SharedTransport``."""
+    async def close_kept(self) -> None:
+        if self._kept is not None:
+            await self._kept.aclose()
+            self._kept = None
 
 
-@dataclass(frozen=True)
-class CachedToken:
-    token: str
-    expires_at: float
+@dataclass
+class _Installation:
+    """What the gateway keeps per installation (strong references: see ``PooledGitHub``)."""
 
-
-class TokenCache:
-    """Installation tokens, minted once per installation at a time and reused until near expiry."""
-
-    def __init__(
-        self,
-        mint: Callable[[int], Awaitable[CachedToken]],
-        *,
-        clock: Clock = time.time,
-        margin: float = TOKEN_REFRESH_MARGIN,
-        capacity: int = 10_000,
-    ) -> None:
-        self._mint = mint
-        self._clock = clock
-        self._margin = margin
-        self._tokens: LRUCache[int, CachedToken] = LRUCache(maxsize=capacity)
-        self._locks: dict[int, anyio.Lock] = {}
-        self.minted = 0
-
-    def _fresh(self, installation_id: int) -> CachedToken | None:
-        cached = self._tokens.get(installation_id)
-        if cached is not None and cached.expires_at - self._margin > self._clock():
-            return cached
-        return None
-
-    async def get(self, installation_id: int) -> str:
-        cached = self._fresh(installation_id)
-        if cached is not None:
-            return cached.token
-        lock = self._locks.setdefault(installation_id, anyio.Lock())
-        async with lock:
-            cached = self._fresh(installation_id)  # another task may have minted meanwhile
-            if cached is None:
-                cached = await self._mint(installation_id)
-                self.minted += 1
-                self._tokens[installation_id] = cached
-        if not lock.locked():
-            self._locks.pop(installation_id, None)
-        return cached.token
-
-    def invalidate(self, installation_id: int, token: str | None = None) -> None:
-        """Forget the cached token (only if it is still ``token``, when given)."""
-        cached = self._tokens.get(installation_id)
-        if cached is not None and (token is None or cached.token == token):
-            del self._tokens[installation_id]
-
-    def __len__(self) -> int:
-        return len(self._tokens)
-
-
-class InstallationAuth(httpx.Auth):
-    """Adds the installation's token; on a 401 re-mints once and repeats the request."""
-
-    def __init__(self, tokens: TokenCache, installation_id: int) -> None:
-        self._tokens = tokens
-        self._installation_id = installation_id
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self._tokens.get(self._installation_id)
-        request.headers["Authorization"] = f"token {token}"
-        response = yield request
-        if response.status_code == 401:
-            self._tokens.invalidate(self._installation_id, token)
-            token = await self._tokens.get(self._installation_id)
-            request.headers["Authorization"] = f"token {token}"
-            yield request
-
-
-@dataclass(frozen=True)
-class InstallationAuthStrategy(BaseAuthStrategy):
-    tokens: TokenCache
-    installation_id: int
-
-    def get_auth_flow(self, github: object) -> httpx.Auth:
-        return InstallationAuth(self.tokens, self.installation_id)
+    ledger: RateLimitLedger
+    pacer: InstallationPacer
+    client: PooledGitHub | None = None
 
 
 class GitHubGateway:
@@ -181,9 +119,16 @@ class GitHubGateway:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
         max_connections: int = 64,
+        max_installations: int = 4096,
+        etag_max_bytes: int = DEFAULT_MAX_BYTES,
+        not_found_delays: Sequence[float] = NOT_FOUND_DELAYS,
+        max_waiting_writers: int = MAX_WAITING_WRITERS,
     ) -> None:
         self._settings = settings
+        self._clock = clock
+        self._monotonic = monotonic
         if transport is None and settings.has_credentials:
             transport = httpx.AsyncHTTPTransport(
                 limits=httpx.Limits(
@@ -196,44 +141,149 @@ class GitHubGateway:
         self._pool = SharedTransport(transport) if transport is not None else None
         self.dry_run_transport: DryRunTransport | None = None
         outbound: httpx.AsyncBaseTransport | None = self._pool
-        if settings.dry_run:
+        if settings.dry_run or outbound is None:
             self.dry_run_transport = DryRunTransport(
                 self._pool if settings.has_credentials else None
             )
             outbound = self.dry_run_transport
-        self._transport = outbound
+        self._transport: httpx.AsyncBaseTransport = outbound
+        self._base_path = httpx.URL(settings.github_api_url).path
+        self._not_found_delays = tuple(not_found_delays)
+        self._max_waiting_writers = max_waiting_writers
+        self.etags = ETagCache(etag_max_bytes)
+        self._app_ledger = self._ledger(None)
         self.app: GitHub[AppAuthStrategy] | None = None
         if settings.app_id is not None and settings.private_key is not None:
-            _check_private_key(settings.private_key)
-            self.app = self._client(AppAuthStrategy(settings.app_id, settings.private_key))
+            signing_key = _load_private_key(settings.private_key)
+            app_transport = GitHubTransport(
+                self._transport, self._app_ledger, base_path=self._base_path
+            )
+            self.app = self._client(
+                PreloadedAppAuthStrategy(
+                    settings.app_id, settings.private_key, signing_key=signing_key
+                ),
+                app_transport,
+            )
         self.tokens = TokenCache(self._mint_token, clock=clock)
-        self._installations: LRUCache[int, GitHub[BaseAuthStrategy]] = LRUCache(maxsize=1024)
+        self._installations: LRUCache[int, _Installation] = LRUCache(maxsize=max_installations)
+        self._gone: LRUCache[int, float] = LRUCache(maxsize=max_installations)
         self.app_slug: str | None = None
 
-    def _client(self, auth: BaseAuthStrategy) -> GitHub:  # type: ignore[type-arg]
-        return GitHub(
+    def _ledger(self, installation_id: int | None) -> RateLimitLedger:
+        return RateLimitLedger(installation_id, monotonic=self._monotonic, wall=self._clock)
+
+    def _client(self, auth: BaseAuthStrategy, transport: httpx.AsyncBaseTransport) -> PooledGitHub:
+        return PooledGitHub(
             auth,
             base_url=self._settings.github_api_url + "/",
             user_agent=USER_AGENT,
             timeout=DEFAULT_TIMEOUT,
-            async_transport=self._transport,
+            async_transport=transport,
             http_cache=False,
             auto_retry=False,
         )
 
-    def installation(self, installation_id: int | None) -> GitHub[BaseAuthStrategy]:
-        """The client acting as ``installation_id`` (kept, so its pool slot and auth are reused)."""
+    def _state(self, installation_id: int | None) -> _Installation:
         key = installation_id if installation_id is not None else 0
-        client = self._installations.get(key)
-        if client is None:
+        state = self._installations.get(key)
+        if state is None:
+            interval = 0.0 if self.dry_run_transport is not None else None
+            state = _Installation(
+                self._ledger(installation_id),
+                InstallationPacer(
+                    concurrency=self._settings.github_concurrency,
+                    write_interval=(
+                        interval if interval is not None else self._settings.github_write_interval
+                    ),
+                    clock=self._monotonic,
+                ),
+            )
+            self._installations[key] = state
+        return state
+
+    def installation(self, installation_id: int | None) -> GitHub[Any]:
+        """The client acting as ``installation_id`` (kept, so its pool slot and auth are reused)."""
+        state = self._state(installation_id)
+        if state.client is None:
             auth: BaseAuthStrategy
             if self.app is None or installation_id is None:
                 auth = UnauthAuthStrategy()
             else:
                 auth = InstallationAuthStrategy(self.tokens, installation_id)
-            client = self._client(auth)
-            self._installations[key] = client
-        return client
+            transport = GitHubTransport(
+                self._transport,
+                state.ledger,
+                pacer=state.pacer,
+                etags=self.etags,
+                base_path=self._base_path,
+                not_found_delays=self._not_found_delays,
+            )
+            state.client = self._client(auth, transport)
+        return state.client
+
+    def warm_up(self) -> None:
+        """Import now what githubkit loads lazily on first use (about 50 ms on the event loop).
+
+        Otherwise the first token mint and the first calls of each kind stall the
+        loop, and every webhook acknowledgement in flight with it.
+        """
+        from githubkit_schemas.latest import models
+
+        for name in WARM_MODELS:
+            getattr(models, name, None)
+        if self.app is not None:
+            for namespace in ("apps", "issues", "repos", "pulls", "reactions"):
+                getattr(self.app.rest, namespace, None)
+
+    def hold_until(self, installation_id: int | None) -> tuple[float, str] | None:
+        """Must new work of this installation wait? ``(until, reason)`` in monotonic time.
+
+        Yes while GitHub paused it (secondary limit), while its budget is under
+        the reserve (until the reset), and while it already has writers queued
+        for their turn (so one installation cannot fill every worker slot).
+        """
+        if installation_id is None:
+            return None
+        state = self._installations.get(installation_id)
+        if state is None:
+            return None
+        hold = state.ledger.hold_until()
+        if hold is None and state.pacer.waiting_writers >= self._max_waiting_writers:
+            now = self._monotonic()
+            wait = max(state.pacer.interval, state.pacer.backlog() - state.pacer.interval)
+            hold = (now + wait, f"{state.pacer.waiting_writers} writes waiting for their turn")
+        if hold is not None:
+            state.ledger.waits += 1
+        return hold
+
+    def is_gone(self, installation_id: int | None) -> bool:
+        return installation_id is not None and installation_id in self._gone
+
+    def forget(self, installation_id: int, *, gone: bool = True) -> None:
+        """Drop an installation: its token, client, ledger and cached answers.
+
+        ``gone`` (deleted or suspended) also makes its queued events fail fast
+        with ``InstallationGone`` instead of minting a token first.
+        """
+        self.tokens.invalidate(installation_id)
+        self._installations.pop(installation_id, None)
+        self.etags.forget_installation(installation_id)
+        if gone:
+            self._gone[installation_id] = self._clock()
+        else:
+            self._gone.pop(installation_id, None)
+
+    def stats(self) -> GatewayStats:
+        """A frozen snapshot per installation and in total, for the status endpoint and metrics."""
+        installations = {
+            key: state.ledger.stats() for key, state in list(self._installations.items()) if key
+        }
+        app = self._app_ledger.stats()
+        return GatewayStats(
+            total=total_of([*installations.values(), app]),
+            installations=installations,
+            app=app,
+        )
 
     async def _mint_token(self, installation_id: int) -> CachedToken:
         if self.app is None:
@@ -244,7 +294,8 @@ class GitHubGateway:
             )
         except RequestFailed as exc:
             status = exc.response.status_code
-            if status in (403, 404):
+            if status in (403, 404) and "retry-after" not in exc.response.headers:
+                self.forget(installation_id)
                 raise InstallationGone(
                     f"installation {installation_id} is gone or suspended ({status})",
                     status_code=status,
@@ -252,6 +303,7 @@ class GitHubGateway:
             raise as_github_error(exc) from None
         except RequestError as exc:
             raise as_github_error(exc) from None
+        self._state(installation_id).ledger.tokens_minted += 1
         data = response.parsed_data
         expires = datetime.fromisoformat(data.expires_at.replace("Z", "+00:00")).timestamp()
         log.info("minted a token for installation %s", installation_id)
@@ -290,27 +342,34 @@ class GitHubGateway:
         return f"{self.app_slug}[bot]" if self.app_slug else None
 
     async def aclose(self) -> None:
+        clients = [state.client for state in self._installations.values() if state.client]
         self._installations.clear()
+        for client in clients:
+            await client.close_kept()
+        if isinstance(self.app, PooledGitHub):
+            await self.app.close_kept()
         if self._pool is not None:
             await self._pool.close()
 
 
 def as_github_error(exc: Exception) -> GitHubError:
-    """Turn githubkit's exceptions into ours: retryable or not, with the status code."""
+    """Turn githubkit's exceptions into ours: retryable or not, with the status and the wait.
+
+    Errors our own layers raise inside a request (a token mint that failed, a
+    request refused during a pause) reach the caller wrapped in githubkit's
+    ``RequestError``; they are unwrapped here.
+    """
+    if isinstance(exc, GitHubError):
+        return exc
     if isinstance(exc, RequestFailed):
-        status = exc.response.status_code
-        message = f"GitHub answered {status} to {exc.response.raw_request.method} " + str(
-            exc.response.raw_request.url.path
+        response = exc.response
+        status = response.status_code
+        message = f"GitHub answered {status} to {response.raw_request.method} " + str(
+            response.raw_request.url.path
         )
-        rate_limited = status == 429 or (
-            status == 403
-            and (
-                "retry-after" in exc.response.headers
-                or exc.response.headers.get("x-ratelimit-remaining") == "0"
-            )
-        )
-        if status >= 500 or rate_limited:
-            return RetryableGitHubError(message, status_code=status)
+        retry_after = _retry_after(response.raw_response)
+        if status >= 500 or retry_after is not None:
+            return RetryableGitHubError(message, status_code=status, retry_after=retry_after)
         return GitHubError(message, status_code=status)
     if isinstance(exc, RequestTimeout):
         return RetryableGitHubError("GitHub did not answer in time")
@@ -322,12 +381,31 @@ def as_github_error(exc: Exception) -> GitHubError:
     return GitHubError(str(exc))
 
 
-def _check_private_key(pem: str) -> None:
-    """Fail at start-up, in one line, if the key cannot sign the app's JWT."""
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait when ``response`` is a rate-limit answer; ``None`` when it is not."""
+    status = response.status_code
+    if status not in (403, 429):
+        return None
+    headers = response.headers
+    retry_after = retry_after_seconds(headers)
+    if retry_after is not None:
+        return retry_after
+    if headers.get("x-ratelimit-remaining") == "0":
+        try:
+            return max(0.0, float(headers["x-ratelimit-reset"]) - time.time())
+        except (KeyError, ValueError):
+            return DEFAULT_SECONDARY_PAUSE
+    if status == 429 or b"secondary rate limit" in response.content[:2000].lower():
+        return DEFAULT_SECONDARY_PAUSE
+    return None
+
+
+def _load_private_key(pem: str) -> Any:
+    """The parsed key; fails at start-up, in one line, if it cannot sign the app's JWT."""
     try:
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-        load_pem_private_key(pem.encode("utf-8"), password=None)
+        return load_pem_private_key(pem.encode("utf-8"), password=None)
     except (ValueError, TypeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SettingsError(f"private key cannot be loaded: {reason}") from None

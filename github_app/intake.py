@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from github_app.compression import PayloadCodec
 from github_app.deliveries import RecentDeliveries
 from github_app.errors import WebhookError
+from github_app.installations import is_lifecycle_event
 from github_app.priority import PriorityRules
 from github_app.queue import EventQueue
 from github_app.registry import Registry
@@ -129,7 +130,7 @@ class WebhookIntake:
             self._observe(event, payload)
         action = payload.get("action")
         action = action if isinstance(action, str) else None
-        if not self._registry.subscribes(event, action):
+        if not (self._registry.subscribes(event, action) or is_lifecycle_event(event)):
             self.stats.ignored += 1
             name = f"{event}.{action}" if action else event
             return 202, {"status": "ignored", "reason": f"no processor handles {name}"}, []

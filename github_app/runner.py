@@ -31,7 +31,8 @@ from github_app.compression import CompressionError, PayloadCodec
 from github_app.deliveries import RecentDeliveries
 from github_app.errors import Deferred, GitHubError, InstallationGone, RetryableGitHubError
 from github_app.feedback import Observer, note_error, note_work, reporting
-from github_app.github import GitHubGateway, as_github_error
+from github_app.github import GitHubGateway, as_github_error, naming_objects
+from github_app.installations import apply_lifecycle
 from github_app.logs import event_context
 from github_app.processor import Context, Processor
 from github_app.queue import QueuedEvent
@@ -98,7 +99,11 @@ class EventRunner:
 
     async def __call__(self, item: QueuedEvent) -> None:
         envelope = item.envelope
-        with event_context(envelope), reporting(self.feedback):
+        with (
+            event_context(envelope),
+            reporting(self.feedback),
+            naming_objects(envelope.repository, envelope.issue_number),
+        ):
             ok = await self._run(item)
         if self._observer is not None:
             self._observer.event_finished(item, ok)
@@ -110,6 +115,7 @@ class EventRunner:
 
     async def _run(self, item: QueuedEvent) -> bool:
         envelope = item.envelope
+        apply_lifecycle(envelope, self._gateway)
         processors = self._registry.for_event(envelope.event, envelope.action)
         if not processors:
             return True
@@ -121,6 +127,12 @@ class EventRunner:
         if self._gateway.app is not None and envelope.installation_id is None:
             log.warning("skipped: the delivery names no installation, so the app cannot act on it")
             return True
+        installation_id = envelope.installation_id
+        if self._gateway.is_gone(installation_id):
+            raise InstallationGone(f"installation {installation_id} was deleted or suspended")
+        hold = self._gateway.hold_until(installation_id)
+        if hold is not None:
+            raise Deferred(*hold)
         try:
             body = self._codec.decompress(envelope.payload)
         except CompressionError as exc:

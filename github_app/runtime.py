@@ -37,6 +37,7 @@ from github_app.repo_config import RepoConfigStore
 from github_app.retry import RetryPolicy
 from github_app.runner import EventRunner
 from github_app.status import StatusReporter
+from github_app.webhooks import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ class Runtime:
         try:
             async with anyio.create_task_group() as group:
                 await self.identify()
+                warm_up(event for processor in self.registry for event in processor.events)
+                self.gateway.warm_up()
                 group.start_soon(self.dispatcher.run)
                 group.start_soon(self.host.run)
                 group.start_soon(self.autoscaler.run)

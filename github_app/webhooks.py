@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -127,6 +127,17 @@ def _adapter(event: str) -> TypeAdapter[Any]:
     package = WebhookNamespace.__module__.rsplit(".", 1)[0]
     module = importlib.import_module(f"{package}.{event}")
     return TypeAdapter(module.Event)
+
+
+def warm_up(events: Iterable[str]) -> None:
+    """Build the parsers of these events now: the first build of one takes up to a second.
+
+    Done at start-up, before the server accepts deliveries; otherwise the first
+    event a worker parses stalls the event loop, and every acknowledgement with it.
+    """
+    for event in {name.split(".", 1)[0] for name in events}:
+        if event in VALID_EVENT_NAMES:
+            _adapter(event)
 
 
 def parse_event(event: str, json_body: bytes) -> Any:

@@ -52,7 +52,14 @@ def private_key_pem() -> str:
 
 def make_settings(private_key: str | None, **env: str) -> Settings:
     """Settings of a configured app (unless ``private_key`` is None), with overrides."""
-    base = {"WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": API, "SHUTDOWN_TIMEOUT": "5"}
+    base = {
+        "WEBHOOK_SECRET": SECRET,
+        "GITHUB_API_URL": API,
+        "SHUTDOWN_TIMEOUT": "5",
+        # GitHub's 1 s between writes would make every multi-write test wait; the pacing
+        # tests set their own interval.
+        "GITHUB_WRITE_INTERVAL": "0.01",
+    }
     if private_key is not None:
         base |= {"APP_ID": "12345", "PRIVATE_KEY": private_key}
     return load_settings({**base, **env}, env_file=None)

@@ -1,0 +1,106 @@
+"""Installation tokens: minted once per installation at a time, reused until near expiry.
+
+githubkit alone mints one token per concurrent first request and does not
+refresh a token that starts answering 401 before its expiry. Here twenty
+concurrent first requests share one mint (a lock per installation), a token
+is minted again a few minutes before GitHub's ``expires_at``, and a 401 on a
+cached token evicts it and re-mints once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import httpx
+from cachetools import LRUCache
+from githubkit.auth.base import BaseAuthStrategy
+
+Clock = Callable[[], float]
+TOKEN_REFRESH_MARGIN = 5 * 60.0  # re-mint this long before GitHub's expiry
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    token: str
+    expires_at: float
+
+
+class TokenCache:
+    """Installation tokens, minted once per installation at a time and reused until near expiry."""
+
+    def __init__(
+        self,
+        mint: Callable[[int], Awaitable[CachedToken]],
+        *,
+        clock: Clock = time.time,
+        margin: float = TOKEN_REFRESH_MARGIN,
+        capacity: int = 10_000,
+    ) -> None:
+        self._mint = mint
+        self._clock = clock
+        self._margin = margin
+        self._tokens: LRUCache[int, CachedToken] = LRUCache(maxsize=capacity)
+        self._locks: dict[int, anyio.Lock] = {}
+        self.minted = 0
+
+    def _fresh(self, installation_id: int) -> CachedToken | None:
+        cached = self._tokens.get(installation_id)
+        if cached is not None and cached.expires_at - self._margin > self._clock():
+            return cached
+        return None
+
+    async def get(self, installation_id: int) -> str:
+        cached = self._fresh(installation_id)
+        if cached is not None:
+            return cached.token
+        lock = self._locks.setdefault(installation_id, anyio.Lock())
+        async with lock:
+            cached = self._fresh(installation_id)  # another task may have minted meanwhile
+            if cached is None:
+                cached = await self._mint(installation_id)
+                self.minted += 1
+                self._tokens[installation_id] = cached
+        if not lock.locked():
+            self._locks.pop(installation_id, None)
+        return cached.token
+
+    def invalidate(self, installation_id: int, token: str | None = None) -> None:
+        """Forget the cached token (only if it is still ``token``, when given)."""
+        cached = self._tokens.get(installation_id)
+        if cached is not None and (token is None or cached.token == token):
+            del self._tokens[installation_id]
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+
+class InstallationAuth(httpx.Auth):
+    """Adds the installation's token; on a 401 re-mints once and repeats the request."""
+
+    def __init__(self, tokens: TokenCache, installation_id: int) -> None:
+        self._tokens = tokens
+        self._installation_id = installation_id
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self._tokens.get(self._installation_id)
+        request.headers["Authorization"] = f"token {token}"
+        response = yield request
+        if response.status_code == 401:
+            self._tokens.invalidate(self._installation_id, token)
+            token = await self._tokens.get(self._installation_id)
+            request.headers["Authorization"] = f"token {token}"
+            yield request
+
+
+@dataclass(frozen=True)
+class InstallationAuthStrategy(BaseAuthStrategy):
+    tokens: TokenCache
+    installation_id: int
+
+    def get_auth_flow(self, github: object) -> httpx.Auth:
+        return InstallationAuth(self.tokens, self.installation_id)

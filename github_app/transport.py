@@ -1,0 +1,261 @@
+"""The httpx transports under every GitHub client: one shared pool, one metered layer each.
+
+``SharedTransport`` wraps the process-wide connection pool; its ``aclose`` does
+nothing because githubkit closes its client after every call, and the pool
+must outlive those clients (the gateway closes it for real at shutdown).
+
+``GitHubTransport`` is the per-installation layer every request of that
+installation passes through, in this order:
+
+1. refuse at once (a retryable error, nothing sent) while the installation
+   is paused after a secondary limit or its budget is at zero;
+2. writes wait for the installation's next write turn (``pacing``);
+3. GETs carry ``If-None-Match`` when an answer is cached; a 304 serves it;
+4. a concurrency slot is held while the request is on the wire;
+5. every answer updates the ledger; a secondary-limit answer pauses the
+   installation; a 404 on a read of an object the running event names is
+   retried after a short delay (GitHub's replication race), a bounded number
+   of times. Nothing else is ever re-sent here: a failed write goes back to
+   the queue, whose processors check before writing again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import anyio
+import httpx
+
+from github_app.errors import RetryableGitHubError
+from github_app.etag_cache import CacheKey, ETagCache
+from github_app.pacing import InstallationPacer
+from github_app.ratelimit import RateLimitLedger, retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TOKEN_PATH = re.compile(r"/app/installations/\d+/access_tokens$")
+NOT_FOUND_DELAYS = (1.0, 2.0)
+DROPPED_ON_REPLAY = ("content-length", "content-encoding", "content-type", "transfer-encoding")
+
+# Paths (relative to the API root) of the objects the running event names: a 404 on them
+# may be GitHub's replication lag rather than a real absence.
+EVENT_OBJECTS: ContextVar[tuple[str, ...]] = ContextVar("event_objects", default=())
+
+
+@contextmanager
+def naming_objects(repository: str | None, issue_number: int | None) -> Iterator[None]:
+    """While the block runs, reads of this issue (and its sub-resources) survive a brief 404."""
+    objects: tuple[str, ...] = ()
+    if repository is not None:
+        objects = (f"/repos/{repository}",) if issue_number is None else ()
+        if issue_number is not None:
+            objects = (
+                f"/repos/{repository}/issues/{issue_number}",
+                f"/repos/{repository}/pulls/{issue_number}",
+            )
+    token = EVENT_OBJECTS.set(objects)
+    try:
+        yield
+    finally:
+        EVENT_OBJECTS.reset(token)
+
+
+class SharedTransport(httpx.AsyncBaseTransport):
+    """A pooled transport that outlives the short-lived clients githubkit makes per call."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Clients call this when they are done; the pool stays open for the next one."""
+
+    async def close(self) -> None:
+        await self._inner.aclose()
+
+
+class DryRunTransport(httpx.AsyncBaseTransport):
+    """Logs the writes a processor would make instead of sending them.
+
+    Token mints still go through (reads need them). Without an ``inner``
+    transport (no credentials at all) reads are answered 404 locally, so
+    processors fall back to their defaults and nothing leaves the machine.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None) -> None:
+        self._inner = inner
+        self.writes: list[tuple[str, str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method in WRITE_METHODS and not TOKEN_PATH.search(path):
+            body = (await request.aread()).decode("utf-8", "replace")
+            self.writes.append((request.method, path, body))
+            log.info("dry-run: would %s %s %s", request.method, path, body)
+            return httpx.Response(200, json={}, request=request)
+        if self._inner is None:
+            return httpx.Response(
+                404,
+                json={"message": "Not Found (dry run without app credentials)"},
+                request=request,
+            )
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Owned by the gateway, like ``SharedTransport``."""
+
+
+async def _read_raw(response: httpx.Response) -> bytes:
+    """The body as sent (still content-encoded); releases the connection."""
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
+    try:
+        # The stream itself, not aiter_raw(): an in-memory answer was already "consumed".
+        return b"".join([chunk async for chunk in stream])
+    finally:
+        await response.aclose()
+
+
+def _replay(response: httpx.Response, raw: bytes, request: httpx.Request) -> httpx.Response:
+    headers = [(k, v) for k, v in response.headers.multi_items() if k != "content-length"]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=raw,
+        request=request,
+        extensions=response.extensions,
+    )
+
+
+class GitHubTransport(httpx.AsyncBaseTransport):
+    """One installation's (or the app's) way onto the shared pool; see the module docstring."""
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        ledger: RateLimitLedger,
+        *,
+        pacer: InstallationPacer | None = None,
+        etags: ETagCache | None = None,
+        base_path: str = "",
+        not_found_delays: Sequence[float] = NOT_FOUND_DELAYS,
+    ) -> None:
+        self._inner = inner
+        self._ledger = ledger
+        self._pacer = pacer
+        self._etags = etags
+        self._base_path = base_path.rstrip("/")
+        self._not_found_delays = tuple(not_found_delays)
+
+    def _refuse_if_blocked(self, request: httpx.Request) -> None:
+        blocked = self._ledger.blocked_for()
+        if blocked is not None:
+            raise RetryableGitHubError(
+                f"not sent: installation {self._ledger.installation_id} must wait "
+                f"{blocked:.0f}s for GitHub's rate limit ({request.method} {request.url.path})",
+                retry_after=blocked,
+            )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        method = request.method
+        self._refuse_if_blocked(request)
+        is_write = method in WRITE_METHODS
+        if is_write and self._pacer is not None and await self._pacer.write_turn() > 0:
+            self._ledger.paced_writes += 1
+            self._refuse_if_blocked(request)  # a pause may have begun meanwhile
+        key: CacheKey | None = None
+        cached = None
+        if method == "GET" and self._etags is not None:
+            accept = request.headers.get("accept", "")
+            key = (self._ledger.installation_id, str(request.url), accept)
+            cached = self._etags.get(key)
+            if cached is not None and "if-none-match" not in request.headers:
+                request.headers["If-None-Match"] = cached.etag
+        response = await self._send_with_race_retries(request)
+        status = response.status_code
+        if status == 304 and cached is not None and self._etags is not None:
+            await response.aclose()
+            headers = [
+                (k, v) for k, v in response.headers.multi_items() if k not in DROPPED_ON_REPLAY
+            ]
+            headers += [(k, v) for k, v in cached.headers if k not in response.headers]
+            return httpx.Response(
+                cached.status_code,
+                headers=headers,
+                content=self._etags.body(cached),
+                request=request,
+                extensions=response.extensions,
+            )
+        if status in (403, 429):
+            raw = await _read_raw(response)
+            self._note_limit(response, raw, is_write)
+            return _replay(response, raw, request)
+        if key is not None and self._etags is not None:
+            etag = response.headers.get("etag")
+            if status == 200 and etag:
+                raw = await _read_raw(response)
+                self._etags.put(key, etag, status, dict(response.headers), raw)
+                return _replay(response, raw, request)
+            if cached is not None:
+                self._etags.discard(key)
+        return response
+
+    async def _send_with_race_retries(self, request: httpx.Request) -> httpx.Response:
+        attempt = 0
+        while True:
+            if self._pacer is not None:
+                async with self._pacer.slot():
+                    response = await self._inner.handle_async_request(request)
+            else:
+                response = await self._inner.handle_async_request(request)
+            self._ledger.observe(request.method, response)
+            if (
+                response.status_code != 404
+                or request.method != "GET"
+                or attempt >= len(self._not_found_delays)
+                or not self._names_event_object(request.url.path)
+            ):
+                return response
+            await response.aclose()
+            self._ledger.not_found_retries += 1
+            await anyio.sleep(self._not_found_delays[attempt])
+            attempt += 1
+
+    def _names_event_object(self, path: str) -> bool:
+        if self._base_path and path.startswith(self._base_path):
+            path = path[len(self._base_path) :]
+        return any(path == p or path.startswith(p + "/") for p in EVENT_OBJECTS.get())
+
+    def _note_limit(self, response: httpx.Response, raw: bytes, is_write: bool) -> None:
+        """Follow GitHub's order: retry-after, then a zero budget, then a secondary message."""
+        headers = response.headers
+        retry_after = retry_after_seconds(headers)
+        text = raw[:2000].decode("utf-8", "replace").lower()
+        secondary = (
+            retry_after is not None
+            or "secondary rate limit" in text
+            or (response.status_code == 429 and headers.get("x-ratelimit-remaining") != "0")
+        )
+        installation = self._ledger.installation_id
+        if secondary:
+            pause = self._ledger.secondary_limit(retry_after)
+            if is_write and self._pacer is not None:
+                self._pacer.slow_down()
+            log.warning(
+                "secondary rate limit for installation %s: pausing it for %.0fs",
+                installation,
+                pause,
+            )
+        elif headers.get("x-ratelimit-remaining") == "0":
+            self._ledger.primary_limit()
+            log.warning("installation %s has used its hourly budget", installation)
+
+    async def aclose(self) -> None:
+        """Owned by the gateway."""

@@ -1,0 +1,256 @@
+"""Rate-limit discipline through the real server: holds in the queue, pauses, retries, removal.
+
+GitHub is faked with respx; every request's wall-clock time is recorded so the
+tests can say what was (not) sent while an installation had to wait.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.registry import Registry
+from tests.conftest import API, config_url, make_settings, running_app, token_response, wait_for
+from tests.deliveries import INSTALLATION_ID, app_payload, issue_event, signed
+
+pytestmark = pytest.mark.anyio
+
+OTHER_INSTALLATION = 4343
+REPO = "Codertocat/Hello-World"
+OTHER_REPO = "octo-org/other"
+
+
+def labels_url(repository: str, number: int) -> str:
+    return f"{API}/repos/{repository}/issues/{number}/labels"
+
+
+def budget(remaining: int, reset_in: float, limit: int = 5000) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit": str(limit),
+        "x-ratelimit-remaining": str(remaining),
+        "x-ratelimit-used": str(limit - remaining),
+        "x-ratelimit-reset": str(int(time.time() + reset_in)),
+        "x-ratelimit-resource": "core",
+    }
+
+
+@dataclass
+class Recorder:
+    """Wall-clock times of the requests a route received."""
+
+    times: list[float] = field(default_factory=list)
+
+    def answer(self, *responses: httpx.Response) -> Any:
+        queue = list(responses)
+
+        def respond(request: httpx.Request) -> httpx.Response:
+            self.times.append(time.time())
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+
+        return respond
+
+
+def no_config(github: respx.MockRouter, repository: str, headers: dict[str, str]) -> None:
+    owner = repository.split("/")[0]
+    for repo in (repository, f"{owner}/.github"):
+        github.get(config_url(repo)).mock(return_value=httpx.Response(404, headers=headers))
+
+
+def crash(number: int, repository: str = REPO, installation: int = INSTALLATION_ID) -> Any:
+    payload = issue_event(
+        number=number,
+        title="App crashes on start",
+        body="Traceback below",
+        labels=[],
+        repository=repository,
+        installation_id=installation,
+    )
+    return signed(payload, "issues")
+
+
+async def test_installation_under_its_reserve_waits_for_reset_while_another_goes_on(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    github.post(f"{API}/app/installations/{OTHER_INSTALLATION}/access_tokens").mock(
+        side_effect=lambda request: token_response()
+    )
+    low = budget(remaining=100, reset_in=2)  # under 5% of 5000: wait for the reset
+    no_config(github, REPO, low)
+    no_config(github, OTHER_REPO, budget(remaining=4000, reset_in=3000))
+    first, held, other = Recorder(), Recorder(), Recorder()
+    github.post(labels_url(REPO, 1)).mock(side_effect=first.answer(httpx.Response(200, json=[])))
+    github.post(labels_url(REPO, 2)).mock(side_effect=held.answer(httpx.Response(200, json=[])))
+    github.post(labels_url(OTHER_REPO, 1)).mock(
+        side_effect=other.answer(httpx.Response(200, json=[]))
+    )
+    reset_at = int(low["x-ratelimit-reset"])
+    async with running_app(make_settings(private_key_pem)) as app:
+        assert (await app.post(crash(1))).status_code == 202
+        await app.settle()
+        assert len(first.times) == 1  # sent with 100 left: work already running may finish
+        assert (await app.post(crash(2))).status_code == 202
+        assert (await app.post(crash(1, OTHER_REPO, OTHER_INSTALLATION))).status_code == 202
+        await wait_for(lambda: len(other.times) == 1, what="the other installation's label")
+        assert held.times == []
+        assert app.runtime.queue.stats().delayed == 1
+        await wait_for(lambda: len(held.times) == 1, timeout=6, what="the held event after reset")
+        await app.settle()
+        stats = app.runtime.gateway.stats()
+        queue = app.runtime.queue.stats()
+    assert other.times[0] < reset_at
+    assert held.times[0] >= reset_at - 0.05
+    assert stats.installations[INSTALLATION_ID].waits >= 1
+    assert stats.installations[OTHER_INSTALLATION].waits == 0
+    assert stats.installations[INSTALLATION_ID].remaining == 100
+    assert queue.deferred >= 1 and queue.retried == 0  # held, not tried and failed
+    assert app.runtime.runner.stats.events_failed == 0
+
+
+async def test_secondary_limit_pauses_the_installation_and_requeues_without_loss(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    sent: list[tuple[float, str]] = []
+    normal = budget(remaining=4000, reset_in=3000)
+    for repo in (REPO, "Codertocat/.github"):
+        github.get(config_url(repo)).mock(
+            side_effect=lambda request: (
+                sent.append((time.time(), request.url.path)) or httpx.Response(404, headers=normal)
+            )
+        )
+    limited = httpx.Response(
+        403,
+        headers={**normal, "retry-after": "1"},
+        json={"message": "You have exceeded a secondary rate limit. Please wait a few minutes."},
+    )
+
+    def labels(responses: list[httpx.Response]) -> Any:
+        def respond(request: httpx.Request) -> httpx.Response:
+            sent.append((time.time(), request.url.path))
+            return responses.pop(0) if len(responses) > 1 else responses[0]
+
+        return respond
+
+    first = github.post(labels_url(REPO, 1)).mock(
+        side_effect=labels([limited, httpx.Response(200, json=[])])
+    )
+    second = github.post(labels_url(REPO, 2)).mock(
+        side_effect=labels([httpx.Response(200, json=[])])
+    )
+    async with running_app(make_settings(private_key_pem)) as app:
+        assert (await app.post(crash(1))).status_code == 202
+        await wait_for(lambda: first.call_count == 1, what="the limited write")
+        limited_at = sent[-1][0]
+        assert (await app.post(crash(2))).status_code == 202  # arrives during the pause
+        await app.settle(timeout=8)
+        stats = app.runtime.gateway.stats().installations[INSTALLATION_ID]
+        queue = app.runtime.queue.stats()
+    assert first.call_count == 2 and second.call_count == 1  # nothing lost
+    during = [path for at, path in sent if limited_at < at < limited_at + 1.0]
+    assert during == []  # no request sent while paused
+    assert json.loads(first.calls.last.request.content) == {"labels": ["bug"]}
+    assert stats.secondary_limit_hits == 1
+    assert queue.dead_lettered_by_reason == {}
+    assert queue.retried == 1
+    assert app.runtime.runner.stats.events_failed == 0
+
+
+@dataclass(frozen=True)
+class WelcomeConfig(ProcessorConfig):
+    message: str = "Thanks!"
+
+
+MARKER = "<!-- auto-issue-processor:welcome -->"
+
+
+async def welcome(context: Context[WelcomeConfig]) -> None:
+    """Comments once per issue: looks for its own marker before writing (idempotency check)."""
+    number = context.payload["issue"]["number"]
+    comments = await context.github.rest.issues.async_list_comments(
+        context.owner, context.repo, number
+    )
+    if any(MARKER in (comment.body or "") for comment in comments.parsed_data):
+        return
+    await context.github.rest.issues.async_create_comment(
+        context.owner, context.repo, number, data={"body": f"{context.config.message}\n{MARKER}"}
+    )
+
+
+WELCOME = Processor("welcome", "test", ("issues.opened",), WelcomeConfig, welcome)
+
+
+def comment_json(body: str) -> dict[str, Any]:
+    user = app_payload("issues.opened")["sender"]
+    return {
+        "id": 1,
+        "node_id": "IC_1",
+        "url": f"{API}/repos/{REPO}/issues/comments/1",
+        "html_url": f"https://github.com/{REPO}/issues/1#issuecomment-1",
+        "body": body,
+        "user": user,
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "issue_url": f"{API}/repos/{REPO}/issues/1",
+        "author_association": "NONE",
+    }
+
+
+async def test_502_on_a_post_is_retried_through_the_queue_and_never_comments_twice(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    no_config(github, REPO, {})
+    created: list[dict[str, Any]] = []
+
+    def create(request: httpx.Request) -> httpx.Response:
+        # GitHub created the comment but the answer was lost: a blind re-send would double it.
+        created.append(comment_json(json.loads(request.content)["body"]))
+        return httpx.Response(502, json={"message": "Bad gateway"})
+
+    comments_url = f"{API}/repos/{REPO}/issues/1/comments"
+    listed = github.get(comments_url).mock(
+        side_effect=lambda request: httpx.Response(200, json=created)
+    )
+    posted = github.post(comments_url).mock(side_effect=create)
+    async with running_app(make_settings(private_key_pem), registry=Registry([WELCOME])) as app:
+        assert (await app.post(signed(app_payload("issues.opened"), "issues"))).status_code == 202
+        await app.settle(timeout=8)
+        runner = app.runtime.runner.stats
+        retried = app.runtime.queue.stats().retried
+    assert posted.call_count == 1  # not re-sent by the HTTP layer, not re-posted by the retry
+    assert listed.call_count == 2  # the event ran twice: the second run found the comment
+    assert len(created) == 1
+    assert retried == 1 and runner.ok["welcome"] == 1
+
+
+async def test_installation_deleted_drops_it_and_its_queued_events_are_dead_lettered(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    no_config(github, REPO, {})
+    labels = github.post(labels_url(REPO, 1)).mock(return_value=httpx.Response(200, json=[]))
+    deleted = app_payload("installation.created")
+    deleted["action"] = "deleted"
+    deleted["installation"]["id"] = INSTALLATION_ID
+    async with running_app(make_settings(private_key_pem)) as app:
+        gateway = app.runtime.gateway
+        assert (await app.post(crash(1))).status_code == 202
+        await app.settle()
+        assert labels.call_count == 1
+        assert len(gateway.tokens) == 1
+        assert INSTALLATION_ID in gateway.stats().installations
+        assert (await app.post(signed(deleted, "installation"))).status_code == 202
+        await app.settle()
+        assert len(gateway.tokens) == 0
+        assert INSTALLATION_ID not in gateway.stats().installations
+        mints = github.routes["token"].call_count
+        assert (await app.post(crash(3))).status_code == 202
+        await app.settle()
+        dead = app.runtime.queue.list_dead_letters()
+    assert github.routes["token"].call_count == mints  # no token minted for a gone installation
+    assert [(d.reason, d.issue_number) for d in dead] == [("installation_gone", 3)]
+    assert labels.call_count == 1

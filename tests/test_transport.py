@@ -1,0 +1,297 @@
+"""The per-installation request path: shared pool, pacing, conditional GETs, 404 race, GHES."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import respx
+import uvicorn
+from githubkit.exception import GitHubException, RequestFailed
+from starlette.types import Receive, Scope, Send
+
+from github_app.errors import RetryableGitHubError
+from github_app.github import GitHubGateway, as_github_error, naming_objects
+from tests.conftest import API, QuietServer, free_socket, make_settings, wait_for
+
+pytestmark = pytest.mark.anyio
+
+EXPIRES_AT = "2030-01-01T00:00:00Z"
+CONFIG = "/repos/o/r/contents/.github/auto-issue-processor.yml"
+
+
+def any_token(router: respx.MockRouter, api: str = API) -> respx.Route:
+    return router.post(url__regex=rf"{api}/app/installations/\d+/access_tokens$").mock(
+        side_effect=lambda request: httpx.Response(
+            201, json={"token": "ghs_" + request.url.path.split("/")[3], "expires_at": EXPIRES_AT}
+        )
+    )
+
+
+class CountingGitHub:
+    """A tiny ASGI GitHub: mints tokens, answers GETs, and records each client connection."""
+
+    def __init__(self) -> None:
+        self.connections: set[tuple[str, int]] = set()
+        self.requests = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        self.connections.add(tuple(scope["client"]))  # (host, port): one per TCP connection
+        self.requests += 1
+        while (await receive()).get("more_body"):
+            pass
+        if scope["method"] == "POST":
+            status, body = 201, {"token": "ghs_local", "expires_at": EXPIRES_AT}
+        else:
+            status, body = 200, {"path": scope["path"]}
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+@asynccontextmanager
+async def local_github(app: CountingGitHub) -> AsyncIterator[str]:
+    sock = free_socket()
+    server = QuietServer(
+        uvicorn.Config(
+            app, lifespan="off", log_config=None, access_log=False, timeout_keep_alive=30
+        )
+    )
+    with sock:
+        async with anyio.create_task_group() as group:
+            group.start_soon(server.serve, [sock])
+            await wait_for(lambda: server.started, what="the local GitHub to start")
+            try:
+                yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+            finally:
+                server.should_exit = True
+
+
+async def test_200_requests_across_20_installations_reuse_the_pooled_connections(
+    private_key_pem: str,
+) -> None:
+    fake = CountingGitHub()
+    pool_size = 8
+    async with local_github(fake) as url:
+        gateway = GitHubGateway(
+            make_settings(private_key_pem, GITHUB_API_URL=url), max_connections=pool_size
+        )
+        results: list[Any] = []
+
+        async def read(installation: int, number: int) -> None:
+            client = gateway.installation(installation)
+            response = await client.arequest("GET", f"/repos/o/r{installation}/issues/{number}")
+            results.append(response.raw_response.json())
+
+        async with anyio.create_task_group() as group:
+            for i in range(200):
+                group.start_soon(read, 100 + i % 20, i)
+        await gateway.aclose()
+    assert len(results) == 200
+    assert fake.requests == 220  # 200 reads + 20 token mints
+    assert 1 <= len(fake.connections) <= pool_size
+    assert gateway.tokens.minted == 20
+
+
+async def test_writes_of_one_installation_are_spaced_and_two_installations_do_not_wait(
+    private_key_pem: str,
+) -> None:
+    sent: dict[int, list[float]] = {7: [], 8: []}
+
+    def record(request: httpx.Request) -> httpx.Response:
+        installation = int(request.url.path.split("/")[3].removeprefix("r"))
+        sent[installation].append(time.monotonic())
+        return httpx.Response(200, json=[])
+
+    interval = 0.25
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        router.post(url__regex=rf"{API}/repos/o/r\d+/issues/\d+/labels").mock(side_effect=record)
+        gateway = GitHubGateway(make_settings(private_key_pem, GITHUB_WRITE_INTERVAL=str(interval)))
+        started = time.monotonic()
+        async with anyio.create_task_group() as group:
+            for installation in (7, 8):
+                for number in range(3):
+                    group.start_soon(
+                        gateway.installation(installation).arequest,
+                        "POST",
+                        f"/repos/o/r{installation}/issues/{number}/labels",
+                    )
+        elapsed = time.monotonic() - started
+        stats = gateway.stats()
+        await gateway.aclose()
+    for installation in (7, 8):
+        times = sorted(sent[installation])
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert len(times) == 3
+        assert min(gaps) >= interval - 0.02
+    # Installation 8 does not queue behind 7: both start at once, both take ~2 intervals.
+    assert abs(min(sent[7]) - min(sent[8])) < interval / 2
+    assert elapsed < 4 * interval
+    assert stats.installations[7].paced_writes == 2
+    assert stats.installations[8].calls == {"POST": 3}
+    assert stats.app.calls == {"POST": 2}  # the two token mints, on the app's own budget
+    assert stats.total.calls["POST"] == 8
+
+
+async def test_second_read_of_the_same_config_is_a_304_served_from_the_cache(
+    private_key_pem: str,
+) -> None:
+    text = "labeler:\n  rules: []\n"
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            if request.headers.get("if-none-match") == '"v1"':
+                return httpx.Response(
+                    304, headers={"etag": '"v1"', "x-ratelimit-remaining": "4999"}
+                )
+            return httpx.Response(
+                200, text=text, headers={"etag": '"v1"', "content-type": "text/plain"}
+            )
+
+        route = router.get(f"{API}{CONFIG}").mock(side_effect=answer)
+        gateway = GitHubGateway(make_settings(private_key_pem))
+        client = gateway.installation(7)
+        headers = {"Accept": "application/vnd.github.raw+json"}
+        first = await client.arequest("GET", CONFIG, headers=headers)
+        second = await client.arequest("GET", CONFIG, headers=headers)
+        stats = gateway.stats().installations[7]
+        await gateway.aclose()
+    assert first.raw_response.text == second.raw_response.text == text
+    assert second.status_code == 200
+    assert "if-none-match" not in route.calls[0].request.headers
+    assert route.calls[1].request.headers["if-none-match"] == '"v1"'
+    assert stats.not_modified == 1
+    assert stats.calls == {"GET": 2}
+
+
+async def test_a_404_on_the_issue_the_event_names_is_retried_but_a_missing_config_is_not(
+    private_key_pem: str,
+) -> None:
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        issue = router.get(f"{API}/repos/o/r/issues/5").mock(
+            side_effect=[httpx.Response(404), httpx.Response(200, json={"number": 5})]
+        )
+        config = router.get(f"{API}{CONFIG}").mock(return_value=httpx.Response(404))
+        gateway = GitHubGateway(make_settings(private_key_pem), not_found_delays=(0.01, 0.01))
+        client = gateway.installation(7)
+        with naming_objects("o/r", 5):
+            found = await client.arequest("GET", "/repos/o/r/issues/5")
+            with pytest.raises(RequestFailed, match="404"):
+                await client.arequest("GET", CONFIG)
+        stats = gateway.stats().installations[7]
+        await gateway.aclose()
+    assert found.raw_response.json() == {"number": 5}
+    assert issue.call_count == 2
+    assert config.call_count == 1
+    assert stats.not_found_retries == 1
+
+
+async def test_a_404_race_gives_up_after_the_bounded_retries(private_key_pem: str) -> None:
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        issue = router.get(f"{API}/repos/o/r/issues/5").mock(return_value=httpx.Response(404))
+        gateway = GitHubGateway(make_settings(private_key_pem), not_found_delays=(0.01, 0.01))
+        with naming_objects("o/r", 5), pytest.raises(RequestFailed, match="404"):
+            await gateway.installation(7).arequest("GET", "/repos/o/r/issues/5")
+        await gateway.aclose()
+    assert issue.call_count == 3
+
+
+async def test_ghes_base_url_receives_every_call(private_key_pem: str) -> None:
+    ghes = "https://ghe.example.com/api/v3"
+    with respx.mock(assert_all_mocked=True) as router:
+        mint = any_token(router, ghes)
+        issue = router.get(f"{ghes}/repos/o/r/issues/5").mock(
+            side_effect=[httpx.Response(404), httpx.Response(200, json={"number": 5})]
+        )
+        gateway = GitHubGateway(
+            make_settings(private_key_pem, GITHUB_API_URL=ghes), not_found_delays=(0.01,)
+        )
+        with naming_objects("o/r", 5):
+            response = await gateway.installation(7).arequest("GET", "/repos/o/r/issues/5")
+        await gateway.aclose()
+        urls = [call.request.url for call in router.calls]
+    assert response.raw_response.json() == {"number": 5}
+    assert mint.call_count == 1
+    assert len(urls) == 3
+    assert {url.host for url in urls} == {"ghe.example.com"}
+    assert all(url.path.startswith("/api/v3/") for url in urls)
+    assert issue.call_count == 2  # the 404 race is recognised under the GHES path prefix
+
+
+async def test_requests_during_a_secondary_limit_pause_are_refused_without_sending(
+    private_key_pem: str,
+) -> None:
+    now = [1000.0]
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        write = router.post(f"{API}/repos/o/r/issues/1/labels").mock(
+            return_value=httpx.Response(
+                429, headers={"retry-after": "30"}, json={"message": "slow down"}
+            )
+        )
+        gateway = GitHubGateway(make_settings(private_key_pem), monotonic=lambda: now[0])
+        client = gateway.installation(7)
+        with pytest.raises(GitHubException) as first:
+            await client.arequest("POST", "/repos/o/r/issues/1/labels")
+        error = as_github_error(first.value)
+        assert isinstance(error, RetryableGitHubError) and error.retry_after == 30
+        with pytest.raises(GitHubException) as refused:
+            await client.arequest("GET", "/repos/o/r/issues/1")
+        refusal = as_github_error(refused.value)
+        assert isinstance(refusal, RetryableGitHubError)
+        assert refusal.retry_after == pytest.approx(30)
+        assert gateway.hold_until(7) == (1030.0, "secondary rate limit pause")
+        assert gateway.hold_until(8) is None  # other installations go on
+        now[0] += 31
+        assert gateway.hold_until(7) is None
+        stats = gateway.stats().installations[7]
+        await gateway.aclose()
+        sent = [c.request.method for c in router.calls if "/repos/" in c.request.url.path]
+    assert write.call_count == 1
+    assert sent == ["POST"]
+    assert stats.secondary_limit_hits == 1
+
+
+async def test_an_installation_with_a_write_waiting_for_its_turn_holds_its_next_events(
+    private_key_pem: str,
+) -> None:
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        router.post(f"{API}/repos/o/r/issues/1/labels").mock(
+            return_value=httpx.Response(200, json=[])
+        )
+        gateway = GitHubGateway(make_settings(private_key_pem, GITHUB_WRITE_INTERVAL="0.3"))
+        client = gateway.installation(7)
+        holds: list[tuple[float, str] | None] = []
+        async with anyio.create_task_group() as group:
+            for _ in range(2):
+                group.start_soon(client.arequest, "POST", "/repos/o/r/issues/1/labels")
+            await wait_for(lambda: gateway.stats().installations[7].calls.get("POST") == 1)
+            waiting = gateway.hold_until(7)  # the second write now waits for its turn
+            holds.append(gateway.hold_until(8))
+        holds.append(gateway.hold_until(7))  # both sent: nothing waits any more
+        stats = gateway.stats().installations[7]
+        await gateway.aclose()
+    other, after = holds
+    assert waiting is not None and "waiting for their turn" in waiting[1]
+    assert waiting[0] > time.monotonic() - 1
+    assert other is None and after is None
+    assert stats.waits == 1
