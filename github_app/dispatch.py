@@ -167,9 +167,14 @@ class Dispatcher:
             self._wakeup = anyio.Event()
             # A retried or deferred event becomes takeable by itself when its time comes;
             # a closed gate (breaker open, retry-after pause) is looked at again when it may open.
-            due_in = None if self._paused else self._queue.next_due_in()
-            waits = [w for w in (due_in, closed_for) if w is not None]
-            with anyio.move_on_after(min(waits) if waits else None):
+            # While the gate is closed, only the gate matters: an overdue event cannot be taken
+            # before it opens, and waiting on it would spin.
+            wait: float | None
+            if closed_for is not None:
+                wait = closed_for
+            else:
+                wait = None if self._paused else self._queue.next_due_in()
+            with anyio.move_on_after(wait):
                 await self._wakeup.wait()
 
     async def _run_one(self, item: QueuedEvent, token: object) -> None:

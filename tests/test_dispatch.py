@@ -187,3 +187,45 @@ async def test_shutdown_refuses_new_deliveries_and_finishes_in_flight_work(
             recorder.release.set()
     assert recorder.seen == ["inflight"]
     assert any("1 queued event(s) remain" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_closed_gate_with_an_overdue_retry_waits_instead_of_spinning() -> None:
+    """While GitHub asked for a pause, an overdue retry must not make the dispatcher loop hot."""
+    import time as _time
+
+    from github_app.dispatch import Dispatcher
+    from github_app.envelope import Envelope
+    from github_app.priority import Priority
+    from github_app.queue import MemoryQueue, QueuedEvent
+
+    class PausedGate:
+        def __init__(self, seconds: float) -> None:
+            self.until = _time.monotonic() + seconds
+            self.checks = 0
+
+        def allow(self) -> bool:
+            self.checks += 1
+            return _time.monotonic() >= self.until
+
+        def wait_hint(self) -> float:
+            return max(0.0, self.until - _time.monotonic())
+
+    queue = MemoryQueue(10, 1_000_000)
+    envelope = Envelope("d1", "issues", "opened", 1, "o/r", 1, "u", "User", 0.0, b"x", 1)
+    assert queue.offer(envelope, Priority.HIGH).admitted
+    taken = queue.take()
+    assert taken is not None
+    queue.retry(taken, _time.monotonic(), "GitHub answered 403")  # due at once: overdue soon
+    ran: list[QueuedEvent] = []
+
+    async def handler(item: QueuedEvent) -> None:
+        ran.append(item)
+
+    gate = PausedGate(0.3)
+    dispatcher = Dispatcher(queue, handler, width=2, gate=gate)
+    async with anyio.create_task_group() as group:
+        group.start_soon(dispatcher.run)
+        await wait_for(lambda: bool(ran), what="the retried event after the pause")
+        dispatcher.stop()
+    assert [item.envelope.delivery_id for item in ran] == ["d1"]
+    assert gate.checks < 20  # a hot loop checks thousands of times in 0.3 s
