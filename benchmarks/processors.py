@@ -43,7 +43,11 @@ import anyio.to_thread
 import httpx
 from githubkit.webhooks import sign
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a file: its folder is sys.path[0], where benchmarks/queue.py would shadow the
+# stdlib's queue (anyio's asyncio backend imports it) and this file the processors package.
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
+sys.path.insert(0, str(_BENCH.parent))
 
 from github_app.config import load_settings
 from github_app.runtime import Runtime
