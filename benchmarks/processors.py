@@ -45,14 +45,19 @@ from githubkit.webhooks import sign
 
 # Run as a file: its folder is sys.path[0], where benchmarks/queue.py would shadow the
 # stdlib's queue (anyio's asyncio backend imports it) and this file the processors package.
-_BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
-sys.path.insert(0, str(_BENCH.parent))
+for _entry in [p for p in sys.path if Path(p or ".").resolve() == Path(__file__).parent.resolve()]:
+    sys.path.remove(_entry)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from github_app.config import load_settings
-from github_app.runtime import Runtime
-from github_app.server import create_app
-from processors.similarity import SimilarityIndex, features, features_many, features_packed
+from github_app.config import load_settings  # noqa: E402 - after the sys.path fix above
+from github_app.runtime import Runtime  # noqa: E402
+from github_app.server import create_app  # noqa: E402
+from processors.similarity import (  # noqa: E402
+    SimilarityIndex,
+    features,
+    features_many,
+    features_packed,
+)
 
 API = "https://api.github.com"
 SECRET = "bench-secret"
