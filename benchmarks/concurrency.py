@@ -1,9 +1,11 @@
 """Adaptive drain width against fixed widths, all on the same simulated GitHub, in one run.
 
-Command (from the repository root; needs the ``bench`` extra for the plot)::
+Command (from the repository root; needs the ``bench`` extra for the plot; about
+8 minutes on 2 cores)::
 
-    /work/venv-issue5/bin/pip install -e '.[dev,bench]'
-    /work/venv-issue5/bin/python benchmarks/concurrency.py [--events 1200] [--plot out.png]
+    .venv/bin/pip install -e '.[dev,bench]'
+    .venv/bin/python benchmarks/concurrency.py [--events 2000] [--widths 1,4,16,32,64]
+        [--only sweep|halve|slower|installations] [--plot out.png] [--decisions out.jsonl]
 
 Every run starts a fresh simulator (``sim_concurrency.py``, its own uvicorn
 process) and a fresh app (``serve_adaptive.py``: the real app with app
@@ -15,8 +17,9 @@ Backend: ``--service-ms`` per request while at most ``--capacity`` are in
 service, slower in proportion beyond; secondary-limit 403 + retry-after past
 ``--secondary-cap`` concurrent requests. Scenarios:
 
-1. sweep: fixed widths 1, 2, 4 ... 128, then the adaptive controller;
-2. capacity halves when half the events are done (fixed 4..64 and adaptive);
+1. sweep: fixed widths (1, 4, 16, 32, 64 by default; ``--widths`` for 1, 2, 4 ... 128),
+   then the adaptive controller;
+2. capacity halves when half the events are done (fixed 8, 16, 32 and adaptive);
 3. latency triples when half the events are done, capacity unchanged (same);
 4. 50 installations with per-installation limits (writes per window and
    concurrent requests), adaptive, against the limit-bound optimum.
@@ -390,11 +393,11 @@ def make_key(directory: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1200)
+    parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--capacity", type=int, default=16)
     parser.add_argument("--service-ms", type=float, default=150.0)
     parser.add_argument("--secondary-cap", type=int, default=40)
-    parser.add_argument("--cap", type=float, default=15.0, help="seconds a sweep run may take")
+    parser.add_argument("--cap", type=float, default=22.0, help="seconds a sweep run may take")
     parser.add_argument("--plot", default=str(BENCH / "concurrency.png"))
     parser.add_argument(
         "--widths",

@@ -56,6 +56,7 @@ class EventReport:
         self.outcome = Outcome.OK
         self.retry_after: float | None = None
         self.did_work = False
+        self.waited = 0.0  # seconds spent waiting on the installation's own pacing
 
     def note(self, error: BaseException) -> None:
         outcome, retry_after = outcome_of(error)
@@ -73,6 +74,18 @@ def note_error(error: BaseException) -> None:
     report = _current.get()
     if report is not None:
         report.note(error)
+
+
+def note_wait(seconds: float) -> None:
+    """The event waited on its installation's pacing (write turn, request slot).
+
+    That wait is the client layer keeping the installation's limits, not GitHub
+    answering slowly: it is taken out of the latency the controller sees, or the
+    latency brake would shrink the global width against a per-installation limit.
+    """
+    report = _current.get()
+    if report is not None and seconds > 0:
+        report.waited += seconds
 
 
 def note_work() -> None:
@@ -106,6 +119,5 @@ def reporting(
     finally:
         _current.reset(token)
         if observer is not None and report.did_work:
-            observer(
-                Observation(clock() - started, report.outcome, report.retry_after, installation)
-            )
+            latency = max(0.0, clock() - started - report.waited)
+            observer(Observation(latency, report.outcome, report.retry_after, installation))

@@ -11,7 +11,14 @@ from github_app.breaker import BreakerSettings, CircuitBreaker
 from github_app.controller import Backlog, ControllerSettings, Outcome, WidthController
 from github_app.dispatch import Dispatcher
 from github_app.errors import RetryableGitHubError
-from github_app.feedback import Observation, note_error, note_work, outcome_of, reporting
+from github_app.feedback import (
+    Observation,
+    note_error,
+    note_wait,
+    note_work,
+    outcome_of,
+    reporting,
+)
 from github_app.priority import Priority
 from github_app.queue import MemoryQueue, QueuedEvent
 from github_app.runtime import Runtime
@@ -129,3 +136,16 @@ def test_the_runtime_counts_deferred_events_as_blocked_not_ready() -> None:
     assert item is not None
     runtime.queue.defer(item, time.monotonic() + 60.0)  # its installation must wait
     assert runtime.backlog() == Backlog(ready=2, in_flight=0, blocked=1)
+
+
+def test_time_waiting_on_the_installations_pacing_is_not_github_latency() -> None:
+    clock = FakeClock()
+    seen: list[Observation] = []
+    with reporting(seen.append, clock, installation=7):
+        note_work()
+        clock.now += 0.8  # waited for its write turn
+        note_wait(0.8)
+        clock.now += 0.15  # GitHub answered
+    assert len(seen) == 1
+    assert seen[0].latency == pytest.approx(0.15)
+    assert seen[0].outcome is Outcome.OK
