@@ -465,6 +465,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"{adaptive.throughput:.1f} ev/s = {adaptive.throughput / optimum:.2f} of it, "
                 f"{adaptive.hits} secondary-limit 403s"
             )
+            interval = float(many.client_argv()[1].split("=")[1])
+            paced = count / interval
+            print(
+                f"client-layer pacing bound {paced:.1f} ev/s (one write per {interval:.3f}s "
+                f"per installation, 5 % under the limit) = {paced / optimum:.2f} of the optimum; "
+                f"adaptive = {adaptive.throughput / paced:.2f} of the pacing bound"
+            )
             plots.append(("50 installations", adaptive))
     if args.decisions:
         with open(args.decisions, "w") as out:
