@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key-file", required=True)
     parser.add_argument("--workers-min", type=int, default=1)
     parser.add_argument("--workers-max", type=int, default=128)
+    parser.add_argument("--github-concurrency", type=int, default=8)
+    parser.add_argument("--write-interval", type=float, default=1.0)
     args = parser.parse_args(argv)
 
     if str(REPO) not in sys.path:
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
             "WORKERS_MIN": str(args.workers_min),
             "WORKERS_MAX": str(args.workers_max),
             "QUEUE_MAX_EVENTS": "100000",
+            "GITHUB_CONCURRENCY": str(args.github_concurrency),
+            "GITHUB_WRITE_INTERVAL": str(args.write_interval),
             "LOG_LEVEL": "ERROR",  # a failed event logs an error: thousands under overload
         },
         env_file=None,

@@ -76,7 +76,12 @@ class Autoscaler:
 
     def observe(self, observation: Observation) -> None:
         was_open = self.breaker.state is not BreakerState.CLOSED
-        self.controller.observe(observation.latency, observation.outcome, observation.retry_after)
+        self.controller.observe(
+            observation.latency,
+            observation.outcome,
+            observation.retry_after,
+            observation.installation,
+        )
         self.breaker.record(observation.outcome)
         is_open = self.breaker.state is not BreakerState.CLOSED
         if was_open != is_open:

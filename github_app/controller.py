@@ -8,7 +8,12 @@ Signals, strongest first:
 
 1. Explicit throttling (secondary-limit 403/429, retry-after): multiplicative
    decrease, a pause (no growth) for the retry-after, and a ceiling just below
-   the width that was throttled, so the same limit is not hit again.
+   the width that was throttled, so the same limit is not hit again. Only a
+   global signal does this: a throttle without an installation, or throttles
+   from a large share of the installations at work (one installation alone is
+   all of them). A few installations throttled among many are their own
+   business: the client layer pauses just those (their events wait in the
+   queue), and the controller only holds its growth for that tick.
 2. Errors (5xx, timeouts) above a share of outcomes: a gentle decrease.
 3. Host load: CPU near a core or event-loop lag stops growth.
 4. Latency against a baseline. Both are EWMAs; the baseline follows a faster
@@ -69,11 +74,16 @@ class ControllerSettings:
     default_pause: float = 1.0  # when a throttle carries no retry-after
     max_pause: float = 60.0
     ceiling_relax: float = 60.0  # seconds without throttling before the ceiling rises by 1
+    global_share: float = 0.5  # of the installations at work throttled in one tick: global
+    global_installations: int = 10  # this many installations throttled in one tick: global
     error_share: float = 0.1
     error_factor: float = 0.9
     min_outcomes: int = 5  # fewer outcomes than this in a tick: no error-rate judgement
     min_samples: int = 20  # completions an epoch needs before it is judged...
     max_epoch_ticks: int = 4  # ...unless it has been measured this many ticks
+    # In slow start only the latency is judged (no throughput gain yet), and a burst's
+    # first seconds at a narrow width cost the most: fewer completions will do.
+    slow_start_samples: int = 8
     cpu_limit: float = 0.9  # fraction of one core (the event loop is one thread)
     lag_limit: float = 0.25  # seconds of event-loop lag
 
@@ -131,6 +141,7 @@ class ControllerStats:
     completed: int
     throttled: int
     errors: int
+    local_throttles: int = 0  # throttled outcomes left to their installation (no back-off)
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,9 @@ class _Window:
         self.throttled = 0
         self.errors = 0
         self.retry_after: float | None = None
+        self.unscoped_throttles = 0  # throttled outcomes that name no installation
+        self.throttled_installations: set[int] = set()
+        self.installations: set[int] = set()  # installations with any outcome in the window
 
     @property
     def outcomes(self) -> int:
@@ -191,6 +205,8 @@ class WidthController:
         self._completed = 0
         self._throttled = 0
         self._errors = 0
+        self._local_throttles = 0
+        self._last_installations: set[int] = set()  # heard from in the previous tick
 
     @property
     def width(self) -> int:
@@ -200,9 +216,18 @@ class WidthController:
         """Seconds GitHub's last retry-after still asks us to take no new work."""
         return max(0.0, max(self._paused_until, self._pause_pending) - self._clock())
 
-    def observe(self, latency: float, outcome: Outcome, retry_after: float | None = None) -> None:
-        """One event finished: its processing time (s) and what GitHub's answers said."""
+    def observe(
+        self,
+        latency: float,
+        outcome: Outcome,
+        retry_after: float | None = None,
+        installation: int | None = None,
+    ) -> None:
+        """One event finished: its processing time (s), what GitHub's answers said, and
+        the installation it acted as (``None``: the app itself, or unknown)."""
         window = self._window
+        if installation is not None:
+            window.installations.add(installation)
         if outcome is Outcome.OK:
             window.ok += 1
             window.latency_sum += max(0.0, latency)
@@ -212,6 +237,12 @@ class WidthController:
             self._throttled += 1
             if retry_after is not None:
                 window.retry_after = max(window.retry_after or 0.0, retry_after)
+            if installation is None:
+                window.unscoped_throttles += 1
+            else:
+                window.throttled_installations.add(installation)
+            if not self._is_global(window):
+                return  # so far the client layer's business: it pauses that installation
             # The pause starts now, not at the next tick: every event taken meanwhile would
             # meet the same 403. The decrease waits for the tick (once per pause).
             s = self.settings
@@ -227,13 +258,28 @@ class WidthController:
         elapsed = max(0.0, now - self._last_tick)
         self._last_tick = now
         window, self._window = self._window, _Window()
+        previous_installations, self._last_installations = (
+            self._last_installations,
+            window.installations,
+        )
         s = self.settings
         if s.min_width == s.max_width:
             return self._decide(now, s.min_width, "hold", "fixed width (WORKERS_MIN = WORKERS_MAX)")
         self._relax_ceiling(now)
 
+        local_throttle: str | None = None
         if window.throttled:
-            return self._throttle(now, window)
+            if self._is_global(window, previous_installations):
+                return self._throttle(now, window)
+            # A few installations among many: the client layer pauses each of them (their
+            # events are deferred in the queue); the width serves the others. The gentle
+            # signal: no growth this tick (measuring and the latency brake go on).
+            self._local_throttles += window.throttled
+            working = len(window.installations | previous_installations)
+            local_throttle = (
+                f"{len(window.throttled_installations)} of {working} installation(s) "
+                "throttled: their own pause (client layer), no global back-off"
+            )
         if now < self._paused_until:
             left = self._paused_until - now
             return self._decide(now, self._width, "hold", f"paused {left:.1f}s after throttling")
@@ -264,6 +310,8 @@ class WidthController:
             return self._decide(now, self._width, "hold", f"host CPU at {load.cpu:.0%}")
         if load.lag >= s.lag_limit:
             return self._decide(now, self._width, "hold", f"event-loop lag {load.lag * 1000:.0f}ms")
+        if local_throttle is not None:
+            return self._decide(now, self._width, "hold", local_throttle)
         if judged is None:
             return self._decide(now, self._width, "hold", "measuring the current width")
         base = self._baseline
@@ -274,6 +322,20 @@ class WidthController:
 
     # -- the parts of a decision -------------------------------------------------------------
 
+    def _is_global(self, window: _Window, previous: set[int] | None = None) -> bool:
+        """Do the throttles seen in ``window`` speak for GitHub as a whole?"""
+        if window.unscoped_throttles:
+            return True
+        throttled = len(window.throttled_installations)
+        if throttled == 0:
+            return False
+        s = self.settings
+        # The installations at work: those heard from this tick and the tick before (at the
+        # start of a tick one early answer must not count as "all of them").
+        earlier = self._last_installations if previous is None else previous
+        working = max(1, len(window.installations | earlier))
+        return throttled >= s.global_installations or throttled >= s.global_share * working
+
     def _throttle(self, now: float, window: _Window) -> Decision:
         s = self.settings
         pause = window.retry_after if window.retry_after is not None else s.default_pause
@@ -281,12 +343,13 @@ class WidthController:
         first = now >= self._paused_until
         self._paused_until = max(self._paused_until, now + pause)
         self._slow_start = False
-        ceiling = max(s.min_width, math.floor(self._width * s.throttle_ceiling))
-        self._ceiling = ceiling if self._ceiling is None else min(self._ceiling, ceiling)
         self._ceiling_at = now
         reason = f"{window.throttled} event(s) throttled; pausing growth {pause:.1f}s"
         if not first:  # one decrease per pause: events started before it may still be throttled
             return self._decide(now, self._width, "hold", reason)
+        # The ceiling too is lowered once per pause, from the width that met the limit.
+        ceiling = max(s.min_width, math.floor(self._width * s.throttle_ceiling))
+        self._ceiling = ceiling if self._ceiling is None else min(self._ceiling, ceiling)
         target = math.floor(self._width * s.throttle_factor)
         return self._change(now, target, "backoff", reason)
 
@@ -312,7 +375,8 @@ class WidthController:
         self._epoch_time += elapsed
         self._epoch_ok += window.ok
         self._epoch_latency += window.latency_sum
-        if self._epoch_ok < s.min_samples and self._epoch_ticks < s.max_epoch_ticks:
+        needed = s.slow_start_samples if self._slow_start else s.min_samples
+        if self._epoch_ok < needed and self._epoch_ticks < s.max_epoch_ticks:
             return None
         if self._epoch_ok == 0 or self._epoch_time <= 0:
             self._reset_epoch()
@@ -495,4 +559,5 @@ class WidthController:
             completed=self._completed,
             throttled=self._throttled,
             errors=self._errors,
+            local_throttles=self._local_throttles,
         )

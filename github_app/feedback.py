@@ -27,6 +27,7 @@ class Observation:
     latency: float  # seconds the event took
     outcome: Outcome
     retry_after: float | None = None  # seconds GitHub asked us to wait, when throttled
+    installation: int | None = None  # whose limits a throttle concerns (None: the app's/unknown)
 
 
 Observer = Callable[[Observation], None]
@@ -40,6 +41,10 @@ def outcome_of(error: BaseException) -> tuple[Outcome, float | None]:
         retry_after = getattr(error, "retry_after", None)  # set once the client reads it
         if error.status_code in (403, 429):
             return Outcome.THROTTLED, retry_after
+        if error.status_code is None and retry_after is not None:
+            # not sent: the client layer refused it while the installation's limit runs
+            # (it did not reach GitHub, so it says nothing about GitHub's health)
+            return Outcome.THROTTLED, retry_after
         return Outcome.ERROR, None  # 5xx, timeout, connection failure
     return Outcome.OK, None  # a 404 or 422 is GitHub answering, not GitHub struggling
 
@@ -51,6 +56,7 @@ class EventReport:
         self.outcome = Outcome.OK
         self.retry_after: float | None = None
         self.did_work = False
+        self.waited = 0.0  # seconds spent waiting on the installation's own pacing
 
     def note(self, error: BaseException) -> None:
         outcome, retry_after = outcome_of(error)
@@ -70,6 +76,18 @@ def note_error(error: BaseException) -> None:
         report.note(error)
 
 
+def note_wait(seconds: float) -> None:
+    """The event waited on its installation's pacing (write turn, request slot).
+
+    That wait is the client layer keeping the installation's limits, not GitHub
+    answering slowly: it is taken out of the latency the controller sees, or the
+    latency brake would shrink the global width against a per-installation limit.
+    """
+    report = _current.get()
+    if report is not None and seconds > 0:
+        report.waited += seconds
+
+
 def note_work() -> None:
     """The event reached its processors: its duration is GitHub work worth reporting."""
     report = _current.get()
@@ -79,9 +97,16 @@ def note_work() -> None:
 
 @contextmanager
 def reporting(
-    observer: Observer | None, clock: Callable[[], float] = time.perf_counter
+    observer: Observer | None,
+    clock: Callable[[], float] = time.perf_counter,
+    *,
+    installation: int | None = None,
 ) -> Iterator[EventReport]:
-    """Collect one event's outcome; on exit send it to ``observer`` (errors raised included)."""
+    """Collect one event's outcome; on exit send it to ``observer`` (errors raised included).
+
+    ``installation`` scopes a throttle: one installation's secondary limit is that
+    installation's business (the client layer pauses it), not a global signal.
+    """
     report = EventReport()
     token = _current.set(report)
     started = clock()
@@ -94,4 +119,5 @@ def reporting(
     finally:
         _current.reset(token)
         if observer is not None and report.did_work:
-            observer(Observation(clock() - started, report.outcome, report.retry_after))
+            latency = max(0.0, clock() - started - report.waited)
+            observer(Observation(latency, report.outcome, report.retry_after, installation))

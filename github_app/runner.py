@@ -101,7 +101,7 @@ class EventRunner:
         envelope = item.envelope
         with (
             event_context(envelope),
-            reporting(self.feedback),
+            reporting(self.feedback, installation=envelope.installation_id),
             naming_objects(envelope.repository, envelope.issue_number),
         ):
             ok = await self._run(item)

@@ -112,7 +112,7 @@ class Runtime:
             self.controller,
             self.breaker,
             self.dispatcher,
-            backlog=lambda: Backlog(ready=len(self.queue), in_flight=self.dispatcher.in_flight),
+            backlog=self.backlog,
             host=self.host.sample,
         )
         self.runner.feedback = self.autoscaler.observe
@@ -133,6 +133,20 @@ class Runtime:
         self._identity_checked = False
         self._shutdown_started = False
         self._shutdown_done = anyio.Event()
+
+    def backlog(self) -> Backlog:
+        """The queue for the controller: takeable work, and work that must wait.
+
+        Events delayed or deferred (an installation's pause, budget or write backlog;
+        a retry's back-off) or behind their issue cannot be taken now: more width
+        would not serve them, so they count as blocked, not ready.
+        """
+        ready = sum(self.queue.ready_by_priority().values())
+        return Backlog(
+            ready=ready,
+            in_flight=self.dispatcher.in_flight,
+            blocked=max(0, len(self.queue) - ready),
+        )
 
     @property
     def shutting_down(self) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,6 +33,7 @@ import httpx
 
 from github_app.errors import RetryableGitHubError
 from github_app.etag_cache import CacheKey, ETagCache
+from github_app.feedback import note_wait
 from github_app.pacing import InstallationPacer
 from github_app.ratelimit import RateLimitLedger, retry_after_seconds
 
@@ -167,8 +169,9 @@ class GitHubTransport(httpx.AsyncBaseTransport):
         method = request.method
         self._refuse_if_blocked(request)
         is_write = method in WRITE_METHODS
-        if is_write and self._pacer is not None and await self._pacer.write_turn() > 0:
+        if is_write and self._pacer is not None and (waited := await self._pacer.write_turn()) > 0:
             self._ledger.paced_writes += 1
+            note_wait(waited)
             self._refuse_if_blocked(request)  # a pause may have begun meanwhile
         key: CacheKey | None = None
         cached = None
@@ -211,7 +214,9 @@ class GitHubTransport(httpx.AsyncBaseTransport):
         attempt = 0
         while True:
             if self._pacer is not None:
+                asked = time.perf_counter()
                 async with self._pacer.slot():
+                    note_wait(time.perf_counter() - asked)
                     response = await self._inner.handle_async_request(request)
             else:
                 response = await self._inner.handle_async_request(request)

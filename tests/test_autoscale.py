@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from github_app.autoscale import Autoscaler, HostSampler
 from github_app.breaker import BreakerSettings, CircuitBreaker
 from github_app.controller import Backlog, ControllerSettings, Outcome, WidthController
 from github_app.dispatch import Dispatcher
-from github_app.feedback import Observation
+from github_app.errors import RetryableGitHubError
+from github_app.feedback import (
+    Observation,
+    note_error,
+    note_wait,
+    note_work,
+    outcome_of,
+    reporting,
+)
+from github_app.priority import Priority
 from github_app.queue import MemoryQueue, QueuedEvent
+from github_app.runtime import Runtime
+from tests.conftest import make_settings
+from tests.helpers_unit import envelope
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +93,59 @@ async def test_errors_open_the_breaker_through_the_feedback_and_close_the_gate()
     assert not scaler.allow()
     assert scaler.wait_hint() == pytest.approx(3.0)
     assert scaler.controller.stats().errors == 2
+
+
+async def test_a_throttle_of_one_installation_among_many_does_not_close_the_gate() -> None:
+    clock = FakeClock()
+    scaler, dispatcher = build(clock)
+    for installation in range(1, 21):
+        scaler.observe(Observation(0.1, Outcome.OK, installation=installation))
+    scaler.observe(Observation(0.05, Outcome.THROTTLED, retry_after=60.0, installation=5))
+    assert scaler.allow()  # the other installations' events are still taken
+    clock.now += 0.5
+    decision = scaler.step()
+    assert decision.action == "hold" and dispatcher.width == 16
+    assert scaler.controller.stats().local_throttles == 1
+    assert scaler.breaker.stats().state == "closed"
+
+
+def test_a_request_refused_during_an_installations_pause_is_a_throttle_not_an_error() -> None:
+    refused = RetryableGitHubError("not sent: installation 3 must wait", retry_after=12.0)
+    assert outcome_of(refused) == (Outcome.THROTTLED, 12.0)
+    assert outcome_of(RetryableGitHubError("GitHub did not answer in time")) == (
+        Outcome.ERROR,
+        None,
+    )
+
+
+def test_reporting_scopes_the_outcome_to_the_events_installation() -> None:
+    seen: list[Observation] = []
+    with reporting(seen.append, installation=42):
+        note_work()
+        note_error(RetryableGitHubError("secondary", status_code=403, retry_after=2.0))
+    assert [(o.outcome, o.retry_after, o.installation) for o in seen] == [
+        (Outcome.THROTTLED, 2.0, 42)
+    ]
+
+
+def test_the_runtime_counts_deferred_events_as_blocked_not_ready() -> None:
+    runtime = Runtime(make_settings(None))
+    for n in range(3):
+        runtime.queue.offer(envelope(f"d-{n}", issue_number=n + 1), Priority.NORMAL)
+    item = runtime.queue.take()
+    assert item is not None
+    runtime.queue.defer(item, time.monotonic() + 60.0)  # its installation must wait
+    assert runtime.backlog() == Backlog(ready=2, in_flight=0, blocked=1)
+
+
+def test_time_waiting_on_the_installations_pacing_is_not_github_latency() -> None:
+    clock = FakeClock()
+    seen: list[Observation] = []
+    with reporting(seen.append, clock, installation=7):
+        note_work()
+        clock.now += 0.8  # waited for its write turn
+        note_wait(0.8)
+        clock.now += 0.15  # GitHub answered
+    assert len(seen) == 1
+    assert seen[0].latency == pytest.approx(0.15)
+    assert seen[0].outcome is Outcome.OK

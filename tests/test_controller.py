@@ -264,3 +264,89 @@ def test_settings_refuse_impossible_bounds() -> None:
         ControllerSettings(min_width=5, max_width=4)
     with pytest.raises(ValueError, match="tick"):
         ControllerSettings(tick=0)
+
+
+def serve_installations(h: Harness, installations: range, latency: float = 0.1) -> None:
+    """One OK outcome from each installation (they are at work)."""
+    for installation in installations:
+        h.controller.observe(latency, Outcome.OK, installation=installation)
+
+
+def test_one_installation_throttled_among_many_is_left_to_the_client_layer() -> None:
+    h = harness(start=16)
+    serve_installations(h, range(1, 21))
+    h.clock.now += TICK
+    h.controller.tick(Backlog(0, 16))  # no backlog yet: the width holds
+    serve_installations(h, range(1, 21))
+    h.controller.observe(0.05, Outcome.THROTTLED, retry_after=60.0, installation=7)
+    assert h.controller.pause_left() == 0  # no global pause: other installations go on
+    h.clock.now += TICK
+    decision = h.controller.tick(Backlog(1000, 16))
+    assert decision.action == "hold" and decision.width == 16
+    assert "1 of 20 installation(s) throttled" in decision.reason
+    assert "no global back-off" in decision.reason
+    stats = h.controller.stats()
+    assert stats.local_throttles == 1 and stats.ceiling is None and stats.pause_left == 0
+    # the gentle signal lasts one tick: growth resumes once the others are served
+    grown = h.run(Backend(capacity=1000), ticks=6)
+    assert max(widths(grown)) > 16
+
+
+def test_throttles_from_many_installations_at_once_back_off_globally() -> None:
+    h = harness(start=32)
+    serve_installations(h, range(1, 31))
+    h.clock.now += TICK
+    h.controller.tick(Backlog(0, 32))
+    for installation in range(1, 11):  # 10 of 30: many at once
+        h.controller.observe(0.05, Outcome.THROTTLED, retry_after=2.0, installation=installation)
+    assert h.controller.pause_left() == pytest.approx(2.0)  # paused from the tenth on
+    h.clock.now += TICK
+    decision = h.controller.tick(Backlog(1000, 32))
+    assert decision.action == "backoff" and decision.width == 16
+
+
+def test_a_throttle_of_the_only_installation_at_work_is_global() -> None:
+    h = harness(start=16)
+    serve_installations(h, range(1, 2))
+    h.controller.observe(0.05, Outcome.THROTTLED, retry_after=3.0, installation=1)
+    assert h.controller.pause_left() == pytest.approx(3.0)
+    h.clock.now += TICK
+    decision = h.controller.tick(Backlog(1000, 16))
+    assert decision.action == "backoff" and decision.width == 8
+
+
+def test_a_throttle_without_an_installation_is_global_even_among_many() -> None:
+    h = harness(start=16)
+    serve_installations(h, range(1, 41))
+    h.controller.observe(0.05, Outcome.THROTTLED, retry_after=3.0)
+    assert h.controller.pause_left() == pytest.approx(3.0)
+    h.clock.now += TICK
+    assert h.controller.tick(Backlog(1000, 16)).action == "backoff"
+
+
+def test_the_first_answer_of_a_tick_does_not_count_as_all_installations() -> None:
+    h = harness(start=16)
+    serve_installations(h, range(1, 21))
+    h.clock.now += TICK
+    h.controller.tick(Backlog(1000, 16))
+    # the new tick opens with a throttle: the installations of the tick before still count
+    h.controller.observe(0.05, Outcome.THROTTLED, retry_after=3.0, installation=3)
+    assert h.controller.pause_left() == 0
+
+
+def test_a_throttle_storm_lowers_the_ceiling_once_per_pause() -> None:
+    h = harness(start=32)
+    for _ in range(3):
+        h.controller.observe(0.05, Outcome.THROTTLED, retry_after=5.0)
+        h.clock.now += TICK
+        h.controller.tick(Backlog(1000, 32))
+    assert h.controller.width == 16
+    assert h.controller.stats().ceiling == 24  # 0.75 of the throttled 32, not of 16
+
+
+def test_slow_start_judges_an_epoch_on_fewer_completions() -> None:
+    h = harness(start=4)
+    for _ in range(8):
+        h.controller.observe(0.1, Outcome.OK)
+    h.clock.now += TICK
+    assert h.controller.tick(Backlog(1000, 4)).action == "grow"

@@ -18,6 +18,7 @@ from githubkit.exception import GitHubException, RequestFailed
 from starlette.types import Receive, Scope, Send
 
 from github_app.errors import RetryableGitHubError
+from github_app.feedback import Observation, note_work, reporting
 from github_app.github import GitHubGateway, as_github_error, naming_objects
 from tests.conftest import API, QuietServer, free_socket, make_settings, wait_for
 
@@ -295,3 +296,24 @@ async def test_an_installation_with_a_write_waiting_for_its_turn_holds_its_next_
     assert waiting[0] > time.monotonic() - 1
     assert other is None and after is None
     assert stats.waits == 1
+
+
+async def test_a_write_waiting_for_its_turn_reports_the_wait_to_the_events_feedback(
+    private_key_pem: str,
+) -> None:
+    seen: list[Observation] = []
+    interval = 0.2
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        router.post(f"{API}/repos/o/r/issues/1/labels").mock(return_value=httpx.Response(200))
+        gateway = GitHubGateway(make_settings(private_key_pem, GITHUB_WRITE_INTERVAL=str(interval)))
+        github = gateway.installation(7)
+        with reporting(seen.append, installation=7) as report:
+            note_work()
+            for _ in range(3):  # the second and third wait for their turns
+                await github.arequest("POST", "/repos/o/r/issues/1/labels")
+            waited = report.waited
+        await gateway.aclose()
+    assert waited >= 2 * interval - 0.05
+    assert len(seen) == 1 and seen[0].installation == 7
+    assert seen[0].latency < waited  # the controller sees GitHub's time, not the pacing
