@@ -56,22 +56,18 @@ def healthy(port: int) -> bool:
         return False
 
 
+def serve_command(port: int) -> list[str]:
+    """``python -m github_app serve`` on loopback, as a user would start it."""
+    return [sys.executable, "-m", "github_app", "serve", "--host", "127.0.0.1", "--port", str(port)]
+
+
 @pytest.fixture
 def dry_run_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path, Path]]:
     port = free_port()
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "github_app",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            serve_command(port),
             cwd=tmp_path,
             env=clean_env(),
             stdout=stdout,
@@ -146,16 +142,7 @@ def test_a_configured_secret_is_never_printed(tmp_path: Path) -> None:
     out = tmp_path / "stdout.txt"
     with out.open("wb") as stdout:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "github_app",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            serve_command(port),
             cwd=tmp_path,
             env=clean_env(WEBHOOK_SECRET="s3cr3t-value-never-shown"),
             stdout=stdout,
