@@ -56,6 +56,21 @@ def healthy(port: int) -> bool:
         return False
 
 
+def run_cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m github_app ARGS`` to completion, in ``cwd``, with a clean environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "github_app", *args],
+        cwd=cwd,
+        env=clean_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def serve_command(port: int) -> list[str]:
     """``python -m github_app serve`` on loopback, as a user would start it."""
     return [sys.executable, "-m", "github_app", "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -91,15 +106,7 @@ def test_serve_without_credentials_is_a_dry_run_that_logs_the_labelers_would_be_
     assert "DRY RUN" in first_line
     match = re.search(r"generated for this run\): ([0-9a-f]{40})", first_line)
     assert match, first_line
-    sent = subprocess.run(
-        [sys.executable, "-m", "github_app", "send", "--port", str(port), "--secret", match[1]],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    sent = run_cli(tmp_path, "send", "--port", str(port), "--secret", match[1])
     assert sent.returncode == 0, sent.stderr
     assert "-> 202" in sent.stdout
     poll(
@@ -112,15 +119,7 @@ def test_serve_without_credentials_is_a_dry_run_that_logs_the_labelers_would_be_
     assert '{"labels":["documentation"]}' in line
     assert "delivery_id=" in line
 
-    wrong = subprocess.run(
-        [sys.executable, "-m", "github_app", "send", "--port", str(port), "--secret", "nope"],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    wrong = run_cli(tmp_path, "send", "--port", str(port), "--secret", "nope")
     assert wrong.returncode == 1
     assert "401" in wrong.stdout
 
@@ -180,15 +179,7 @@ def test_a_configured_secret_is_never_printed(tmp_path: Path) -> None:
 def test_bad_settings_stop_start_up_with_one_clear_line_and_no_traceback(
     tmp_path: Path, env: dict[str, str], message: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "github_app", "serve", "--port", str(free_port())],
-        cwd=tmp_path,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_cli(tmp_path, "serve", "--port", str(free_port()), env=env)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.strip()]
@@ -198,14 +189,6 @@ def test_bad_settings_stop_start_up_with_one_clear_line_and_no_traceback(
 
 def test_dot_env_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("APP_ID=notanumber\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "github_app", "serve"],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_cli(tmp_path, "serve")
     assert result.returncode == 2
     assert "APP_ID must be the app's numeric id, not 'notanumber'" in result.stderr
