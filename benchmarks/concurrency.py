@@ -115,6 +115,7 @@ class Result:
     change_at: float | None = None
     phase_throughput: float | None = None
     settle: float | None = None
+    final_width: float | None = None  # the adaptive width the new phase settles at
     start: float = 0.0
     observations: list[tuple[float, float, str]] = field(default_factory=list)
     decisions: list[tuple[float, int, str, str]] = field(default_factory=list)
@@ -278,23 +279,22 @@ def run(
     if change_at is not None:
         later = [o for o in ok if o[0] > change_at]
         result.phase_throughput = len(later) / max(1e-9, end - change_at)
-        result.settle = settle_time(result, change_at, end)
+        result.settle, result.final_width = settle_time(result, change_at)
     return result
 
 
-def settle_time(result: Result, change_at: float, end: float) -> float | None:
-    """Seconds after the change until the width stays within 25 % of where the phase ends."""
-    if not result.decisions:
-        return 0.0
+def settle_time(result: Result, change_at: float) -> tuple[float | None, float | None]:
+    """Seconds after the change until the width stays within 25 % of where the phase ends,
+    and that width (the median of the phase's second half); (None, None) for a fixed width."""
     phase = [d for d in result.decisions if d[0] >= change_at]
     if not phase:
-        return 0.0
+        return None, None
     final = statistics.median(d[1] for d in phase[len(phase) // 2 :])
     settled_at = change_at
     for t, width, _, _ in phase:
         if abs(width - final) > 0.25 * final:
             settled_at = t
-    return settled_at - change_at
+    return settled_at - change_at, final
 
 
 def line(result: Result, best: Result | None, phase: bool = False) -> str:
@@ -327,6 +327,11 @@ def report(title: str, fixed: list[Result], adaptive: Result, phase: bool = Fals
     print(HEADER)
     for result in [*fixed, adaptive]:
         print(line(result, best, phase))
+    if adaptive.final_width is not None:
+        print(
+            f"adaptive width after the change: settles at {adaptive.final_width:g} "
+            f"within {adaptive.settle:.1f}s (settled: stays within 25 % of that width)"
+        )
     return best
 
 

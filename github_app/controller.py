@@ -22,13 +22,21 @@ Signals, strongest first:
    is probed down, and if throughput falls with it the slowness is GitHub's
    (not ours), so the baseline moves up and the width is restored. A uniformly
    slower GitHub therefore keeps its width (pure gradient limiters collapse
-   there), while queueing we caused is taken back.
+   there), while queueing we caused is taken back. "GitHub is slower" is
+   checked once more at the restored width: if that width queues, the verdict
+   compared epochs from both sides of a change of GitHub's (its capacity fell)
+   and is undone. After a large fall of the baseline (GitHub got faster at a
+   wide width, so the baseline may be measured past the new knee) the next
+   probe steps down until latency stops falling with width.
 5. Backlog: grow only with ready work and the current width in use; hold when
    all queued work waits on per-installation limits (the client layer's).
 
-Changes are measured in epochs: after a width change one tick is skipped
-(events started at the old width are still finishing), then throughput and
-latency are measured at the new width until enough events completed.
+Changes are measured in epochs: after a width change one tick is skipped,
+then throughput and latency are measured at the new width until enough events
+completed; only events started at the new width count for its latency. Two
+epochs are compared only across a step large enough (``judge_step``) for the
+difference to stand out of an epoch's noise: verdicts drawn from +1 steps
+ratcheted the baseline, and the width with it, upwards.
 """
 
 from __future__ import annotations
@@ -58,12 +66,15 @@ class ControllerSettings:
     tick: float = 0.5  # seconds between decisions
     latency_alpha: float = 0.4  # weight of a new epoch's latency in the fast EWMA
     baseline_rise: float = 0.01  # the baseline follows a slower backend this slowly...
-    baseline_fall: float = 0.5  # ...and a faster one this fast
+    baseline_fall: float = 1.0  # ...and a faster one at once
     grow_below: float = 1.2  # latency under this many baselines counts as baseline latency
     brake_above: float = 1.5  # latency over this many baselines is "well above"
     min_gain: float = 0.5  # throughput following width less than this: the width is too much
     follow_gain: float = 0.8  # more than this: the latency is GitHub's, not queueing we caused
     max_gain: float = 2.0  # beyond this the backend changed along with the width: no verdict
+    # A width change smaller than this (relative) gives no verdict on gain: a +1 step at
+    # width 20 moves latency less than an epoch's noise does.
+    judge_step: float = 0.15
     slow_start: float = 2.0  # growth factor until a limit has been seen
     step: float = 0.1  # then additive growth of this fraction (at least 1)
     probe: float = 0.8  # the factor of a shrink under the latency brake
@@ -159,6 +170,8 @@ class _Window:
     def __init__(self) -> None:
         self.ok = 0
         self.latency_sum = 0.0
+        self.fresh_ok = 0  # completions of events started at the current width
+        self.fresh_latency_sum = 0.0
         self.throttled = 0
         self.errors = 0
         self.retry_after: float | None = None
@@ -193,8 +206,18 @@ class WidthController:
         self._epoch_ticks = 0
         self._epoch_time = 0.0
         self._epoch_ok = 0
+        self._epoch_fresh = 0
         self._epoch_latency = 0.0
         self._fresh = False  # the next judged epoch is the first since a change
+        self._changed_at = -math.inf  # when the width last changed
+        # After "GitHub is slower; width restored": the baseline before the move and the
+        # width the verdict came from, until the restored width's first epoch confirms it.
+        self._unconfirmed: tuple[float, int] | None = None
+        # The baseline fell a long way at once (GitHub got faster): it was measured at the
+        # width of the moment, perhaps past the new knee, so the next probe searches down
+        # for the knee (where latency stops falling with width) instead of one step.
+        self._search_knee = False
+        self._probing = False  # the last change was a step of that search
         self._grow_after = -math.inf  # no growth before (after a shrink for latency)
         self._probe_after = -math.inf  # no probing before
         self._previous: _Point | None = None  # the judged epoch before the last change
@@ -229,8 +252,14 @@ class WidthController:
         if installation is not None:
             window.installations.add(installation)
         if outcome is Outcome.OK:
+            latency = max(0.0, latency)
             window.ok += 1
-            window.latency_sum += max(0.0, latency)
+            window.latency_sum += latency
+            if self._clock() - latency >= self._changed_at:
+                # Started at the current width: only such events measure it (one started
+                # before a shrink carries the queueing of the wider width with it).
+                window.fresh_ok += 1
+                window.fresh_latency_sum += latency
             self._completed += 1
         elif outcome is Outcome.THROTTLED:
             window.throttled += 1
@@ -374,18 +403,21 @@ class WidthController:
         self._epoch_ticks += 1
         self._epoch_time += elapsed
         self._epoch_ok += window.ok
-        self._epoch_latency += window.latency_sum
+        self._epoch_fresh += window.fresh_ok
+        self._epoch_latency += window.fresh_latency_sum
         needed = s.slow_start_samples if self._slow_start else s.min_samples
-        if self._epoch_ok < needed and self._epoch_ticks < s.max_epoch_ticks:
+        if self._epoch_fresh < needed and self._epoch_ticks < s.max_epoch_ticks:
             return None
-        if self._epoch_ok == 0 or self._epoch_time <= 0:
+        if self._epoch_fresh == 0 or self._epoch_time <= 0:
             self._reset_epoch()
             if self._baseline is None:
                 # nothing has finished yet: no latency to judge, so width is the only lever
                 return _Point(self._width, 0.0, 0.0)
             return None
         point = _Point(
-            self._width, self._epoch_ok / self._epoch_time, self._epoch_latency / self._epoch_ok
+            self._width,
+            self._epoch_ok / self._epoch_time,
+            self._epoch_latency / self._epoch_fresh,
         )
         self._current = point
         self._throughput = point.throughput
@@ -401,15 +433,51 @@ class WidthController:
         gain = self._gain(point)
         previous = self._previous
         ratio = point.latency / base
+        unconfirmed, self._unconfirmed = self._unconfirmed, None
+        if unconfirmed is not None and ratio > s.grow_below:
+            # The restored width queues after all: the verdict compared an epoch from
+            # before a change of GitHub's (its capacity fell) with one after it.
+            before, smaller = unconfirmed
+            self._baseline = before
+            return self._change(
+                now,
+                smaller,
+                "shrink",
+                f"restored width queues (latency {ratio:.2f}x the moved baseline): the "
+                f"slowdown is ours after all; baseline back to {before * 1000:.0f}ms",
+            )
+        probing, self._probing = self._probing, False
+        if probing and gain is not None and previous is not None and previous.width > point.width:
+            if gain < s.min_gain and point.width > s.min_width:
+                # Latency fell with width: still past the knee, so the baseline (measured
+                # past it too, e.g. when GitHub got faster at a wide width) is too high.
+                self._follow_baseline(point.latency)
+                return self._probe_down(
+                    now, f"latency fell with width (gain {gain:.2f}): still queueing; lower"
+                )
+            if ratio <= s.grow_below:
+                # Latency stopped falling: the knee lies between the two widths, and this
+                # epoch measured GitHub's own latency.
+                self._search_knee = False
+                self._follow_baseline(point.latency)
+                return self._change(
+                    now,
+                    previous.width,
+                    "grow",
+                    f"latency stopped falling with width (gain {gain:.2f}): the knee is "
+                    f"between {point.width} and {previous.width}",
+                )
         if ratio <= s.grow_below:
             self._follow_baseline(point.latency)
             return None
         shown = "unknown" if gain is None else f"{gain:.2f}"
         if previous is not None and gain is not None and gain >= s.follow_gain:
             # Throughput follows width: the latency is GitHub's, not queueing we caused.
+            moved_from = base
             self._baseline = self._latency = point.latency
             if previous.width > point.width:
                 self._grow_after = now + s.cooldown
+                self._unconfirmed = (moved_from, point.width)
                 return self._change(
                     now,
                     previous.width,
@@ -426,10 +494,8 @@ class WidthController:
         self._slow_start = False
         if ratio > s.brake_above:
             self._grow_after = now + s.cooldown
-            return self._change(
+            return self._probe_down(
                 now,
-                min(self._width - 1, math.floor(self._width * s.probe)),
-                "shrink",
                 f"latency {ratio:.2f}x baseline and throughput not following width (gain {shown})",
             )
         # Between the two thresholds: take back a growth that bought only latency, now and
@@ -450,13 +516,18 @@ class WidthController:
             )
         if now >= self._probe_after:
             self._probe_after = now + s.probe_every
-            return self._change(
+            return self._probe_down(
                 now,
-                min(self._width - 1, math.floor(self._width * s.probe)),
-                "shrink",
                 f"latency {ratio:.2f}x baseline: probing whether a smaller width serves as much",
             )
         return self._decide(now, self._width, "hold", f"latency {ratio:.2f}x baseline")
+
+    def _probe_down(self, now: float, reason: str) -> Decision:
+        """One step down (by ``probe``); the next epoch says whether latency fell with it."""
+        target = min(self._width - 1, math.floor(self._width * self.settings.probe))
+        decision = self._change(now, target, "shrink", reason)
+        self._probing = self._search_knee and decision.width != decision.previous
+        return decision
 
     def _follow_baseline(self, latency: float) -> None:
         """A faster backend is followed at once, a slower one slowly (and only near baseline)."""
@@ -466,27 +537,35 @@ class WidthController:
             self._baseline = latency
         elif latency < base:
             self._baseline = s.baseline_fall * latency + (1 - s.baseline_fall) * base
+            if latency * s.grow_below < base:
+                self._search_knee = True
         elif latency <= s.grow_below * base:
             self._baseline = s.baseline_rise * latency + (1 - s.baseline_rise) * base
 
     def _gain(self, point: _Point) -> float | None:
         """How much throughput followed the last width change (1 = in proportion).
 
-        Only the first epoch after a change is compared with the one before it: later
-        ones may straddle a change of GitHub's, not of ours.
+        With the width in use, throughput is width / latency (Little's law), so the
+        gain is read from the latencies: 1 - d(log latency) / d(log width). Latency
+        averaged over an epoch's events is steadier than a count of completions, and
+        only events started at each width enter it. Only the first epoch after a
+        change is compared with the one before it (later ones may straddle a change
+        of GitHub's), and only after a step large enough to stand out of the noise.
         """
         previous = self._previous
         fresh, self._fresh = self._fresh, False
         if (
             not fresh
             or previous is None
-            or previous.width == point.width
-            or previous.throughput <= 0
+            or previous.latency <= 0
+            or point.latency <= 0
+            or abs(math.log(point.width / previous.width)) < math.log1p(self.settings.judge_step)
         ):
             return None
-        relative_width = point.width / previous.width - 1
-        relative_throughput = point.throughput / previous.throughput - 1
-        gain = relative_throughput / relative_width
+        elasticity = math.log(point.latency / previous.latency) / math.log(
+            point.width / previous.width
+        )
+        gain = 1.0 - elasticity
         return gain if abs(gain) <= self.settings.max_gain else None
 
     def _grow(self, now: float) -> Decision:
@@ -528,12 +607,15 @@ class WidthController:
         self._reset_epoch()
         self._skip = 1
         self._fresh = True
+        self._changed_at = now
+        self._probing = False
         return self._decide(now, target, action, reason)
 
     def _reset_epoch(self) -> None:
         self._epoch_ticks = 0
         self._epoch_time = 0.0
         self._epoch_ok = 0
+        self._epoch_fresh = 0
         self._epoch_latency = 0.0
 
     def _decide(self, now: float, width: int, action: str, reason: str) -> Decision:

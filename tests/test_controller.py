@@ -350,3 +350,128 @@ def test_slow_start_judges_an_epoch_on_fewer_completions() -> None:
         h.controller.observe(0.1, Outcome.OK)
     h.clock.now += TICK
     assert h.controller.tick(Backlog(1000, 4)).action == "grow"
+
+
+# -- a backend whose events straddle changes ---------------------------------------------------
+
+
+class SharedBackend:
+    """Processor sharing, stepped in small time slices: each event needs ``base`` s (+-10 %) of
+    service, and at most ``capacity`` events get it at full speed, the rest share it.
+
+    Unlike ``Backend`` (every event of a tick sees that tick's latency), events started
+    before a change of width or of the backend finish after it with a latency from both
+    sides, so epochs straddle changes as they do against the real GitHub.
+    """
+
+    SLICE = 0.005
+
+    def __init__(self, h: Harness, seed: int = 0) -> None:
+        import random
+
+        self.h = h
+        self.random = random.Random(seed)
+        self.jobs: list[list[float]] = []  # [work left, started]
+
+    def run(self, seconds: float, base: float, capacity: int) -> list[Decision]:
+        controller, clock = self.h.controller, self.h.clock
+        decisions: list[Decision] = []
+        next_tick = clock.now + TICK
+        end = clock.now + seconds
+        while clock.now < end:
+            while len(self.jobs) < controller.width:
+                self.jobs.append([base * self.random.uniform(0.9, 1.1), clock.now])
+            rate = min(1.0, capacity / len(self.jobs))
+            clock.now += self.SLICE
+            for job in list(self.jobs):
+                job[0] -= rate * self.SLICE
+                if job[0] <= 0:
+                    self.jobs.remove(job)
+                    controller.observe(clock.now - job[1], Outcome.OK)
+            if clock.now >= next_tick:
+                next_tick += TICK
+                decisions.append(controller.tick(Backlog(1000, len(self.jobs))))
+        return decisions
+
+
+def settled_after(decisions: list[Decision], low: float, high: float) -> float:
+    """Seconds from the first decision until the width stays within [low, high]."""
+    start = decisions[0].at - TICK
+    last_out = start
+    for decision in decisions:
+        if not low <= decision.width <= high:
+            last_out = decision.at
+    return last_out - start
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_settles_within_ten_seconds_when_capacity_halves_mid_epoch(seed: int) -> None:
+    """The regression: an epoch straddling the change read as "GitHub is slower"."""
+    h = harness()
+    backend = SharedBackend(h, seed)
+    backend.run(40, base=0.15, capacity=16)
+    assert 14 <= h.controller.width <= 24
+    decisions = backend.run(30, base=0.15, capacity=8)
+    assert settled_after(decisions, 8 * 0.75, 8 * 1.5) <= 10
+    stats = h.controller.stats()
+    assert stats.baseline is not None and stats.baseline <= 0.15 * 1.3  # not moved up
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_settles_within_ten_seconds_when_latency_triples_mid_epoch(seed: int) -> None:
+    h = harness()
+    backend = SharedBackend(h, seed)
+    backend.run(40, base=0.15, capacity=16)
+    decisions = backend.run(30, base=0.45, capacity=16)
+    assert any(d.action == "rebaseline" for d in decisions)
+    assert settled_after(decisions, 16 * 0.75, 16 * 1.5) <= 10
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_steady_backend_does_not_ratchet_the_width_up(seed: int) -> None:
+    """Small growth steps give no verdict on gain, so noise cannot move the baseline up."""
+    h = harness()
+    backend = SharedBackend(h, seed)
+    backend.run(20, base=0.15, capacity=16)
+    decisions = backend.run(100, base=0.15, capacity=16)
+    assert min(widths(decisions)) >= 16 * 0.75 and max(widths(decisions)) <= 16 * 1.5
+    assert not any(d.action == "rebaseline" for d in decisions)
+    stats = h.controller.stats()
+    assert stats.baseline is not None and stats.baseline <= 0.15 * 1.25
+
+
+def test_searches_down_for_the_knee_when_github_gets_faster_at_a_wide_width() -> None:
+    """The baseline measured past the new knee is too high; a search down finds the knee."""
+    h = harness()
+    backend = SharedBackend(h)
+    backend.run(40, base=0.15, capacity=16)
+    decisions = backend.run(40, base=0.05, capacity=16)
+    assert any("knee" in d.reason for d in decisions)
+    assert settled_after(decisions, 16 * 0.75, 16 * 1.5) <= 15
+    stats = h.controller.stats()
+    assert stats.baseline is not None and stats.baseline <= 0.05 * 1.3
+
+
+def test_a_rebaseline_the_restored_width_contradicts_is_undone() -> None:
+    """GitHub-is-slower restores the width; if the restored width queues, that was wrong."""
+    h = harness(max_width=20, start=20)
+    script = [
+        (20, 0.1),  # GitHub's own latency: the baseline
+        (20, 0.25),  # 2.5x baseline at 20: brake, one step down
+        (16, 0.25),  # skipped (events from the wider width still finish)
+        (16, 0.25),  # unchanged at 16 (an epoch spanning GitHub's change): "GitHub slower"
+        (20, 0.32),  # skipped
+        (20, 0.32),  # the restored width queues: 1.28x the moved baseline
+    ]
+    actions = []
+    for width, latency in script:
+        assert h.controller.width == width
+        for _ in range(40):
+            h.controller.observe(latency, Outcome.OK)
+        h.clock.now += TICK
+        actions.append(h.controller.tick(Backlog(1000, width)).action)
+    assert actions == ["hold", "shrink", "hold", "rebaseline", "hold", "shrink"]
+    assert h.controller.width == 16
+    last = h.controller.stats().last_decision
+    assert last is not None and "ours after all" in last.reason
+    assert h.controller.stats().baseline == pytest.approx(0.1)
