@@ -537,7 +537,8 @@ class WidthController:
             self._baseline = latency
         elif latency < base:
             self._baseline = s.baseline_fall * latency + (1 - s.baseline_fall) * base
-            if latency * s.grow_below < base:
+            if latency * s.grow_below < base and not self._slow_start:
+                # (in slow start the first, cold epochs set a high baseline: no knee to find)
                 self._search_knee = True
         elif latency <= s.grow_below * base:
             self._baseline = s.baseline_rise * latency + (1 - s.baseline_rise) * base
