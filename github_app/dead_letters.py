@@ -74,6 +74,7 @@ class DeadLetterStats:
     dropped: int
     redriven: int
     purged: int
+    superseded: int = 0  # taken out because GitHub redelivered the delivery (queued anew)
 
 
 class DeadLetterQueue:
@@ -89,6 +90,7 @@ class DeadLetterQueue:
         self._dropped = 0
         self._redriven = 0
         self._purged = 0
+        self._superseded = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -162,6 +164,14 @@ class DeadLetterQueue:
         self._purged += removed
         return removed
 
+    def supersede(self, delivery_id: str) -> bool:
+        """GitHub redelivered this delivery and it is queued again: the dead letter goes, or
+        a re-drive of it would process the event a second time."""
+        if self._entries.pop(delivery_id, None) is None:
+            return False
+        self._superseded += 1
+        return True
+
     def stats(self) -> DeadLetterStats:
         return DeadLetterStats(
             depth=len(self._entries),
@@ -170,4 +180,5 @@ class DeadLetterQueue:
             dropped=self._dropped,
             redriven=self._redriven,
             purged=self._purged,
+            superseded=self._superseded,
         )

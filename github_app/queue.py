@@ -272,6 +272,8 @@ class MemoryQueue:
             return Admission(False, f"queue full for {priority.name} ({full})", self._retry_after)
         self._admit(envelope, priority)
         self._admitted += 1
+        # An event is queued or dead, never both: a redelivery replaces its dead letter.
+        self._dlq.supersede(envelope.delivery_id)
         return ADMITTED
 
     def _admit(self, envelope: Envelope, priority: Priority) -> QueuedEvent:

@@ -646,3 +646,18 @@ def test_installation_gone_dead_letters_all_its_waiting_events_and_spares_others
     clock.now += 100
     assert drain_ids(queue) == ["kept"]
     assert queue.stats().dead_lettered_by_reason == {"installation_gone": 4}
+
+
+def test_a_redelivery_of_a_dead_lettered_delivery_replaces_the_dead_letter() -> None:
+    """Queued or dead, never both: a later redrive would process the event a second time."""
+    queue = MemoryQueue(100, 10**6, clock=FakeClock())
+    for name in ("a", "b"):
+        queue.offer(about_issue(name, 1), Priority.NORMAL)
+        queue.dead_letter(take(queue), "exhausted", "502")
+    assert queue.offer(about_issue("a", 1), Priority.NORMAL).admitted  # GitHub redelivers "a"
+    assert [e.delivery_id for e in queue.list_dead_letters()] == ["b"]
+    assert queue.redrive() == 1
+    assert drain_ids(queue) == ["a", "b"]  # "a" once
+    stats = queue.stats().dead_letters
+    assert stats is not None
+    assert (stats.depth, stats.superseded, stats.purged) == (0, 1, 0)

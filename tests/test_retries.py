@@ -101,6 +101,9 @@ async def test_exhausted_retries_land_in_the_dead_letter_queue_with_the_last_err
         redelivered = await app.post(delivery)
         assert redelivered.status_code == 202
         assert redelivered.json()["status"] == "queued"
+        # Queued again, so no longer dead: a redrive would have processed it a second time.
+        assert queue.list_dead_letters() == []
+        assert queue.redrive() == 0
         await app.settle()
     assert tries == 3
     assert labels.call_count == 4  # and the redelivery was processed
@@ -122,6 +125,7 @@ async def test_exhausted_retries_land_in_the_dead_letter_queue_with_the_last_err
     stats = app.runtime.queue.stats()
     assert stats.retried == 2
     assert stats.dead_lettered_by_reason == {"exhausted": 1}
+    assert stats.dead_letters is not None and stats.dead_letters.superseded == 1
     assert app.runtime.dispatcher.stats().exhausted == 1
 
 
