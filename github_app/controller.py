@@ -170,8 +170,8 @@ class _Window:
     def __init__(self) -> None:
         self.ok = 0
         self.latency_sum = 0.0
-        self.fresh_ok = 0  # completions of events started at the current width
-        self.fresh_latency_sum = 0.0
+        self.at_width_ok = 0  # completions of events started at the current width
+        self.at_width_latency_sum = 0.0
         self.throttled = 0
         self.errors = 0
         self.retry_after: float | None = None
@@ -206,7 +206,7 @@ class WidthController:
         self._epoch_ticks = 0
         self._epoch_time = 0.0
         self._epoch_ok = 0
-        self._epoch_fresh = 0
+        self._epoch_at_width = 0
         self._epoch_latency = 0.0
         self._fresh = False  # the next judged epoch is the first since a change
         self._changed_at = -math.inf  # when the width last changed
@@ -258,8 +258,8 @@ class WidthController:
             if self._clock() - latency >= self._changed_at:
                 # Started at the current width: only such events measure it (one started
                 # before a shrink carries the queueing of the wider width with it).
-                window.fresh_ok += 1
-                window.fresh_latency_sum += latency
+                window.at_width_ok += 1
+                window.at_width_latency_sum += latency
             self._completed += 1
         elif outcome is Outcome.THROTTLED:
             window.throttled += 1
@@ -403,12 +403,12 @@ class WidthController:
         self._epoch_ticks += 1
         self._epoch_time += elapsed
         self._epoch_ok += window.ok
-        self._epoch_fresh += window.fresh_ok
-        self._epoch_latency += window.fresh_latency_sum
+        self._epoch_at_width += window.at_width_ok
+        self._epoch_latency += window.at_width_latency_sum
         needed = s.slow_start_samples if self._slow_start else s.min_samples
-        if self._epoch_fresh < needed and self._epoch_ticks < s.max_epoch_ticks:
+        if self._epoch_at_width < needed and self._epoch_ticks < s.max_epoch_ticks:
             return None
-        if self._epoch_fresh == 0 or self._epoch_time <= 0:
+        if self._epoch_at_width == 0 or self._epoch_time <= 0:
             self._reset_epoch()
             if self._baseline is None:
                 # nothing has finished yet: no latency to judge, so width is the only lever
@@ -417,7 +417,7 @@ class WidthController:
         point = _Point(
             self._width,
             self._epoch_ok / self._epoch_time,
-            self._epoch_latency / self._epoch_fresh,
+            self._epoch_latency / self._epoch_at_width,
         )
         self._current = point
         self._throughput = point.throughput
@@ -473,11 +473,10 @@ class WidthController:
         shown = "unknown" if gain is None else f"{gain:.2f}"
         if previous is not None and gain is not None and gain >= s.follow_gain:
             # Throughput follows width: the latency is GitHub's, not queueing we caused.
-            moved_from = base
             self._baseline = self._latency = point.latency
             if previous.width > point.width:
                 self._grow_after = now + s.cooldown
-                self._unconfirmed = (moved_from, point.width)
+                self._unconfirmed = (base, point.width)
                 return self._change(
                     now,
                     previous.width,
@@ -616,7 +615,7 @@ class WidthController:
         self._epoch_ticks = 0
         self._epoch_time = 0.0
         self._epoch_ok = 0
-        self._epoch_fresh = 0
+        self._epoch_at_width = 0
         self._epoch_latency = 0.0
 
     def _decide(self, now: float, width: int, action: str, reason: str) -> Decision:

@@ -74,7 +74,7 @@ class DeadLetterStats:
     dropped: int
     redriven: int
     purged: int
-    superseded: int = 0  # taken out because GitHub redelivered the delivery (queued anew)
+    superseded: int  # taken out because GitHub redelivered the delivery (queued anew)
 
 
 class DeadLetterQueue:
@@ -164,13 +164,10 @@ class DeadLetterQueue:
         self._purged += removed
         return removed
 
-    def supersede(self, delivery_id: str) -> bool:
+    def supersede(self, delivery_id: str) -> None:
         """GitHub redelivered this delivery and it is queued again: the dead letter goes, or
         a re-drive of it would process the event a second time."""
-        if self._entries.pop(delivery_id, None) is None:
-            return False
-        self._superseded += 1
-        return True
+        self._superseded += len(self.remove((delivery_id,)))
 
     def stats(self) -> DeadLetterStats:
         return DeadLetterStats(
