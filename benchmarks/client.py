@@ -321,7 +321,7 @@ async def overhead(api: str, rounds: int, block: int) -> dict[str, float]:
     import githubkit
 
     from github_app.config import load_settings
-    from github_app.github import GitHubGateway
+    from github_app.github.gateway import GitHubGateway
 
     with tempfile.TemporaryDirectory() as directory:
         settings = load_settings(

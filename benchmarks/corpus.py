@@ -15,7 +15,7 @@ Get the examples (npm only, nothing else)::
     cd /tmp && npm pack @octokit/webhooks-examples && tar xzf octokit-webhooks-examples-*.tgz
 
 Write training samples (one compact JSON body per line) for
-``python -m github_app.compression train``::
+``python -m github_app.queue.compression train``::
 
     python benchmarks/corpus.py --examples /tmp/package/api.github.com/index.json \\
         --seed 1 --count 20000 --out /tmp/webhooks-train.jsonl

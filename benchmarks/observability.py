@@ -32,8 +32,8 @@ import anyio
 
 from github_app.config import load_settings
 from github_app.envelope import Envelope
-from github_app.priority import Priority
-from github_app.queue import QueuedEvent
+from github_app.queue.event import QueuedEvent
+from github_app.queue.priority import Priority
 from github_app.runtime import Runtime
 
 EVENTS = ("issues", "issue_comment", "push", "label", "installation", "star")

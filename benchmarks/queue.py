@@ -53,11 +53,11 @@ sys.modules["corpus"] = corpus
 _spec.loader.exec_module(corpus)
 PayloadFactory = corpus.PayloadFactory
 
-from github_app.compression import DEFAULT_LEVEL, PayloadCodec  # noqa: E402
 from github_app.envelope import Envelope  # noqa: E402
-from github_app.priority import Priority, PriorityRules  # noqa: E402
-from github_app.queue import MemoryQueue  # noqa: E402
-from github_app.webhooks import routing_fields  # noqa: E402
+from github_app.intake.webhooks import routing_fields  # noqa: E402
+from github_app.queue.compression import DEFAULT_LEVEL, PayloadCodec  # noqa: E402
+from github_app.queue.memory import MemoryQueue  # noqa: E402
+from github_app.queue.priority import Priority, PriorityRules  # noqa: E402
 
 BATCH = 100
 

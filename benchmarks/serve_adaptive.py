@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     from starlette.routing import Route
 
     from github_app.config import load_settings
-    from github_app.controller import Decision
-    from github_app.feedback import Observation
+    from github_app.control.controller import Decision
+    from github_app.control.feedback import Observation
     from github_app.runtime import Runtime
     from github_app.server import create_app
 

@@ -101,8 +101,8 @@ def run_check_config(path: Path) -> int:
 
     ``_extends`` is accepted but not followed: the base lives on GitHub.
     """
-    from github_app.registry import Registry
-    from github_app.repo_config import ConfigParser
+    from github_app.dispatch.registry import Registry
+    from github_app.dispatch.repo_config import ConfigParser
 
     try:
         raw = path.read_bytes()

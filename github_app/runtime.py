@@ -17,27 +17,27 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 
-from github_app.autoscale import Autoscaler, HostSampler
-from github_app.breaker import CircuitBreaker
-from github_app.compression import PayloadCodec
+from github_app.admin.metrics import Metrics
+from github_app.admin.status import StatusReporter
 from github_app.config import Settings
-from github_app.controller import Backlog, ControllerSettings, WidthController
-from github_app.dead_letters import DeadLetterQueue
-from github_app.deliveries import RecentDeliveries
-from github_app.dispatch import Dispatcher
+from github_app.control.autoscale import Autoscaler, HostSampler
+from github_app.control.breaker import CircuitBreaker
+from github_app.control.controller import Backlog, ControllerSettings, WidthController
+from github_app.dispatch.dispatcher import Dispatcher
+from github_app.dispatch.registry import Registry
+from github_app.dispatch.repo_config import RepoConfigStore
+from github_app.dispatch.runner import EventRunner
 from github_app.errors import SettingsError
-from github_app.github import GitHubGateway
-from github_app.intake import WebhookIntake
+from github_app.event_models import warm_up
+from github_app.github.gateway import GitHubGateway
+from github_app.intake.route import WebhookIntake
 from github_app.logs import install_context
-from github_app.metrics import Metrics
-from github_app.priority import Priority, PriorityRules
-from github_app.queue import MemoryQueue
-from github_app.registry import Registry
-from github_app.repo_config import RepoConfigStore
-from github_app.retry import RetryPolicy
-from github_app.runner import EventRunner
-from github_app.status import StatusReporter
-from github_app.webhooks import warm_up
+from github_app.queue.compression import PayloadCodec
+from github_app.queue.dead_letters import DeadLetterQueue
+from github_app.queue.deliveries import RecentDeliveries
+from github_app.queue.memory import MemoryQueue
+from github_app.queue.priority import Priority, PriorityRules
+from github_app.queue.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from github_app import __version__
-from github_app.admin import admin_routes
+from github_app.admin.routes import admin_routes
+from github_app.admin.setup_flow import SetupFlow
+from github_app.admin.status import readiness
 from github_app.config import Settings
-from github_app.registry import Registry
+from github_app.dispatch.registry import Registry
 from github_app.runtime import Runtime
-from github_app.setup_flow import SetupFlow
-from github_app.status import readiness
 
 
 def create_app(

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from github_app.config import Settings, load_settings
-from github_app.registry import Registry
+from github_app.dispatch.registry import Registry
 from github_app.runtime import Runtime
 from github_app.server import create_app
 from tests.deliveries import INSTALLATION_ID, SECRET, Delivery

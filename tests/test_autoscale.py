@@ -6,12 +6,10 @@ import time
 
 import pytest
 
-from github_app.autoscale import Autoscaler, HostSampler
-from github_app.breaker import BreakerSettings, CircuitBreaker
-from github_app.controller import Backlog, ControllerSettings, Outcome, WidthController
-from github_app.dispatch import Dispatcher
-from github_app.errors import RetryableGitHubError
-from github_app.feedback import (
+from github_app.control.autoscale import Autoscaler, HostSampler
+from github_app.control.breaker import BreakerSettings, CircuitBreaker
+from github_app.control.controller import Backlog, ControllerSettings, Outcome, WidthController
+from github_app.control.feedback import (
     Observation,
     note_error,
     note_wait,
@@ -19,8 +17,11 @@ from github_app.feedback import (
     outcome_of,
     reporting,
 )
-from github_app.priority import Priority
-from github_app.queue import MemoryQueue, QueuedEvent
+from github_app.dispatch.dispatcher import Dispatcher
+from github_app.errors import RetryableGitHubError
+from github_app.queue.event import QueuedEvent
+from github_app.queue.memory import MemoryQueue
+from github_app.queue.priority import Priority
 from github_app.runtime import Runtime
 from tests.conftest import make_settings
 from tests.helpers_unit import envelope

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from github_app.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from github_app.controller import Outcome
+from github_app.control.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from github_app.control.controller import Outcome
 
 
 class FakeClock:

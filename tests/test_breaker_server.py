@@ -6,7 +6,7 @@ import httpx
 import pytest
 import respx
 
-from github_app.breaker import BreakerSettings
+from github_app.control.breaker import BreakerSettings
 from tests.conftest import API, config_url, make_settings, running_app, wait_for
 from tests.deliveries import issue_event, signed
 

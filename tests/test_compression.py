@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from github_app.compression import CompressionError, PayloadCodec, main, packaged_dictionaries
+from github_app.queue.compression import CompressionError, PayloadCodec, main, packaged_dictionaries
 from tests.deliveries import FIXTURES
 
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import respx
 
-from github_app.repo_config import CONFIG_PATH, pushed_config
+from github_app.dispatch.repo_config import CONFIG_PATH, pushed_config
 from tests.conftest import config_url, make_settings, running_app
 from tests.deliveries import app_payload, issue_event, signed
 from tests.processor_helpers import ISSUE_URL, REPO, writes

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from github_app.controller import (
+from github_app.control.controller import (
     Backlog,
     ControllerSettings,
     Decision,

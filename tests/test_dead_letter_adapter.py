@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from github_app.dead_letter_adapter import DeadLetterAdapter
+from github_app.admin.dead_letter_adapter import DeadLetterAdapter
 from github_app.envelope import Envelope
-from github_app.priority import Priority
-from github_app.queue import MemoryQueue
+from github_app.queue.memory import MemoryQueue
+from github_app.queue.priority import Priority
 
 
 def envelope(delivery_id: str, number: int) -> Envelope:

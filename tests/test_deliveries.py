@@ -1,10 +1,10 @@
-"""Unit tests for github_app.deliveries.RecentDeliveries."""
+"""Unit tests for github_app.queue.deliveries.RecentDeliveries."""
 
 from __future__ import annotations
 
 import pytest
 
-from github_app.deliveries import RecentDeliveries
+from github_app.queue.deliveries import RecentDeliveries
 
 
 def test_remembered_delivery_is_contained_and_unknown_one_is_not() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import anyio
 import pytest
 
+from github_app.dispatch.registry import Registry
 from github_app.processor import Context, Processor, ProcessorConfig
-from github_app.registry import Registry
 from tests.conftest import make_settings, running_app, wait_for
 from tests.deliveries import app_payload, fixture, issue_event, signed
 
@@ -193,10 +193,11 @@ async def test_a_closed_gate_with_an_overdue_retry_waits_instead_of_spinning() -
     """While GitHub asked for a pause, an overdue retry must not make the dispatcher loop hot."""
     import time as _time
 
-    from github_app.dispatch import Dispatcher
+    from github_app.dispatch.dispatcher import Dispatcher
     from github_app.envelope import Envelope
-    from github_app.priority import Priority
-    from github_app.queue import MemoryQueue, QueuedEvent
+    from github_app.queue.event import QueuedEvent
+    from github_app.queue.memory import MemoryQueue
+    from github_app.queue.priority import Priority
 
     class PausedGate:
         def __init__(self, seconds: float) -> None:

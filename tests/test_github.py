@@ -10,7 +10,7 @@ import pytest
 import respx
 
 from github_app.errors import InstallationGone, RetryableGitHubError, SettingsError
-from github_app.github import GitHubGateway
+from github_app.github.gateway import GitHubGateway
 from tests.conftest import API, app_response, make_settings
 
 pytestmark = pytest.mark.anyio

@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
-from github_app.priority import DEFAULT_RULES, Priority
-from github_app.registry import Registry
-from github_app.setup_flow import load_manifest
+from github_app.admin.setup_flow import load_manifest
+from github_app.dispatch.registry import Registry
+from github_app.queue.priority import DEFAULT_RULES, Priority
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = {"read": 1, "write": 2, "admin": 3}

@@ -1,10 +1,10 @@
-"""Unit tests for github_app.priority: the default table and custom rule tables."""
+"""Unit tests for github_app.queue.priority: the default table and custom rule tables."""
 
 from __future__ import annotations
 
 import pytest
 
-from github_app.priority import DEFAULT_RULES, Priority, PriorityRule, PriorityRules
+from github_app.queue.priority import DEFAULT_RULES, Priority, PriorityRule, PriorityRules
 from tests.helpers_unit import envelope
 
 

@@ -1,12 +1,13 @@
-"""Unit tests for github_app.queue.MemoryQueue: order, lanes, bounds, admission, stats."""
+"""Unit tests for github_app.queue.memory.MemoryQueue: order, lanes, bounds, admission, stats."""
 
 from __future__ import annotations
 
 import pytest
 
 from github_app.envelope import Envelope
-from github_app.priority import Priority
-from github_app.queue import MemoryQueue, QueuedEvent
+from github_app.queue.event import QueuedEvent
+from github_app.queue.memory import MemoryQueue
+from github_app.queue.priority import Priority
 from tests.helpers_unit import envelope
 
 
@@ -541,7 +542,7 @@ def test_ttl_counts_from_admission_not_from_the_last_retry() -> None:
 
 
 def test_dead_letter_records_why_with_the_events_details() -> None:
-    from github_app.dead_letters import DeadLetterQueue
+    from github_app.queue.dead_letters import DeadLetterQueue
 
     dlq = DeadLetterQueue(10, clock=lambda: 1234.5)
     queue = MemoryQueue(100, 10**6, clock=FakeClock(), dead_letters=dlq)
@@ -569,7 +570,7 @@ def test_dead_letter_records_why_with_the_events_details() -> None:
 def test_dead_letter_queue_drops_its_oldest_entry_when_full_with_a_counter_and_a_log_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from github_app.dead_letters import DeadLetterQueue
+    from github_app.queue.dead_letters import DeadLetterQueue
 
     queue = MemoryQueue(100, 10**6, clock=FakeClock(), dead_letters=DeadLetterQueue(2))
     for name in ("one", "two", "three"):

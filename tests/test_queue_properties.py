@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from github_app.dead_letters import DeadLetterQueue
-from github_app.priority import Priority
-from github_app.queue import MemoryQueue, QueuedEvent
+from github_app.queue.dead_letters import DeadLetterQueue
+from github_app.queue.event import QueuedEvent
+from github_app.queue.memory import MemoryQueue
+from github_app.queue.priority import Priority
 from tests.helpers_unit import envelope
 
 TTL = {Priority.CRITICAL: 400.0, Priority.HIGH: 200.0, Priority.NORMAL: 200.0, Priority.LOW: 50.0}

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import respx
 
+from github_app.dispatch.registry import Registry
 from github_app.processor import Context, Processor, ProcessorConfig
-from github_app.registry import Registry
 from tests.conftest import API, config_url, make_settings, running_app, token_response, wait_for
 from tests.deliveries import INSTALLATION_ID, app_payload, issue_event, signed
 

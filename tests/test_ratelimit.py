@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from github_app.etag_cache import ETagCache
-from github_app.ratelimit import RateLimitLedger, total_of
+from github_app.github.etag_cache import ETagCache
+from github_app.github.ratelimit import RateLimitLedger, total_of
 
 
 class Clocks:

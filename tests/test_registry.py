@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from github_app.dispatch.registry import ENTRY_POINT_GROUP, Registry
 from github_app.errors import SettingsError
 from github_app.processor import Context, Processor, ProcessorConfig
-from github_app.registry import ENTRY_POINT_GROUP, Registry
 
 
 async def _noop(ctx: Context[Any]) -> None:

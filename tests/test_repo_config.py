@@ -1,11 +1,11 @@
-"""Unit tests for the pure part of github_app.repo_config: ConfigParser."""
+"""Unit tests for the pure part of github_app.dispatch.repo_config: ConfigParser."""
 
 from __future__ import annotations
 
 import pytest
 
-from github_app.registry import Registry
-from github_app.repo_config import MAX_CONFIG_BYTES, ConfigParser, RepoConfig
+from github_app.dispatch.registry import Registry
+from github_app.dispatch.repo_config import MAX_CONFIG_BYTES, ConfigParser, RepoConfig
 from processors import BUILTINS
 from processors.labeler import DEFAULT_RULES, LABELER, LabelerConfig, LabelRule
 

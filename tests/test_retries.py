@@ -12,9 +12,9 @@ import httpx
 import pytest
 import respx
 
+from github_app.dispatch.registry import Registry
 from github_app.errors import Deferred
 from github_app.processor import Context, Processor, ProcessorConfig
-from github_app.registry import Registry
 from processors import BUILTINS
 from tests.conftest import API, config_url, make_settings, running_app, wait_for
 from tests.deliveries import app_payload, fixture, issue_event, signed

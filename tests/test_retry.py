@@ -1,10 +1,10 @@
-"""Unit tests for github_app.retry.RetryPolicy: backoff, jitter bounds, retry-after, exhaustion."""
+"""Unit tests for github_app.queue.retry: backoff, jitter bounds, retry-after, exhaustion."""
 
 from __future__ import annotations
 
 import pytest
 
-from github_app.retry import RetryPolicy
+from github_app.queue.retry import RetryPolicy
 
 
 def no_jitter(low: float, high: float) -> float:

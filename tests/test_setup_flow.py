@@ -15,9 +15,9 @@ import httpx
 import pytest
 import respx
 
+from github_app.admin.setup_flow import web_url, write_credentials
 from github_app.config import load_settings
 from github_app.errors import SettingsError
-from github_app.setup_flow import web_url, write_credentials
 from tests.conftest import API, make_settings, running_app
 
 pytestmark = pytest.mark.anyio

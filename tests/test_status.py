@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from github_app.status import breaker_open, jsonable
+from github_app.admin.status import breaker_open, jsonable
 from tests.conftest import make_settings, running_app
 from tests.deliveries import issue_event, signed
 

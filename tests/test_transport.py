@@ -17,9 +17,9 @@ import uvicorn
 from githubkit.exception import GitHubException, RequestFailed
 from starlette.types import Receive, Scope, Send
 
+from github_app.control.feedback import Observation, note_work, reporting
 from github_app.errors import RetryableGitHubError
-from github_app.feedback import Observation, note_work, reporting
-from github_app.github import GitHubGateway, as_github_error, naming_objects
+from github_app.github.gateway import GitHubGateway, as_github_error, naming_objects
 from tests.conftest import API, QuietServer, free_socket, make_settings, wait_for
 
 pytestmark = pytest.mark.anyio

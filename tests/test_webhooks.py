@@ -1,4 +1,4 @@
-"""Unit tests for github_app.webhooks: content type, signature, body decoding, routing, parsing."""
+"""Unit tests for github_app.intake.webhooks: content type, signature, body decoding, routing."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from github_app.errors import WebhookError
-from github_app.webhooks import (
+from github_app.event_models import parse_event
+from github_app.intake.webhooks import (
     check_content_type,
     decode_body,
     make_envelope,
-    parse_event,
     routing_fields,
     verify_signature,
 )

@@ -16,16 +16,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 import psutil
 
-from github_app.breaker import BreakerState, CircuitBreaker
-from github_app.controller import Backlog, Decision, HostLoad, WidthController
-from github_app.dispatch import Dispatcher
-from github_app.feedback import Observation
+from github_app.control.breaker import BreakerState, CircuitBreaker
+from github_app.control.controller import Backlog, Decision, HostLoad, WidthController
+from github_app.control.feedback import Observation
 
 log = logging.getLogger(__name__)
+
+
+class Drain(Protocol):
+    """What the autoscaler steers: the dispatcher's width, and a nudge when its gate reopens."""
+
+    @property
+    def width(self) -> int: ...
+
+    @width.setter
+    def width(self, value: int) -> None: ...
+
+    def notify(self) -> None: ...
 
 
 class HostSampler:
@@ -61,7 +73,7 @@ class Autoscaler:
         self,
         controller: WidthController,
         breaker: CircuitBreaker,
-        dispatcher: Dispatcher,
+        dispatcher: Drain,
         *,
         backlog: Callable[[], Backlog],
         host: Callable[[], HostLoad],

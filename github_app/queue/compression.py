@@ -4,7 +4,7 @@ Webhook bodies are 5-20 KB of JSON that repeat the same keys and URL shapes in
 every delivery; a dictionary gives zstd that shared part up front, so each
 frame holds mostly what is particular to the event (about 13x instead of 7x on
 a randomised mix, see benchmarks/queue.py). The dictionary ships with the
-package (``github_app/dictionaries/``); ``CURRENT`` names the one new frames
+package (``github_app/queue/dictionaries/``); ``CURRENT`` names the one new frames
 use, and every ``*.zdict`` there is loaded for reading. Each frame carries its
 dictionary id, so a new dictionary can replace an old one while events
 compressed with the old one are still queued: ship both, point ``CURRENT`` at
@@ -13,7 +13,7 @@ the new one.
 Retrain (samples: one JSON body per line, e.g. from ``benchmarks/corpus.py``
 or captured deliveries)::
 
-    python -m github_app.compression train SAMPLES.jsonl [--size 32768] [--make-current]
+    python -m github_app.queue.compression train SAMPLES.jsonl [--size 32768] [--make-current]
 
 zstd's compressor and decompressor objects are reusable but not thread-safe;
 one codec per event loop, used from the loop thread only.
@@ -41,7 +41,7 @@ class CompressionError(ValueError):
 
 def packaged_dictionaries() -> tuple[dict[int, bytes], int | None]:
     """The dictionaries shipped in the package, by id, and the id ``CURRENT`` names."""
-    folder = resources.files("github_app").joinpath(DICTIONARY_DIR)
+    folder = resources.files("github_app.queue").joinpath(DICTIONARY_DIR)
     found: dict[int, bytes] = {}
     current: int | None = None
     if not folder.is_dir():
@@ -127,7 +127,7 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m github_app.compression")
+    parser = argparse.ArgumentParser(prog="python -m github_app.queue.compression")
     commands = parser.add_subparsers(dest="command", required=True)
     trainer = commands.add_parser("train", help="train a dictionary on JSON-lines samples")
     trainer.add_argument("samples", type=Path, help="one webhook JSON body per line")

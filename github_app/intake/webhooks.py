@@ -2,22 +2,17 @@
 
 The request path does only the cheap part: check the signature, decode the
 body, read the few routing fields and compress. Typed parsing into githubkit
-models costs far more and happens in the worker (``parse_event``), with one
-pydantic TypeAdapter per event name, built once.
+models costs far more and happens in the worker (``github_app.event_models``).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 from githubkit.webhooks import verify
-from githubkit_schemas.latest.webhooks import VALID_EVENT_NAMES, WebhookNamespace
-from pydantic import TypeAdapter
 
 from github_app.envelope import Envelope
 from github_app.errors import WebhookError
@@ -116,30 +111,3 @@ def make_envelope(
         compress(json_body),
         len(json_body),
     )
-
-
-@functools.cache
-def _adapter(event: str) -> TypeAdapter[Any]:
-    # githubkit's own ``parse`` builds this adapter on every call (milliseconds); we build it
-    # once per event name, from the same schema version githubkit's namespace uses.
-    if event not in VALID_EVENT_NAMES:
-        raise WebhookError(400, "unknown_event", f"unknown event type {event!r}")
-    package = WebhookNamespace.__module__.rsplit(".", 1)[0]
-    module = importlib.import_module(f"{package}.{event}")
-    return TypeAdapter(module.Event)
-
-
-def warm_up(events: Iterable[str]) -> None:
-    """Build the parsers of these events now: the first build of one takes up to a second.
-
-    Done at start-up, before the server accepts deliveries; otherwise the first
-    event a worker parses stalls the event loop, and every acknowledgement with it.
-    """
-    for event in {name.split(".", 1)[0] for name in events}:
-        if event in VALID_EVENT_NAMES:
-            _adapter(event)
-
-
-def parse_event(event: str, json_body: bytes) -> Any:
-    """The typed githubkit model of a payload (``IssuesOpened``, ``IssueCommentCreated``, ...)."""
-    return _adapter(event).validate_json(json_body)

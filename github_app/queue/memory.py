@@ -33,17 +33,17 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Protocol
 
-from github_app.dead_letters import (
+from github_app.envelope import Envelope, IssueKey
+from github_app.queue.dead_letters import (
     EXPIRED,
     DeadLetter,
     DeadLetterQueue,
     DeadLetterStats,
 )
-from github_app.envelope import Envelope, IssueKey
-from github_app.priority import Priority
+from github_app.queue.event import QueuedEvent, State
+from github_app.queue.priority import Priority
 
 Clock = Callable[[], float]
 
@@ -63,41 +63,6 @@ DEFAULT_TTL: Mapping[Priority, float] = {
 }
 
 DEFAULT_AGEING = 60.0
-
-
-class State(IntEnum):
-    """Where an admitted event is."""
-
-    LANE = 0  # behind an earlier event of its issue
-    DELAYED = 1  # waiting for its not-before time (retry backoff, deferral)
-    READY = 2  # eligible for ``take``
-    IN_FLIGHT = 3  # taken, not settled yet
-    FINISHED = 4  # processed or dead-lettered: the queue holds it no more
-
-
-@dataclass(slots=True, eq=False)
-class QueuedEvent:
-    """An admitted envelope and the queue's bookkeeping about it.
-
-    ``attempts`` counts the tries made (a deferral does not count);
-    ``completed`` names the processors that already succeeded on it, so a
-    retry does not repeat their writes.
-    """
-
-    envelope: Envelope
-    priority: Priority
-    seq: int
-    enqueued_at: float
-    attempts: int = 0
-    not_before: float = 0.0
-    last_error: str | None = None
-    completed: tuple[str, ...] = ()  # a tuple of names stays out of the GC's tracking
-    state: State = State.LANE
-    gen: int = 0
-    ready_since: float = 0.0
-
-    def __lt__(self, other: QueuedEvent) -> bool:
-        return self.seq < other.seq
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from github_app import __version__
-from github_app.priority import Priority
+from github_app.queue.priority import Priority
 
 if TYPE_CHECKING:
     from github_app.runtime import Runtime
@@ -70,7 +70,7 @@ def stats_of(part: object | None) -> Any:
 
 
 def breaker_open(breaker: object | None) -> bool:
-    """Whether the circuit breaker (issue 5's ``github_app.breaker``) refuses GitHub calls now.
+    """Whether the circuit breaker (``github_app.control.breaker``) refuses GitHub calls now.
 
     Reads ``is_open`` if it has one, else a ``state`` named ``open``.
     """

@@ -27,18 +27,18 @@ from cachetools import TTLCache
 from githubkit.exception import GitHubException
 from pydantic import ValidationError
 
-from github_app.compression import CompressionError, PayloadCodec
-from github_app.deliveries import RecentDeliveries
+from github_app.control.feedback import Observer, note_error, note_work, reporting
+from github_app.dispatch.installations import apply_lifecycle
+from github_app.dispatch.registry import Registry
+from github_app.dispatch.repo_config import RepoConfig, RepoConfigStore
 from github_app.errors import Deferred, GitHubError, InstallationGone, RetryableGitHubError
-from github_app.feedback import Observer, note_error, note_work, reporting
-from github_app.github import GitHubGateway, as_github_error, naming_objects
-from github_app.installations import apply_lifecycle
+from github_app.event_models import parse_event
+from github_app.github.gateway import GitHubGateway, as_github_error, naming_objects
 from github_app.logs import event_context
 from github_app.processor import Context, Processor
-from github_app.queue import QueuedEvent
-from github_app.registry import Registry
-from github_app.repo_config import RepoConfig, RepoConfigStore
-from github_app.webhooks import parse_event
+from github_app.queue.compression import CompressionError, PayloadCodec
+from github_app.queue.deliveries import RecentDeliveries
+from github_app.queue.event import QueuedEvent
 
 log = logging.getLogger(__name__)
 

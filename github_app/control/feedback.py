@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from github_app.controller import Outcome
+from github_app.control.controller import Outcome
 from github_app.errors import GitHubError, RetryableGitHubError
 
 

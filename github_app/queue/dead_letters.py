@@ -14,10 +14,8 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from github_app.queue import QueuedEvent
+from github_app.queue.event import QueuedEvent
 
 log = logging.getLogger(__name__)
 

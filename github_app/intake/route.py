@@ -20,20 +20,20 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from github_app.compression import PayloadCodec
-from github_app.deliveries import RecentDeliveries
+from github_app.dispatch.installations import is_lifecycle_event
+from github_app.dispatch.registry import Registry
 from github_app.errors import WebhookError
-from github_app.installations import is_lifecycle_event
-from github_app.priority import PriorityRules
-from github_app.queue import EventQueue
-from github_app.registry import Registry
-from github_app.webhooks import (
+from github_app.intake.webhooks import (
     MAX_BODY_BYTES,
     check_content_type,
     decode_body,
     make_envelope,
     verify_signature,
 )
+from github_app.queue.compression import PayloadCodec
+from github_app.queue.deliveries import RecentDeliveries
+from github_app.queue.memory import EventQueue
+from github_app.queue.priority import PriorityRules
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,11 @@ from typing import Protocol
 
 import anyio
 
-from github_app.dead_letters import EXHAUSTED, INSTALLATION_GONE
 from github_app.errors import Deferred, InstallationGone, RetryableGitHubError
-from github_app.queue import EventQueue, QueuedEvent
-from github_app.retry import RetryPolicy
+from github_app.queue.dead_letters import EXHAUSTED, INSTALLATION_GONE
+from github_app.queue.event import QueuedEvent
+from github_app.queue.memory import EventQueue
+from github_app.queue.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

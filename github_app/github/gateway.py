@@ -25,20 +25,20 @@ from githubkit import AppAuthStrategy, GitHub, UnauthAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 
-from github_app.app_auth import PreloadedAppAuthStrategy
 from github_app.config import Settings
 from github_app.errors import GitHubError, InstallationGone, RetryableGitHubError, SettingsError
-from github_app.etag_cache import DEFAULT_MAX_BYTES, ETagCache
-from github_app.pacing import InstallationPacer
-from github_app.ratelimit import (
+from github_app.github.app_auth import PreloadedAppAuthStrategy
+from github_app.github.etag_cache import DEFAULT_MAX_BYTES, ETagCache
+from github_app.github.pacing import InstallationPacer
+from github_app.github.ratelimit import (
     DEFAULT_SECONDARY_PAUSE,
     GatewayStats,
     RateLimitLedger,
     retry_after_seconds,
     total_of,
 )
-from github_app.tokens import CachedToken, InstallationAuthStrategy, TokenCache
-from github_app.transport import (
+from github_app.github.tokens import CachedToken, InstallationAuthStrategy, TokenCache
+from github_app.github.transport import (
     NOT_FOUND_DELAYS,
     WRITE_METHODS,
     DryRunTransport,

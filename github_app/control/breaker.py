@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from github_app.controller import Outcome
+from github_app.control.controller import Outcome
 
 Clock = Callable[[], float]
 

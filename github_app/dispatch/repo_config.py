@@ -30,7 +30,7 @@ from githubkit import GitHub
 from githubkit.exception import RequestError, RequestFailed
 from pydantic import TypeAdapter, ValidationError
 
-from github_app.github import as_github_error
+from github_app.github.gateway import as_github_error
 from github_app.processor import Processor, ProcessorConfig
 
 log = logging.getLogger(__name__)

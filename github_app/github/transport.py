@@ -31,11 +31,11 @@ from contextvars import ContextVar
 import anyio
 import httpx
 
+from github_app.control.feedback import note_wait
 from github_app.errors import RetryableGitHubError
-from github_app.etag_cache import CacheKey, ETagCache
-from github_app.feedback import note_wait
-from github_app.pacing import InstallationPacer
-from github_app.ratelimit import RateLimitLedger, retry_after_seconds
+from github_app.github.etag_cache import CacheKey, ETagCache
+from github_app.github.pacing import InstallationPacer
+from github_app.github.ratelimit import RateLimitLedger, retry_after_seconds
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The admin routes' view of the queue's dead letters: the one place that knows its method names.
 
-The queue (``github_app.queue.EventQueue``) lists, re-drives and purges dead
+The queue (``github_app.queue.memory.EventQueue``) lists, re-drives and purges dead
 letters; this adapter turns that into what the admin routes answer and wakes
 the dispatcher after a re-drive.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from github_app.queue import EventQueue
-from github_app.status import jsonable
+from github_app.admin.status import jsonable
+from github_app.queue.memory import EventQueue
 
 ENTRY_FIELDS = (
     "delivery_id",

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from github_app.dead_letter_adapter import DeadLetterAdapter
+from github_app.admin.dead_letter_adapter import DeadLetterAdapter
 
 if TYPE_CHECKING:
     from github_app.runtime import Runtime
@@ -137,4 +137,4 @@ def admin_routes(runtime: Runtime) -> list[BaseRoute]:
 
 
 def _page_template() -> str:
-    return files("github_app").joinpath("admin.html").read_text("utf-8")
+    return files("github_app.admin").joinpath("admin.html").read_text("utf-8")
