@@ -35,15 +35,16 @@ ConfigT = TypeVar("ConfigT", bound=ProcessorConfig)
 class Context(Generic[ConfigT]):
     """What a processor gets for one event.
 
-    ``event`` is githubkit's typed model of the payload, or ``None`` when the
-    payload does not match the pinned schema; ``payload`` is always the raw
-    JSON object. ``github`` acts as the event's installation and goes through
+    ``payload`` is the decoded JSON object (decoded once per event).
+    ``event`` is githubkit's typed model of it, or ``None`` when the payload
+    does not match the pinned schema; it is built only when a processor reads
+    it, once per event (``typed_event``), because validating a payload costs
+    far more than reading it. ``github`` acts as the event's installation and goes through
     the shared client layer; in dry-run mode its writes are logged, not sent.
     ``log`` lines carry the delivery's context automatically.
     """
 
     envelope: Envelope
-    event: Any
     payload: Mapping[str, Any]
     github: GitHub[Any]
     config: ConfigT
@@ -52,6 +53,13 @@ class Context(Generic[ConfigT]):
     bot_login: str | None = None
     state: Any = None
     """The processor's own long-lived state (``Processor.state_factory``), owned by the runtime."""
+    typed_event: Callable[[], Any] = field(default=lambda: None, repr=False, compare=False)
+    """Builds (or returns the kept) typed model; the runner passes ``LazyEvent.get``."""
+
+    @property
+    def event(self) -> Any:
+        """githubkit's typed model of ``payload``, or ``None`` if it does not match the schema."""
+        return self.typed_event()
 
     @property
     def owner(self) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import httpx
 import pytest
 import respx
 
+from github_app.dispatch.registry import Registry
+from github_app.processor import Context, Processor, ProcessorConfig
 from tests.conftest import API, APP_SLUG, config_url, github_calls, make_settings, running_app
 from tests.deliveries import app_payload, issue_event, signed
 
@@ -211,12 +214,40 @@ async def test_github_enterprise_base_url_is_used_for_every_call(private_key_pem
 async def test_event_whose_payload_predates_the_schema_is_still_processed(
     github: respx.MockRouter, private_key_pem: str
 ) -> None:
-    # GitHub's issues.edited example lacks fields githubkit's schema requires.
+    # GitHub's issues.edited example lacks fields githubkit's schema requires; no built-in
+    # processor asks for the typed model, so it is never built and nothing is counted.
     no_config_anywhere(github)
     labels = github.post(LABELS_URL).mock(return_value=httpx.Response(200, json=[]))
     async with running_app(make_settings(private_key_pem)) as app:
         assert (await app.post(signed(app_payload("issues.edited"), "issues"))).status_code == 202
         await app.settle()
-        assert app.runtime.runner.stats.unparseable == 1
+        assert app.runtime.runner.stats.unparseable == 0
         assert app.runtime.runner.stats.ok["labeler"] == 1
     assert json.loads(labels.calls.last.request.content) == {"labels": ["documentation"]}
+
+
+async def test_the_typed_event_is_built_once_per_event_and_only_for_a_processor_that_asks() -> None:
+    seen: list[tuple[str, str, Any, Any]] = []
+
+    def reader(name: str) -> Processor[ProcessorConfig]:
+        async def handle(ctx: Context[Any]) -> None:
+            seen.append((name, ctx.envelope.delivery_id, ctx.event, ctx.event))
+            assert ctx.payload["issue"]["number"] == 1  # the decoded payload, always there
+
+        return Processor(name, "reads ctx.event", ("issues",), ProcessorConfig, handle)
+
+    opened = signed(app_payload("issues.opened"), "issues")
+    edited = signed(app_payload("issues.edited"), "issues")  # predates the schema
+    registry = Registry([reader("first"), reader("second")])
+    async with running_app(make_settings(None), registry=registry) as app:
+        for delivery in (opened, edited):
+            assert (await app.post(delivery)).status_code == 202
+            await app.settle()
+        assert app.runtime.runner.stats.unparseable == 1  # once for the event, not per processor
+        assert app.runtime.runner.stats.ok == {"first": 2, "second": 2}
+    by_delivery = {(name, delivery): (a, b) for name, delivery, a, b in seen}
+    first, again = by_delivery[("first", opened.delivery_id)]
+    assert type(first).__name__ == "WebhookIssuesOpened" and first.issue.number == 1
+    assert again is first and by_delivery[("second", opened.delivery_id)][0] is first
+    assert by_delivery[("first", edited.delivery_id)] == (None, None)
+    assert by_delivery[("second", edited.delivery_id)] == (None, None)

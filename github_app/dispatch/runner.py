@@ -1,8 +1,10 @@
 """Runs one queued event through every processor subscribed to it.
 
 This is where the worker does what the request path skipped: decompress,
-parse into githubkit's typed model, load the repository's config, and call
-each processor in isolation. One processor failing never stops another; each
+decode the payload (once, with orjson; every processor gets the same dict),
+load the repository's config, and call each processor in isolation.
+githubkit's typed model is built only if a processor reads ``ctx.event``
+(``event_models.LazyEvent``), once per event. One processor failing never stops another; each
 failure is logged with the delivery's context and counted per processor. An
 event any processor failed on is forgotten by the delivery memory, so GitHub's
 redelivery of it is accepted again.
@@ -16,13 +18,13 @@ and no write is made twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 from cachetools import TTLCache
 from githubkit.exception import GitHubException
 from pydantic import ValidationError
@@ -32,7 +34,7 @@ from github_app.dispatch.installations import apply_lifecycle
 from github_app.dispatch.registry import Registry
 from github_app.dispatch.repo_config import RepoConfig, RepoConfigStore
 from github_app.errors import Deferred, GitHubError, InstallationGone, RetryableGitHubError
-from github_app.event_models import parse_event
+from github_app.event_models import LazyEvent, first_error
 from github_app.github.gateway import GitHubGateway, as_github_error, naming_objects
 from github_app.logs import event_context
 from github_app.processor import Context, Processor
@@ -45,7 +47,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ProcessorStats:
-    """Counters per processor name, for the status endpoint and metrics."""
+    """Counters per processor name, for the status endpoint and metrics.
+
+    ``unparseable`` counts events whose typed model a processor asked for and
+    whose payload did not match githubkit's schema (each event once); the
+    processors still ran, with ``ctx.event`` ``None``.
+    """
 
     ok: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
@@ -133,20 +140,10 @@ class EventRunner:
         hold = self._gateway.hold_until(installation_id)
         if hold is not None:
             raise Deferred(*hold)
-        try:
-            body = self._codec.decompress(envelope.payload)
-        except CompressionError as exc:
-            log.error("cannot read the queued payload: %s", exc)
+        payload = self._read_payload(envelope.payload)
+        if payload is None:
             return False
-        try:
-            event: Any = parse_event(envelope.event, body)
-        except ValidationError as exc:
-            # GitHub's payloads drift from the published schema (its own examples lack fields
-            # the schema requires). Processors still get the raw payload; the typed one is None.
-            self.stats.unparseable += 1
-            event = None
-            log.warning("payload differs from githubkit's schema: %s", _first_error(exc))
-        payload: dict[str, Any] = json.loads(body)
+        typed = LazyEvent(envelope.event, payload, on_mismatch=self._schema_mismatch)
         github = self._gateway.installation(envelope.installation_id)
         note_work()
         try:
@@ -175,7 +172,6 @@ class EventRunner:
                 continue
             context: Context[Any] = Context(
                 envelope=envelope,
-                event=event,
                 payload=payload,
                 github=github,
                 config=processor_config,
@@ -183,6 +179,7 @@ class EventRunner:
                 log=logging.getLogger(f"processors.{processor.name}"),
                 bot_login=bot,
                 state=self.states.get(processor.name),
+                typed_event=typed.get,
             )
             started = time.perf_counter()
             try:
@@ -199,6 +196,24 @@ class EventRunner:
         if retryable is not None:
             raise retryable
         return ok
+
+    def _read_payload(self, packed: bytes) -> dict[str, Any] | None:
+        """The queued payload, decoded once for every processor; ``None`` (logged) if unreadable."""
+        try:
+            payload = orjson.loads(self._codec.decompress(packed))
+        except (CompressionError, orjson.JSONDecodeError) as exc:
+            log.error("cannot read the queued payload: %s", exc)
+            return None
+        if not isinstance(payload, dict):
+            log.error("cannot read the queued payload: not a JSON object")
+            return None
+        return payload
+
+    def _schema_mismatch(self, exc: ValidationError) -> None:
+        # GitHub's payloads drift from the published schema (its own examples lack fields
+        # the schema requires): the processor gets ``ctx.event`` None and the raw payload.
+        self.stats.unparseable += 1
+        log.warning("payload differs from githubkit's schema: %s", first_error(exc))
 
     def _observe(self, item: QueuedEvent, name: str, started: float, *, ok: bool) -> None:
         if self._observer is not None:
@@ -232,13 +247,3 @@ class EventRunner:
             )
         self.stats.ok[processor.name] += 1
         return True
-
-
-def _first_error(exc: ValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return str(exc)
-    first = errors[0]
-    location = ".".join(str(part) for part in first["loc"][:6])
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{location}: {first['msg']}{more}"
