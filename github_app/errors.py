@@ -32,8 +32,10 @@ class GitHubError(AppError):
 class RetryableGitHubError(GitHubError):
     """A failure that may pass: 5xx, timeouts, rate limits. The event may be tried again.
 
-    ``retry_after`` is how many seconds GitHub asked us to wait (``retry-after``
-    or the rate-limit reset), if it said; the queue waits at least that long.
+    ``retry_after`` is set for a rate limit only, and only by the client layer
+    (``github.ratelimit`` decides what is one): how many seconds GitHub asked
+    us to wait, or our own layer must wait before sending (a paused
+    installation). The queue waits at least that long.
     """
 
     def __init__(
@@ -41,6 +43,11 @@ class RetryableGitHubError(GitHubError):
     ) -> None:
         super().__init__(message, status_code=status_code)
         self.retry_after = retry_after
+
+    @property
+    def rate_limited(self) -> bool:
+        """A throttle (GitHub keeping its limits), not GitHub failing."""
+        return self.retry_after is not None
 
 
 class Deferred(AppError):

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from github_app.github.etag_cache import ETagCache
-from github_app.github.ratelimit import RateLimitLedger, total_of
+from github_app.github.ratelimit import RateLimited, RateLimitLedger, classify, total_of
 
 
 class Clocks:
@@ -74,16 +74,57 @@ def test_other_resources_and_missing_headers_leave_the_core_budget_alone() -> No
     assert book.stats().not_modified == 1
 
 
+SECONDARY_MESSAGE = b'{"message": "You have exceeded a secondary rate limit."}'
+
+
 def test_secondary_limit_pauses_for_retry_after_or_a_minute() -> None:
     clocks = Clocks()
     book = ledger(clocks)
-    assert book.secondary_limit(5) == 5
+    limited = book.refused(403, httpx.Headers({"retry-after": "5"}), b"{}")
+    assert limited == RateLimited(secondary=True, retry_after=5)
     assert book.hold_until() == (clocks.mono + 5, "secondary rate limit pause")
     assert book.blocked_for() == pytest.approx(5)
     clocks.advance(6)
     assert book.hold_until() is None
-    assert book.secondary_limit(None) == 60
+    assert book.refused(403, httpx.Headers(), SECONDARY_MESSAGE) == RateLimited(True, 60)
     assert book.stats().secondary_limit_hits == 2
+
+
+def test_a_403_that_is_no_rate_limit_is_not_recorded() -> None:
+    clocks = Clocks()
+    book = ledger(clocks)
+    assert book.refused(403, httpx.Headers(), b'{"message": "Resource not accessible"}') is None
+    assert book.hold_until() is None
+    assert book.stats().secondary_limit_hits == book.stats().primary_limit_hits == 0
+
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "expected"),
+    [
+        (429, {"retry-after": "7"}, b"", RateLimited(secondary=True, retry_after=7)),
+        (403, {"retry-after": "7", "x-ratelimit-remaining": "0"}, b"", RateLimited(True, 7)),
+        # a zero budget comes before the message: wait until the reset, on the given clock
+        (
+            403,
+            {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 90)},
+            SECONDARY_MESSAGE,
+            RateLimited(secondary=False, retry_after=90),
+        ),
+        (429, {"x-ratelimit-remaining": "0"}, b"", RateLimited(False, 60)),  # no reset header
+        (403, {"x-ratelimit-remaining": "12"}, SECONDARY_MESSAGE, RateLimited(True, 60)),
+        (429, {}, b"", RateLimited(secondary=True, retry_after=60)),
+        (403, {"x-ratelimit-remaining": "12"}, b'{"message": "Forbidden"}', None),
+        (500, {"retry-after": "7"}, b"", None),
+        (200, {"x-ratelimit-remaining": "0"}, b"", None),
+    ],
+)
+def test_classify_follows_githubs_order_retry_after_then_zero_budget_then_secondary(
+    status: int, headers: dict[str, str], body: bytes, expected: RateLimited | None
+) -> None:
+    assert classify(status, httpx.Headers(headers), body, now=NOW) == expected
 
 
 def test_total_sums_counters_and_budgets_and_keeps_the_earliest_reset() -> None:

@@ -271,6 +271,38 @@ async def test_requests_during_a_secondary_limit_pause_are_refused_without_sendi
     assert stats.secondary_limit_hits == 1
 
 
+async def test_a_spent_budget_is_a_rate_limit_until_the_reset_on_the_injected_clock(
+    private_key_pem: str,
+) -> None:
+    wall = 1_700_000_000.0
+    spent = {
+        "x-ratelimit-limit": "5000",
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": str(int(wall) + 90),
+    }
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        router.get(f"{API}/repos/o/r/issues/1").mock(
+            return_value=httpx.Response(403, headers=spent, json={"message": "API rate limit"})
+        )
+        router.get(f"{API}/repos/o/r/issues/2").mock(
+            return_value=httpx.Response(403, json={"message": "Resource not accessible"})
+        )
+        gateway = GitHubGateway(make_settings(private_key_pem), clock=lambda: wall)
+        with pytest.raises(GitHubException) as limited:
+            await gateway.installation(7).arequest("GET", "/repos/o/r/issues/1")
+        with pytest.raises(GitHubException) as forbidden:  # 7 waits for its reset now
+            await gateway.installation(8).arequest("GET", "/repos/o/r/issues/2")
+        stats = gateway.stats().installations[7]
+        await gateway.aclose()
+    error = as_github_error(limited.value)
+    assert isinstance(error, RetryableGitHubError) and error.rate_limited
+    assert error.retry_after == 90  # reset minus the gateway's clock, not the machine's
+    assert stats.primary_limit_hits == 1 and stats.secondary_limit_hits == 0
+    refusal = as_github_error(forbidden.value)  # a 403 that is no rate limit is final
+    assert not isinstance(refusal, RetryableGitHubError) and refusal.status_code == 403
+
+
 async def test_an_installation_with_a_write_waiting_for_its_turn_holds_its_next_events(
     private_key_pem: str,
 ) -> None:

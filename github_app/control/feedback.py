@@ -36,15 +36,14 @@ _SEVERITY = {Outcome.OK: 0, Outcome.ERROR: 1, Outcome.THROTTLED: 2}
 
 
 def outcome_of(error: BaseException) -> tuple[Outcome, float | None]:
-    """What a failure says about GitHub: throttled (with retry-after), struggling, or fine."""
+    """What a failure says about GitHub: throttled (with retry-after), struggling, or fine.
+
+    A rate limit is what the client layer classified as one (``github.ratelimit``),
+    including a request it refused to send during an installation's pause.
+    """
     if isinstance(error, RetryableGitHubError):
-        retry_after = getattr(error, "retry_after", None)  # set once the client reads it
-        if error.status_code in (403, 429):
-            return Outcome.THROTTLED, retry_after
-        if error.status_code is None and retry_after is not None:
-            # not sent: the client layer refused it while the installation's limit runs
-            # (it did not reach GitHub, so it says nothing about GitHub's health)
-            return Outcome.THROTTLED, retry_after
+        if error.rate_limited:
+            return Outcome.THROTTLED, error.retry_after
         return Outcome.ERROR, None  # 5xx, timeout, connection failure
     return Outcome.OK, None  # a 404 or 422 is GitHub answering, not GitHub struggling
 

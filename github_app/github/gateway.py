@@ -30,13 +30,7 @@ from github_app.errors import GitHubError, InstallationGone, RetryableGitHubErro
 from github_app.github.app_auth import PreloadedAppAuthStrategy
 from github_app.github.etag_cache import DEFAULT_MAX_BYTES, ETagCache
 from github_app.github.pacing import InstallationPacer
-from github_app.github.ratelimit import (
-    DEFAULT_SECONDARY_PAUSE,
-    GatewayStats,
-    RateLimitLedger,
-    retry_after_seconds,
-    total_of,
-)
+from github_app.github.ratelimit import GatewayStats, RateLimitLedger, rate_limit_of, total_of
 from github_app.github.tokens import CachedToken, InstallationAuthStrategy, TokenCache
 from github_app.github.transport import (
     NOT_FOUND_DELAYS,
@@ -294,7 +288,7 @@ class GitHubGateway:
             )
         except RequestFailed as exc:
             status = exc.response.status_code
-            if status in (403, 404) and "retry-after" not in exc.response.headers:
+            if status in (403, 404) and rate_limit_of(exc.response.raw_response) is None:
                 self.forget(installation_id)
                 raise InstallationGone(
                     f"installation {installation_id} is gone or suspended ({status})",
@@ -367,9 +361,11 @@ def as_github_error(exc: Exception) -> GitHubError:
         message = f"GitHub answered {status} to {response.raw_request.method} " + str(
             response.raw_request.url.path
         )
-        retry_after = _retry_after(response.raw_response)
-        if status >= 500 or retry_after is not None:
-            return RetryableGitHubError(message, status_code=status, retry_after=retry_after)
+        limit = rate_limit_of(response.raw_response)  # the transport's verdict on this answer
+        if limit is not None:
+            return RetryableGitHubError(message, status_code=status, retry_after=limit.retry_after)
+        if status >= 500:
+            return RetryableGitHubError(message, status_code=status)
         return GitHubError(message, status_code=status)
     if isinstance(exc, RequestTimeout):
         return RetryableGitHubError("GitHub did not answer in time")
@@ -379,25 +375,6 @@ def as_github_error(exc: Exception) -> GitHubError:
             return cause
         return RetryableGitHubError(f"cannot reach GitHub: {type(cause).__name__}")
     return GitHubError(str(exc))
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait when ``response`` is a rate-limit answer; ``None`` when it is not."""
-    status = response.status_code
-    if status not in (403, 429):
-        return None
-    headers = response.headers
-    retry_after = retry_after_seconds(headers)
-    if retry_after is not None:
-        return retry_after
-    if headers.get("x-ratelimit-remaining") == "0":
-        try:
-            return max(0.0, float(headers["x-ratelimit-reset"]) - time.time())
-        except (KeyError, ValueError):
-            return DEFAULT_SECONDARY_PAUSE
-    if status == 429 or b"secondary rate limit" in response.content[:2000].lower():
-        return DEFAULT_SECONDARY_PAUSE
-    return None
 
 
 def _load_private_key(pem: str) -> Any:

@@ -1,8 +1,14 @@
 """The rate-limit ledger: what GitHub told us about one installation's budget and pauses.
 
 Pure and synchronous (clocks injected): the transport feeds it every
-response's ``x-ratelimit-*`` headers and every secondary-limit answer; the
-runner asks it, before an event runs, whether the installation must wait.
+response's ``x-ratelimit-*`` headers and every refusal; the runner asks it,
+before an event runs, whether the installation must wait.
+
+Whether an answer is a rate limit, which one, and how long GitHub asks us to
+wait is decided here only (``classify``), once per answer: the transport
+leaves the verdict on the response (``rate_limit_of`` reads it back), so the
+error the caller sees (``gateway.as_github_error``) and the feedback to the
+width controller follow the same decision.
 Waiting happens in the queue (the event is held with a not-before time),
 never as a sleep inside a request.
 
@@ -25,6 +31,16 @@ Clock = Callable[[], float]
 
 RESERVE_FRACTION = 0.05  # keep 5% of the hourly budget for what is already running
 DEFAULT_SECONDARY_PAUSE = 60.0  # GitHub: "wait at least one minute" without retry-after
+LIMIT_STATUSES = frozenset({403, 429})
+RATE_LIMIT_EXTENSION = "auto_issue_processor.rate_limit"  # the verdict, on the httpx response
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    """GitHub refused a request for a rate limit: which kind, and seconds it asks us to wait."""
+
+    secondary: bool
+    retry_after: float
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,33 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+def classify(status: int, headers: httpx.Headers, body: bytes, *, now: float) -> RateLimited | None:
+    """Is this answer a rate limit? In GitHub's documented order: a ``retry-after``
+    header (secondary, that long); a zero budget (primary, until ``x-ratelimit-reset``,
+    wall-clock ``now``); a 429 or a "secondary rate limit" message (secondary, a minute).
+
+    ``None``: not a rate limit (a 403 is also GitHub's answer for missing permissions).
+    """
+    if status not in LIMIT_STATUSES:
+        return None
+    retry_after = retry_after_seconds(headers)
+    if retry_after is not None:
+        return RateLimited(secondary=True, retry_after=retry_after)
+    if headers.get("x-ratelimit-remaining") == "0":
+        reset = _header_int(headers, "x-ratelimit-reset")
+        wait = DEFAULT_SECONDARY_PAUSE if reset is None else max(0.0, reset - now)
+        return RateLimited(secondary=False, retry_after=wait)
+    if status == 429 or b"secondary rate limit" in body[:2000].lower():
+        return RateLimited(secondary=True, retry_after=DEFAULT_SECONDARY_PAUSE)
+    return None
+
+
+def rate_limit_of(response: httpx.Response) -> RateLimited | None:
+    """The verdict the transport left on ``response`` (``None``: not a rate limit)."""
+    verdict = response.extensions.get(RATE_LIMIT_EXTENSION)
+    return verdict if isinstance(verdict, RateLimited) else None
+
+
 class RateLimitLedger:
     """Budget, pause and counters of one installation."""
 
@@ -164,16 +207,19 @@ class RateLimitLedger:
         self.limit, self.remaining, self.reset_epoch = limit, remaining, float(reset)
         self._reset_mono = self._monotonic() + max(0.0, reset - self._wall())
 
-    def secondary_limit(self, retry_after: float | None) -> float:
-        """GitHub answered with a secondary limit: pause the installation; returns the pause."""
-        pause = retry_after if retry_after is not None else DEFAULT_SECONDARY_PAUSE
-        until = self._monotonic() + pause
-        self.paused_until = max(until, self.paused_until or 0.0)
-        self.secondary_limit_hits += 1
-        return pause
-
-    def primary_limit(self) -> None:
-        self.primary_limit_hits += 1
+    def refused(self, status: int, headers: httpx.Headers, body: bytes) -> RateLimited | None:
+        """A 403 or 429 came back: classify it (``classify``, on this ledger's wall clock) and
+        record a rate limit; a secondary one pauses the installation for its ``retry_after``."""
+        limit = classify(status, headers, body, now=self._wall())
+        if limit is None:
+            return None
+        if limit.secondary:
+            until = self._monotonic() + limit.retry_after
+            self.paused_until = max(until, self.paused_until or 0.0)
+            self.secondary_limit_hits += 1
+        else:
+            self.primary_limit_hits += 1
+        return limit
 
     def _budget_reset(self) -> float | None:
         """The monotonic reset instant while the current window is known and not over."""

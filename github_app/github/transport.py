@@ -12,11 +12,13 @@ installation passes through, in this order:
 2. writes wait for the installation's next write turn (``pacing``);
 3. GETs carry ``If-None-Match`` when an answer is cached; a 304 serves it;
 4. a concurrency slot is held while the request is on the wire;
-5. every answer updates the ledger; a secondary-limit answer pauses the
-   installation; a 404 on a read of an object the running event names is
-   retried after a short delay (GitHub's replication race), a bounded number
-   of times. Nothing else is ever re-sent here: a failed write goes back to
-   the queue, whose processors check before writing again.
+5. every answer updates the ledger; a 403 or 429 is classified once
+   (``ratelimit.classify``), the verdict left on the response for the error
+   the caller sees, and a secondary limit pauses the installation; a 404 on
+   a read of an object the running event names is retried after a short
+   delay (GitHub's replication race), a bounded number of times. Nothing
+   else is ever re-sent here: a failed write goes back to the queue, whose
+   processors check before writing again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ from github_app.control.feedback import note_wait
 from github_app.errors import RetryableGitHubError
 from github_app.github.etag_cache import CacheKey, ETagCache
 from github_app.github.pacing import InstallationPacer
-from github_app.github.ratelimit import RateLimitLedger, retry_after_seconds
+from github_app.github.ratelimit import (
+    LIMIT_STATUSES,
+    RATE_LIMIT_EXTENSION,
+    RateLimited,
+    RateLimitLedger,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +132,19 @@ async def _read_raw(response: httpx.Response) -> bytes:
         await response.aclose()
 
 
-def _replay(response: httpx.Response, raw: bytes, request: httpx.Request) -> httpx.Response:
+def _replay(
+    response: httpx.Response,
+    raw: bytes,
+    request: httpx.Request,
+    extensions: dict[str, object] | None = None,
+) -> httpx.Response:
     headers = [(k, v) for k, v in response.headers.multi_items() if k != "content-length"]
     return httpx.Response(
         response.status_code,
         headers=headers,
         content=raw,
         request=request,
-        extensions=response.extensions,
+        extensions={**response.extensions, **(extensions or {})},
     )
 
 
@@ -196,10 +208,10 @@ class GitHubTransport(httpx.AsyncBaseTransport):
                 request=request,
                 extensions=response.extensions,
             )
-        if status in (403, 429):
+        if status in LIMIT_STATUSES:
             raw = await _read_raw(response)
-            self._note_limit(response, raw, is_write)
-            return _replay(response, raw, request)
+            limit = self._note_limit(response, raw, is_write)
+            return _replay(response, raw, request, {RATE_LIMIT_EXTENSION: limit})
         if key is not None and self._etags is not None:
             etag = response.headers.get("etag")
             if status == 200 and etag:
@@ -238,29 +250,25 @@ class GitHubTransport(httpx.AsyncBaseTransport):
             path = path[len(self._base_path) :]
         return any(path == p or path.startswith(p + "/") for p in EVENT_OBJECTS.get())
 
-    def _note_limit(self, response: httpx.Response, raw: bytes, is_write: bool) -> None:
-        """Follow GitHub's order: retry-after, then a zero budget, then a secondary message."""
-        headers = response.headers
-        retry_after = retry_after_seconds(headers)
-        text = raw[:2000].decode("utf-8", "replace").lower()
-        secondary = (
-            retry_after is not None
-            or "secondary rate limit" in text
-            or (response.status_code == 429 and headers.get("x-ratelimit-remaining") != "0")
-        )
+    def _note_limit(
+        self, response: httpx.Response, raw: bytes, is_write: bool
+    ) -> RateLimited | None:
+        """Let the ledger classify and record a refusal; a secondary limit also slows writes."""
+        limit = self._ledger.refused(response.status_code, response.headers, raw)
         installation = self._ledger.installation_id
-        if secondary:
-            pause = self._ledger.secondary_limit(retry_after)
+        if limit is None:
+            return None
+        if limit.secondary:
             if is_write and self._pacer is not None:
                 self._pacer.slow_down()
             log.warning(
                 "secondary rate limit for installation %s: pausing it for %.0fs",
                 installation,
-                pause,
+                limit.retry_after,
             )
-        elif headers.get("x-ratelimit-remaining") == "0":
-            self._ledger.primary_limit()
+        else:
             log.warning("installation %s has used its hourly budget", installation)
+        return limit
 
     async def aclose(self) -> None:
         """Owned by the gateway."""
