@@ -17,7 +17,9 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 
+from github_app.admin.history import HOUR, History
 from github_app.admin.metrics import Metrics
+from github_app.admin.sampler import INTERVAL, SERIES, Reading, Sampler, reading_from
 from github_app.admin.status import StatusReporter
 from github_app.config import Settings
 from github_app.control.autoscale import Autoscaler, HostSampler
@@ -56,6 +58,7 @@ class Runtime:
         transport: httpx.AsyncBaseTransport | None = None,
         paused: bool = False,
         clock: Callable[[], float] = time.time,
+        history_interval: float = INTERVAL,
     ) -> None:
         install_context()
         self.settings = settings
@@ -107,6 +110,12 @@ class Runtime:
                 attempts=settings.retry_attempts, base=settings.retry_base, cap=settings.retry_max
             ),
         )
+        # The dashboard's last hour, sampled from the parts' stats by a task of ``running``.
+        self.sampler = Sampler(
+            History(SERIES, round(HOUR / history_interval), clock=clock),
+            self.reading,
+            interval=history_interval,
+        )
         self.host = HostSampler()
         self.autoscaler = Autoscaler(
             self.controller,
@@ -114,6 +123,7 @@ class Runtime:
             self.dispatcher,
             backlog=self.backlog,
             host=self.host.sample,
+            on_decision=self.sampler.decided,
         )
         self.runner.feedback = self.autoscaler.observe
         self.dispatcher.gate = self.autoscaler
@@ -148,6 +158,17 @@ class Runtime:
             blocked=max(0, len(self.queue) - ready),
         )
 
+    def reading(self) -> Reading:
+        """The parts' counters and gauges now, for the dashboard's history."""
+        return reading_from(
+            queue=self.queue.stats(),
+            intake=self.intake.stats,
+            runner=self.runner.stats,
+            width=self.dispatcher.width,
+            github=self.gateway.stats(),
+            latency=self.metrics.processing_buckets(),
+        )
+
     @property
     def shutting_down(self) -> bool:
         return self._shutdown_started
@@ -171,6 +192,7 @@ class Runtime:
                 group.start_soon(self.dispatcher.run)
                 group.start_soon(self.host.run)
                 group.start_soon(self.autoscaler.run)
+                group.start_soon(self.sampler.run)
                 try:
                     yield self
                 finally:

@@ -23,6 +23,7 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from github_app.admin.sampler import INTERVAL
 from github_app.config import Settings, load_settings
 from github_app.dispatch.registry import Registry
 from github_app.runtime import Runtime
@@ -175,12 +176,20 @@ async def running_app(
     registry: Registry | None = None,
     paused: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
+    history_interval: float = INTERVAL,
     **app_options: Any,
 ) -> AsyncIterator[RunningApp]:
     """Start the real app under uvicorn on a free port; stop it (gracefully) afterwards.
 
-    ``app_options`` go to ``create_app`` (e.g. ``env_file`` for the setup flow)."""
-    runtime = Runtime(settings, registry=registry, paused=paused, transport=transport)
+    ``app_options`` go to ``create_app`` (e.g. ``env_file`` for the setup flow);
+    ``history_interval`` samples the dashboard's history faster than every 2 s."""
+    runtime = Runtime(
+        settings,
+        registry=registry,
+        paused=paused,
+        transport=transport,
+        history_interval=history_interval,
+    )
     app = create_app(settings, runtime=runtime, **app_options)
     sock = free_socket()
     port = sock.getsockname()[1]

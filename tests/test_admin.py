@@ -9,8 +9,8 @@ import httpx
 import pytest
 import respx
 
-from tests.conftest import API, TOKEN, config_url, make_settings, running_app
-from tests.deliveries import SECRET, app_payload, signed
+from tests.conftest import API, TOKEN, config_url, make_settings, running_app, wait_for
+from tests.deliveries import SECRET, app_payload, issue_event, signed
 
 pytestmark = pytest.mark.anyio
 
@@ -101,6 +101,64 @@ async def test_status_shows_the_parts_and_never_contains_a_secret(
     for place in ("controller", "breaker"):
         assert place in status
     assert "rate_limits" in status["github"]
+
+
+async def test_status_with_history_serves_the_last_hour_and_then_only_what_is_new() -> None:
+    async with running_app(make_settings(None, ADMIN_TOKEN=ADMIN), history_interval=0.05) as app:
+        for number in range(1, 21):
+            delivery = signed(issue_event("opened", number=number), "issues")
+            assert (await app.post(delivery)).status_code == 202
+        await app.settle()
+        sampler = app.runtime.sampler
+        samples = sampler.history
+        # Every event of the burst is counted in some sample once a sample follows the drain.
+        drained_at = samples.next_seq
+        await wait_for(lambda: samples.next_seq > drained_at + 1, what="two more samples")
+        url = app.url + "/admin/status"
+        full = await app.client.get(url, params={"history": "3600"}, headers=bearer())
+        assert full.status_code == 200
+        assert full.headers["cache-control"] == "no-store"
+        document = full.json()
+        assert document["totals"]["processed"] == 20  # the status document, and with it:
+        history = document["history"]
+        assert history["continues"] is False and history["interval"] == 0.05
+        series = history["series"]
+        assert len(history["at"]) == len(series["processed_per_s"]) == history["next"]
+        processed = sum(rate * 0.05 for rate in series["processed_per_s"])
+        assert processed == pytest.approx(20, rel=0.5)  # rates times (roughly) the interval
+        assert max(series["admitted_per_s"]) > 0
+        assert series["width"][-1] == 4 and series["depth_normal"][-1] == 0
+        assert any(p is not None for p in series["latency_p99"])
+        assert history["now"] >= history["at"][-1]
+
+        await wait_for(lambda: samples.next_seq > history["next"], what="a newer sample")
+        params = {"history": "3600", "from": str(history["next"])}
+        newer = (await app.client.get(url, params=params, headers=bearer())).json()["history"]
+        assert newer["continues"] is True
+        assert newer["first"] == history["next"]
+        assert 1 <= len(newer["at"]) < len(history["at"]) + 5
+        plain = await app.client.get(url, headers=bearer())
+        assert "history" not in plain.json()  # the status document alone stays as it was
+
+
+async def test_status_history_refuses_bad_parameters_with_a_clear_error() -> None:
+    async with running_app(make_settings(None, ADMIN_TOKEN=ADMIN)) as app:
+        url = app.url + "/admin/status"
+        for params in (
+            {"history": "hour"},
+            {"history": "0"},
+            {"history": "3601"},
+            {"history": "-5"},
+            {"history": ""},
+            {"history": "60", "from": "x"},
+            {"history": "60", "from": "-1"},
+        ):
+            answer = await app.client.get(url, params=params, headers=bearer())
+            assert answer.status_code == 400, params
+            assert answer.json()["error"] == "bad_request"
+            assert ("history must" in answer.json()["message"]) or ("from must" in answer.text)
+        refused = await app.client.get(url, params={"history": "60"}, headers=bearer("wrong"))
+        assert refused.status_code == 401
 
 
 async def test_dead_letter_routes_list_redrive_and_purge_real_dead_letters(

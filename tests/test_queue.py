@@ -52,6 +52,26 @@ def drain_ids(queue: MemoryQueue) -> list[str]:
 # --- order ----------------------------------------------------------------------------------
 
 
+def test_stats_tell_the_oldest_wait_and_the_waiting_events_per_installation() -> None:
+    clock = FakeClock(100.0)
+    queue = MemoryQueue(10, 10_000, clock=clock)
+    assert queue.stats().oldest_wait is None
+    queue.offer(envelope("a", installation_id=1, issue_number=1), Priority.NORMAL)
+    clock.now = 110.0
+    queue.offer(envelope("b", installation_id=2, issue_number=2), Priority.HIGH)
+    queue.offer(envelope("c", installation_id=2, issue_number=3), Priority.LOW)
+    clock.now = 130.0
+    stats = queue.stats()
+    assert stats.oldest_wait == 30.0
+    assert stats.waiting_by_installation == {1: 1, 2: 2}
+    queue.retry(take(queue), not_before=200.0, error="502")  # b: back in line, still waiting
+    clock.now = 140.0
+    queue.done(take(queue))  # a (c is LOW)
+    stats = queue.stats()
+    assert stats.oldest_wait == 30.0  # b has waited since 110 (its retry does not reset that)
+    assert stats.waiting_by_installation == {2: 2}
+
+
 def test_take_on_an_empty_queue_returns_none() -> None:
     queue = make_queue()
     assert queue.take() is None

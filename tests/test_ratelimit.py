@@ -84,8 +84,10 @@ def test_secondary_limit_pauses_for_retry_after_or_a_minute() -> None:
     assert limited == RateLimited(secondary=True, retry_after=5)
     assert book.hold_until() == (clocks.mono + 5, "secondary rate limit pause")
     assert book.blocked_for() == pytest.approx(5)
+    assert book.stats().paused_for == pytest.approx(5)  # what the dashboard shows
     clocks.advance(6)
     assert book.hold_until() is None
+    assert book.stats().paused_for is None
     assert book.refused(403, httpx.Headers(), SECONDARY_MESSAGE) == RateLimited(True, 60)
     assert book.stats().secondary_limit_hits == 2
 

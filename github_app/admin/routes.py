@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import BaseRoute, Route
 
 from github_app.admin.dead_letter_adapter import DeadLetterAdapter
+from github_app.admin.history import HOUR
 
 if TYPE_CHECKING:
     from github_app.runtime import Runtime
@@ -102,7 +103,18 @@ def admin_routes(runtime: Runtime) -> list[BaseRoute]:
         )
 
     async def status(request: Request) -> Response:
-        return Response(runtime.status.json(), media_type="application/json", headers=NO_STORE)
+        asked = request.query_params
+        if "history" not in asked:
+            return Response(runtime.status.json(), media_type="application/json", headers=NO_STORE)
+        try:
+            span, start = history_query(asked.get("history", ""), asked.get("from"))
+        except ValueError as exc:
+            return JSONResponse(
+                {"error": "bad_request", "message": str(exc)}, status_code=400, headers=NO_STORE
+            )
+        document = runtime.status.document()
+        document["history"] = runtime.sampler.document(start=start, span=span)
+        return JSONResponse(document, headers=NO_STORE)
 
     async def list_dead_letters(request: Request) -> Response:
         entries = dead_letters.list()
@@ -134,6 +146,15 @@ def admin_routes(runtime: Runtime) -> list[BaseRoute]:
         Route("/admin/dead-letters/redrive", guarded(redrive_all), methods=["POST"]),
         Route("/admin/dead-letters/{delivery_id}/redrive", guarded(redrive_one), methods=["POST"]),
     ]
+
+
+def history_query(span: str, start: str | None) -> tuple[float, int | None]:
+    """``?history=SECONDS`` (up to an hour) and ``&from=N`` (the ``next`` of the last answer)."""
+    if not span.isdigit() or not 1 <= int(span) <= HOUR:
+        raise ValueError(f"history must be a whole number of seconds from 1 to {HOUR:.0f}")
+    if start is not None and not start.isdigit():
+        raise ValueError("from must be a sample number (the 'next' of the previous answer)")
+    return float(span), None if start is None else int(start)
 
 
 def _page_template() -> str:

@@ -77,13 +77,15 @@ class Autoscaler:
         *,
         backlog: Callable[[], Backlog],
         host: Callable[[], HostLoad],
+        on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
         self.controller = controller
         self.breaker = breaker
         self._dispatcher = dispatcher
         self._backlog = backlog
         self._host = host
-        self.on_decision: Callable[[Decision], None] | None = None  # for benchmarks and tests
+        # Told every tick's decision (the dashboard marks width changes; benchmarks log them).
+        self.on_decision = on_decision
         dispatcher.width = controller.width
 
     def observe(self, observation: Observation) -> None:

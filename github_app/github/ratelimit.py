@@ -50,7 +50,8 @@ class InstallationStats:
     ``waits`` counts events held in the queue for this installation (budget
     under the reserve, a secondary-limit pause, a long write backlog);
     ``paced_writes`` counts writes that waited for the pacing interval.
-    ``reset_at`` is a wall-clock epoch, as GitHub sends it.
+    ``reset_at`` is a wall-clock epoch, as GitHub sends it; ``paused_for`` the
+    seconds left of a secondary-limit pause.
     """
 
     installation_id: int | None
@@ -65,6 +66,7 @@ class InstallationStats:
     limit: int | None = None
     remaining: int | None = None
     reset_at: float | None = None
+    paused_for: float | None = None
 
     @property
     def requests(self) -> int:
@@ -264,4 +266,11 @@ class RateLimitLedger:
             limit=self.limit,
             remaining=self.remaining,
             reset_at=self.reset_epoch if self._budget_reset() is not None else None,
+            paused_for=self._paused_for(),
         )
+
+    def _paused_for(self) -> float | None:
+        if self.paused_until is None:
+            return None
+        left = self.paused_until - self._monotonic()
+        return left if left > 0 else None

@@ -102,6 +102,8 @@ class QueueStats:
     redriven: int = 0
     aged: int = 0
     dead_letters: DeadLetterStats | None = None
+    oldest_wait: float | None = None  # seconds the longest-waiting event has been queued
+    waiting_by_installation: dict[int | None, int] = field(default_factory=dict)
 
 
 class EventQueue(Protocol):
@@ -541,6 +543,13 @@ class MemoryQueue:
 
     def stats(self) -> QueueStats:
         reasons = self._dead_lettered
+        waiting = self._waiting_by_installation
+        # One pass over the waiting events, here and never on offer/take: the status
+        # document and the dashboard's sampler ask every few seconds.
+        oldest = min(
+            (item.enqueued_at for items in waiting.values() for item in items.values()),
+            default=None,
+        )
         return QueueStats(
             depth=self._count,
             bytes=self._bytes,
@@ -559,4 +568,6 @@ class MemoryQueue:
             redriven=self._redriven,
             aged=self._aged,
             dead_letters=self._dlq.stats(),
+            oldest_wait=None if oldest is None else max(0.0, self._clock() - oldest),
+            waiting_by_installation={key: len(items) for key, items in waiting.items()},
         )
