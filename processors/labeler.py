@@ -33,12 +33,17 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Protocol
 
 import re2
-from pydantic import AfterValidator, ConfigDict, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from github_app.processor import Context, Processor, ProcessorConfig
 from processors.issue_api import IssueApi
 
 MAX_PATTERN_LENGTH = 1000
+# One repository's rules are compiled and matched against every issue event: bounded, so a
+# config pushed to one repository cannot make its events (or its config read) expensive.
+MAX_RULES = 200
+MAX_KEYWORDS = 100  # per rule
+MAX_KEYWORD_LENGTH = 100
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
 _RE2_OPTIONS.max_mem = 8 << 20  # bound the compiled program's memory per pattern
@@ -56,6 +61,8 @@ def _check_keywords(keywords: tuple[str, ...]) -> tuple[str, ...]:
     cleaned = tuple(word.strip() for word in keywords)
     if any(not word for word in cleaned):
         raise ValueError("keywords must not be blank")
+    if any(len(word) > MAX_KEYWORD_LENGTH for word in cleaned):
+        raise ValueError(f"a keyword is longer than {MAX_KEYWORD_LENGTH} characters")
     return cleaned
 
 
@@ -74,7 +81,9 @@ class LabelRule:
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
 
     label: str
-    keywords: Annotated[tuple[str, ...], AfterValidator(_check_keywords)] = ()
+    keywords: Annotated[
+        tuple[str, ...], Field(max_length=MAX_KEYWORDS), AfterValidator(_check_keywords)
+    ] = ()
     pattern: Annotated[str | None, AfterValidator(_check_pattern)] = None
 
     @model_validator(mode="after")
@@ -93,8 +102,19 @@ DEFAULT_RULES = (
 
 @dataclass(frozen=True)
 class LabelerConfig(ProcessorConfig):
-    rules: tuple[LabelRule, ...] = DEFAULT_RULES
+    rules: Annotated[tuple[LabelRule, ...], Field(max_length=MAX_RULES)] = DEFAULT_RULES
     remove_unmatched: bool = False
+
+    @functools.cached_property
+    def compiled(self) -> tuple[CompiledRule, ...]:
+        return compile_rules(self.rules)
+
+    @model_validator(mode="after")
+    def _compiled_now(self) -> LabelerConfig:
+        # Validation runs where the app reads configs (a worker thread, within a time
+        # budget): compiling here keeps the compile off the event loop.
+        _ = self.compiled
+        return self
 
 
 @dataclass(frozen=True)
@@ -179,7 +199,7 @@ async def label_issue(
     edited: bool = False,
 ) -> list[str]:
     """Add matching labels; on an edit with ``remove_unmatched``, remove the ones that stopped."""
-    rules = compile_rules(config.rules)
+    rules = config.compiled
     labels = labels_to_add(rules, title, body, existing)
     if labels:
         await api.add_labels(owner, repo, number, labels)

@@ -5,9 +5,25 @@ from __future__ import annotations
 import pytest
 
 from github_app.dispatch.registry import Registry
-from github_app.dispatch.repo_config import MAX_CONFIG_BYTES, ConfigParser, RepoConfig
+from github_app.dispatch.repo_config import (
+    MAX_CONFIG_BYTES,
+    MAX_ERROR_CHARS,
+    MAX_REPORTED_ERRORS,
+    MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
+    Budget,
+    ConfigParser,
+    RepoConfig,
+)
 from processors import BUILTINS
-from processors.labeler import DEFAULT_RULES, LABELER, LabelerConfig, LabelRule
+from processors.labeler import (
+    DEFAULT_RULES,
+    LABELER,
+    MAX_KEYWORDS,
+    MAX_RULES,
+    LabelerConfig,
+    LabelRule,
+)
 
 SOURCE = "octo/hello"
 
@@ -166,3 +182,68 @@ def test_labeler_false_does_not_silently_enable_the_labeler(parser: ConfigParser
     config = parser.parse("labeler: false\n", SOURCE)
     enabled = config.for_processor(LABELER).enabled
     assert config.errors or not enabled
+
+
+def test_yaml_alias_is_refused_with_its_line(parser: ConfigParser) -> None:
+    text = "labeler:\n  rules:\n    - label: bug\n      keywords: [a]\ntriage: *x\n"
+    error = only_error(parser.parse(text, SOURCE))
+    assert "aliases" in error and "line 5" in error
+
+
+def test_yaml_anchor_is_refused_even_without_an_alias(parser: ConfigParser) -> None:
+    error = only_error(parser.parse("labeler: &base\n  enabled: true\n", SOURCE))
+    assert "anchors (&base)" in error and "line 1" in error
+
+
+def test_a_document_with_too_many_values_is_refused_before_it_is_built(
+    parser: ConfigParser,
+) -> None:
+    text = "x: [" + ",".join("1" * (MAX_YAML_NODES + 1)) + "]\n"
+    assert len(text) < MAX_CONFIG_BYTES
+    error = only_error(parser.parse(text, SOURCE))
+    assert f"more than {MAX_YAML_NODES} values" in error
+
+
+def test_a_deeply_nested_document_is_refused(parser: ConfigParser) -> None:
+    text = "x: " + "[" * (MAX_YAML_DEPTH + 1) + "]" * (MAX_YAML_DEPTH + 1) + "\n"
+    assert f"more than {MAX_YAML_DEPTH} levels" in only_error(parser.parse(text, SOURCE))
+
+
+def test_reported_errors_are_capped_and_the_last_counts_the_rest(parser: ConfigParser) -> None:
+    text = "".join(f"unknown{i}: 1\n" for i in range(500))
+    config = parser.parse(text, SOURCE)
+    assert len(config.errors) == MAX_REPORTED_ERRORS
+    assert config.errors[0].startswith("unknown0: unknown processor")
+    assert config.errors[-1] == f"... and {500 - MAX_REPORTED_ERRORS + 1} more errors"
+
+
+def test_a_long_error_is_shortened(parser: ConfigParser) -> None:
+    error = only_error(parser.parse("x" * 1000 + ": 1\n", SOURCE))
+    assert len(error) == MAX_ERROR_CHARS
+    assert error.endswith("...")
+
+
+def test_reading_past_the_time_budget_is_an_error(parser: ConfigParser) -> None:
+    ticks = iter(range(1000))
+    budget = Budget(2.0, clock=lambda: float(next(ticks)))  # each look at the clock: 1 s later
+    text = "".join(f"unknown{i}: 1\n" for i in range(5))
+    error = only_error(parser.parse(text, SOURCE, budget))
+    assert "longer than 2 s" in error
+
+
+def test_labeler_rules_and_keywords_are_capped(parser: ConfigParser) -> None:
+    rules = "".join(f"    - {{label: l{i}, keywords: [w]}}\n" for i in range(MAX_RULES + 1))
+    error = only_error(parser.parse("labeler:\n  rules:\n" + rules, SOURCE))
+    assert error.startswith("labeler.rules:") and f"at most {MAX_RULES}" in error
+    words = ", ".join(f"w{i}" for i in range(MAX_KEYWORDS + 1))
+    text = f"labeler:\n  rules:\n    - {{label: bug, keywords: [{words}]}}\n"
+    error = only_error(parser.parse(text, SOURCE))
+    assert error.startswith("labeler.rules.0.keywords:") and f"at most {MAX_KEYWORDS}" in error
+    text = f"labeler:\n  rules:\n    - {{label: bug, keywords: [{'w' * 101}]}}\n"
+    assert "longer than 100 characters" in only_error(parser.parse(text, SOURCE))
+
+
+def test_a_validated_labeler_config_is_compiled_already(parser: ConfigParser) -> None:
+    config = parser.parse(VALID, SOURCE).sections["labeler"]
+    assert "compiled" in vars(config)  # compiled where the config was read, not per event
+    assert [rule.label for rule in config.compiled] == ["bug", "documentation"]

@@ -13,6 +13,14 @@ repository that read it: the repository itself, the repositories that fell
 back to the owner's ``.github`` file (a push there drops all of the owner's),
 and those whose file ``_extends`` the pushed one. Conditional requests
 (ETag, 304) belong to the shared GitHub client, not to this cache.
+
+Anyone who can push to one repository writes its config, so reading one must
+never cost the other tenants anything: YAML aliases and anchors are refused
+(a few KiB of them expand into millions of values), the document's nodes and
+nesting are capped, so are the errors reported for it, and the whole of
+reading, validating and compiling runs in a worker thread, one config at a
+time, within a time budget. The event loop keeps answering webhooks and
+``/healthz`` meanwhile; a config past the budget is an error like any other.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import yaml
 from cachetools import TTLCache
 from githubkit import GitHub
@@ -38,6 +47,34 @@ log = logging.getLogger(__name__)
 CONFIG_PATH = ".github/auto-issue-processor.yml"
 MAX_CONFIG_BYTES = 256 * 1024
 RAW_MEDIA_TYPE = "application/vnd.github.raw+json"
+MAX_YAML_NODES = 50_000  # scalars, lists and mappings; a 256 KiB file of one-letter items has more
+MAX_YAML_DEPTH = 32
+MAX_REPORTED_ERRORS = 20  # per file: enough to fix it, not enough to flood the log and /admin
+MAX_ERROR_CHARS = 300
+CONFIG_TIME_BUDGET = 2.0  # seconds to read, validate and compile one repository's config
+_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
+
+
+class ConfigTooCostly(Exception):
+    """Reading a config went past its time budget (raised in the worker thread)."""
+
+
+@dataclass
+class Budget:
+    """A deadline for reading one config, checked between steps of bounded size."""
+
+    seconds: float = CONFIG_TIME_BUDGET
+    clock: Callable[[], float] = time.monotonic
+    deadline: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deadline = self.clock() + self.seconds
+
+    def check(self) -> None:
+        if self.clock() > self.deadline:
+            raise ConfigTooCostly(
+                f"reading the file took longer than {self.seconds:g} s: make it smaller"
+            )
 
 
 @dataclass(frozen=True)
@@ -59,8 +96,13 @@ class ConfigParser:
     def __init__(self, processors: Iterable[Processor[Any]]) -> None:
         self._adapters = {p.name: TypeAdapter(p.config_type) for p in processors}
 
-    def load_yaml(self, raw: str | bytes) -> tuple[dict[str, Any], list[str]]:
-        """The top-level mapping of a YAML document, or the errors that prevent reading it."""
+    def load_yaml(
+        self, raw: str | bytes, budget: Budget | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The top-level mapping of a YAML document, or the errors that prevent reading it.
+
+        Blocking (up to the budget): the app calls it in a worker thread.
+        """
         if len(raw) > MAX_CONFIG_BYTES:
             return {}, [f"file is larger than {MAX_CONFIG_BYTES // 1024} KiB"]
         try:
@@ -68,7 +110,10 @@ class ConfigParser:
         except UnicodeDecodeError:
             return {}, ["file is not UTF-8 text"]
         try:
-            document = yaml.safe_load(text)
+            problem = _refused_structure(text, budget or Budget())
+            if problem is not None:
+                return {}, [problem]
+            document = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a safe loader
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -80,10 +125,19 @@ class ConfigParser:
             return {}, ["the file must be a mapping of processor names to sections"]
         return document, []
 
-    def validate(self, document: Mapping[str, Any]) -> tuple[dict[str, ProcessorConfig], list[str]]:
+    def validate(
+        self, document: Mapping[str, Any], budget: Budget | None = None
+    ) -> tuple[dict[str, ProcessorConfig], list[str]]:
+        """Each section through its processor's config type (which may compile it, e.g. RE2).
+
+        Blocking (up to the budget): the app calls it in a worker thread. At most
+        ``MAX_REPORTED_ERRORS`` errors are returned, the last one counting the rest.
+        """
+        budget = budget or Budget()
         sections: dict[str, ProcessorConfig] = {}
         errors: list[str] = []
         for name, section in document.items():
+            budget.check()
             if name == "_extends":
                 continue
             adapter = self._adapters.get(str(name))
@@ -105,17 +159,59 @@ class ConfigParser:
                 for problem in exc.errors():
                     location = ".".join(str(part) for part in (name, *problem["loc"]))
                     errors.append(f"{location}: {problem['msg']}")
-        return sections, errors
+        return sections, capped(errors)
 
-    def parse(self, text: str | bytes, source: str) -> RepoConfig:
+    def parse(self, text: str | bytes, source: str, budget: Budget | None = None) -> RepoConfig:
         """Parse one file on its own (no ``_extends``): used by ``check-config`` and tests."""
-        document, errors = self.load_yaml(text)
-        if errors:
-            return RepoConfig(source=source, errors=tuple(errors))
-        sections, errors = self.validate(document)
+        try:
+            document, errors = self.load_yaml(text, budget)
+            if errors:
+                return RepoConfig(source=source, errors=tuple(errors))
+            sections, errors = self.validate(document, budget)
+        except ConfigTooCostly as exc:
+            errors = [str(exc)]
         if errors:
             return RepoConfig(source=source, errors=tuple(errors))
         return RepoConfig(sections, source)
+
+
+def capped(errors: list[str]) -> list[str]:
+    """At most ``MAX_REPORTED_ERRORS`` errors of at most ``MAX_ERROR_CHARS`` characters each."""
+    shown = [
+        e if len(e) <= MAX_ERROR_CHARS else e[: MAX_ERROR_CHARS - 3] + "..."
+        for e in errors[:MAX_REPORTED_ERRORS]
+    ]
+    if len(errors) > MAX_REPORTED_ERRORS:
+        shown[-1] = f"... and {len(errors) - MAX_REPORTED_ERRORS + 1} more errors"
+    return shown
+
+
+def _refused_structure(text: str, budget: Budget) -> str | None:
+    """Why the document's shape is refused (aliases, anchors, too many nodes, too deep), or None.
+
+    Read from the parser's events, before anything is built: an alias costs
+    nothing to write and can stand for a list of thousands, over and over.
+    """
+    nodes = depth = 0
+    for event in yaml.parse(text, Loader=_YamlLoader):
+        where = f"line {event.start_mark.line + 1}" if event.start_mark else "somewhere"
+        if isinstance(event, yaml.AliasEvent):
+            return f"YAML aliases (*{event.anchor}) are not supported ({where}): write it out"
+        if isinstance(event, yaml.NodeEvent):
+            if event.anchor is not None:
+                return f"YAML anchors (&{event.anchor}) are not supported ({where})"
+            nodes += 1
+            if nodes > MAX_YAML_NODES:
+                return f"the file has more than {MAX_YAML_NODES} values"
+            if nodes % 1000 == 0:
+                budget.check()
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                return f"the file nests more than {MAX_YAML_DEPTH} levels deep ({where})"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
 
 
 class RepoConfigStore:
@@ -128,9 +224,14 @@ class RepoConfigStore:
         ttl: float = 300.0,
         capacity: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        budget: float = CONFIG_TIME_BUDGET,
+        budget_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._parser = ConfigParser(processors)
         self._cache: TTLCache[str, RepoConfig] = TTLCache(maxsize=capacity, ttl=ttl, timer=clock)
+        self._budget = budget
+        self._budget_clock = budget_clock  # read in the worker thread
+        self._readers: anyio.CapacityLimiter | None = None  # one config read at a time
         self._locks: dict[str, anyio.Lock] = {}
         self._sources: dict[str, frozenset[str]] = {}  # repository -> repositories it read
         self.errors: dict[str, tuple[str, ...]] = {}
@@ -197,10 +298,31 @@ class RepoConfigStore:
         self.errors.pop(repository, None)
         return config
 
+    async def _off_loop(self, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(*args)`` in a worker thread; one at a time, so one tenant takes one thread."""
+        if self._readers is None:
+            self._readers = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(work, *args, limiter=self._readers)
+
     async def _resolve(
         self, github: GitHub[Any], owner: str, text: bytes, source: str, sources: list[str]
     ) -> RepoConfig:
-        document, errors = self._parser.load_yaml(text)
+        budget = Budget(self._budget, self._budget_clock)
+        try:
+            return await self._resolve_within(github, owner, text, source, sources, budget)
+        except ConfigTooCostly as exc:
+            return RepoConfig(source=source, errors=(str(exc),))
+
+    async def _resolve_within(
+        self,
+        github: GitHub[Any],
+        owner: str,
+        text: bytes,
+        source: str,
+        sources: list[str],
+        budget: Budget,
+    ) -> RepoConfig:
+        document, errors = await self._off_loop(self._parser.load_yaml, text, budget)
         if errors:
             return RepoConfig(source=source, errors=tuple(errors))
         base_name = document.get("_extends")
@@ -218,14 +340,14 @@ class RepoConfigStore:
                     source=source,
                     errors=(f"_extends: {base_owner}/{base_repo} has no {CONFIG_PATH}",),
                 )
-            base, errors = self._parser.load_yaml(base_text)
+            base, errors = await self._off_loop(self._parser.load_yaml, base_text, budget)
             if errors:
                 return RepoConfig(
                     source=source, errors=tuple(f"_extends {base_name}: {e}" for e in errors)
                 )
             base.pop("_extends", None)
             document = _merge(base, document)
-        sections, errors = self._parser.validate(document)
+        sections, errors = await self._off_loop(self._parser.validate, document, budget)
         if errors:
             return RepoConfig(source=source, errors=tuple(errors))
         return RepoConfig(sections, source)
