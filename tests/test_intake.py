@@ -95,13 +95,16 @@ async def test_form_encoded_delivery_is_accepted_like_json(
         ("text/plain", 415, "unsupported_media_type"),
         ("malformed json", 400, "malformed_json"),
         ("no delivery id", 400, "missing_header"),
+        ("non-ascii signature", 401, "bad_signature"),
+        ("long delivery id", 400, "bad_header"),
+        ("odd event name", 400, "bad_header"),
     ],
 )
 async def test_bad_deliveries_are_refused_with_a_clear_error_and_nothing_is_queued(
     github: respx.MockRouter, private_key_pem: str, change: str, status: int, reason: str
 ) -> None:
     delivery = signed(app_payload("issues.opened"), "issues")
-    headers = dict(delivery.headers)
+    headers: dict[str, str | bytes] = dict(delivery.headers)
     body = delivery.body
     if change == "no signature":
         del headers["X-Hub-Signature-256"]
@@ -122,6 +125,12 @@ async def test_bad_deliveries_are_refused_with_a_clear_error_and_nothing_is_queu
         headers = signed(body, "issues").headers
     elif change == "no delivery id":
         del headers["X-GitHub-Delivery"]
+    elif change == "non-ascii signature":
+        headers["X-Hub-Signature-256"] = "sha256=\u00e9".encode()
+    elif change == "long delivery id":
+        headers["X-GitHub-Delivery"] = "a" * 73
+    elif change == "odd event name":
+        headers["X-GitHub-Event"] = "issues\u00e9".encode()
     async with running_app(make_settings(private_key_pem)) as app:
         response = await app.client.post(app.webhook_url, content=body, headers=headers)
         assert response.status_code == status

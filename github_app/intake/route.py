@@ -26,6 +26,7 @@ from github_app.errors import WebhookError
 from github_app.intake.webhooks import (
     MAX_BODY_BYTES,
     check_content_type,
+    check_routing_headers,
     decode_body,
     make_envelope,
     verify_signature,
@@ -110,12 +111,9 @@ class WebhookIntake:
             raise WebhookError(503, "shutting_down", "the app is shutting down; redeliver later")
         headers = _headers(scope)
         kind = check_content_type(headers.get("content-type"))
-        event = headers.get("x-github-event")
-        delivery_id = headers.get("x-github-delivery")
-        if not event or not delivery_id:
-            raise WebhookError(
-                400, "missing_header", "X-GitHub-Event and X-GitHub-Delivery headers are required"
-            )
+        event, delivery_id = check_routing_headers(
+            headers.get("x-github-event"), headers.get("x-github-delivery")
+        )
         raw = await self._read_body(receive, headers.get("content-length"))
         verify_signature(self._secret, raw, headers.get("x-hub-signature-256"))
         json_body, payload = decode_body(raw, kind)

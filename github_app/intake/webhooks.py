@@ -7,6 +7,7 @@ models costs far more and happens in the worker (``github_app.event_models``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,6 +21,10 @@ from github_app.errors import WebhookError
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
+# GitHub's delivery ids are GUIDs and its event names snake_case words: anything much longer
+# or odder is not from GitHub, and both end up in memory, logs and metrics.
+DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,71}")
+EVENT_NAME = re.compile(r"[a-z][a-z_]{0,63}")
 
 
 def check_content_type(content_type: str | None) -> str:
@@ -36,11 +41,31 @@ def check_content_type(content_type: str | None) -> str:
     )
 
 
+def check_routing_headers(event: str | None, delivery_id: str | None) -> tuple[str, str]:
+    """``X-GitHub-Event`` and ``X-GitHub-Delivery``, present and shaped as GitHub sends them."""
+    if not event or not delivery_id:
+        raise WebhookError(
+            400, "missing_header", "X-GitHub-Event and X-GitHub-Delivery headers are required"
+        )
+    if not EVENT_NAME.fullmatch(event):
+        raise WebhookError(400, "bad_header", "X-GitHub-Event is not an event name")
+    if not DELIVERY_ID.fullmatch(delivery_id):
+        raise WebhookError(
+            400, "bad_header", "X-GitHub-Delivery must be an id of at most 72 letters and digits"
+        )
+    return event, delivery_id
+
+
 def verify_signature(secret: str, body: bytes, signature: str | None) -> None:
     """Constant-time HMAC-SHA256 check of ``X-Hub-Signature-256``; SHA-1 is not accepted."""
     if not signature:
         raise WebhookError(401, "missing_signature", "X-Hub-Signature-256 header is missing")
-    if not signature.startswith("sha256=") or not verify(secret, body, signature):
+    # Non-ASCII first: hmac.compare_digest raises TypeError on such a str (a 500 otherwise).
+    if (
+        not signature.isascii()
+        or not signature.startswith("sha256=")
+        or not verify(secret, body, signature)
+    ):
         raise WebhookError(401, "bad_signature", "signature does not match the payload")
 
 
