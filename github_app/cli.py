@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the app (dry run when no credentials are set)")
-    serve.add_argument("--host", help="address to listen on (HOST, default 0.0.0.0)")
+    serve.add_argument(
+        "--host",
+        help="address to listen on (HOST, default 0.0.0.0; 127.0.0.1 while there are no app "
+        "credentials, so /setup is not open to the network)",
+    )
     serve.add_argument("--port", type=int, help="port to listen on (PORT, default 3000)")
     serve.add_argument("--env-file", default=".env", help="settings file (default .env)")
     serve.add_argument("--dry-run", action="store_true", default=None, help="log writes only")
@@ -132,6 +136,10 @@ def run_serve(args: argparse.Namespace) -> int:
         "WORKERS_MAX": None if args.workers is None else str(args.workers),
     }
     settings = load_settings(env_file=args.env_file, overrides=overrides)
+    if not settings.has_credentials and args.host is None:
+        # Unconfigured, the server offers /setup: loopback only, unless --host says otherwise.
+        overrides["HOST"] = "127.0.0.1"
+        settings = load_settings(env_file=args.env_file, overrides=overrides)
     print(banner(settings), flush=True)
     configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
@@ -170,8 +178,9 @@ async def serve(settings: Settings, runtime: Runtime, env_file: Path = Path(".en
     except SettingsError as exc:
         log.error("%s", exc)
         return 2
+    app = create_app(settings, runtime=runtime, env_file=env_file)
     config = uvicorn.Config(
-        create_app(settings, runtime=runtime, env_file=env_file),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -188,6 +197,12 @@ async def serve(settings: Settings, runtime: Runtime, env_file: Path = Path(".en
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
         base = settings.public_url or f"http://{host}:{settings.port}"
         log.info("no app credentials: open %s/setup to create the GitHub App and install it", base)
+        # On the console only (never in the log): whoever holds it may create the app.
+        print(
+            f"to create the GitHub App, open {base}/setup?token={app.state.setup.token} "
+            "in your browser (the token works once)",
+            flush=True,
+        )
     async with anyio.create_task_group() as group:
         group.start_soon(_watch_signals, runtime, server)
         await server.serve()

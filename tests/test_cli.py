@@ -192,3 +192,34 @@ def test_dot_env_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "serve")
     assert result.returncode == 2
     assert "APP_ID must be the app's numeric id, not 'notanumber'" in result.stderr
+
+
+def test_serve_without_credentials_listens_on_loopback_and_prints_a_one_time_setup_link(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    command = [sys.executable, "-m", "github_app", "serve", "--port", str(port)]  # no --host
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=clean_env(HOST="0.0.0.0"),  # noqa: S104
+            stdout=stdout,
+            stderr=stderr,
+        )
+        try:
+            poll(lambda: healthy(port) or process.poll() is not None, "the server to start")
+            poll(lambda: "setup?token=" in out.read_text(), "the setup link")
+            text = out.read_text()
+            link = re.search(r"open (http://\S+/setup\?token=\S+) in your browser", text)
+            assert link, text
+            first = httpx.get(link[1], timeout=5)
+            second = httpx.get(link[1], timeout=5)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=20)
+    assert f"webhooks at http://127.0.0.1:{port}/" in text.splitlines()[0]
+    assert first.status_code == 303 and "httponly" in first.headers["set-cookie"].lower()
+    assert second.status_code == 403
+    assert "token=" not in err.read_text()  # on the console, never in the log

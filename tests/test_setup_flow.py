@@ -18,7 +18,7 @@ import respx
 from github_app.admin.setup_flow import web_url, write_credentials
 from github_app.config import load_settings
 from github_app.errors import SettingsError
-from tests.conftest import API, make_settings, running_app
+from tests.conftest import API, RunningApp, make_settings, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -62,11 +62,26 @@ def unconfigured(tmp_path: Path, **env: str) -> Any:
     return make_settings(None, **env), {"env_file": tmp_path / ".env"}
 
 
+def setup_token(app: RunningApp) -> str:
+    """The token ``serve`` prints on the console."""
+    token: str = app.server.config.app.state.setup.token
+    return token
+
+
+async def as_operator(app: RunningApp, client: httpx.AsyncClient | None = None) -> httpx.Response:
+    """Present the setup token as the operator's browser does; the client keeps the cookie."""
+    client = client or app.client
+    answer = await client.get(app.url + "/setup", params={"token": setup_token(app)})
+    assert answer.status_code == 303, answer.text
+    return answer
+
+
 async def test_setup_page_posts_the_manifest_to_the_orgs_new_app_page_with_this_servers_urls(
     tmp_path: Path,
 ) -> None:
     settings, options = unconfigured(tmp_path)
     async with running_app(settings, **options) as app:
+        await as_operator(app)
         page = await app.client.get(app.url + "/setup", params={"org": "octo-org"})
     assert page.status_code == 200
     action, manifest = setup_forms(page.text)
@@ -88,6 +103,7 @@ async def test_setup_for_a_personal_account_uses_public_url_and_a_chosen_name(
 ) -> None:
     settings, options = unconfigured(tmp_path, PUBLIC_URL="https://hooks.example.com/")
     async with running_app(settings, **options) as app:
+        await as_operator(app)
         page = await app.client.get(app.url + "/setup", params={"name": "triage bot"})
         bad_org = await app.client.get(app.url + "/setup", params={"org": "not/an org"})
     action, manifest = setup_forms(page.text)
@@ -114,6 +130,7 @@ async def test_callback_exchanges_the_code_and_writes_env_and_a_0600_key_file(
     conversion = github.post(CONVERSION).mock(return_value=conversion_answer(private_key_pem))
     settings, options = unconfigured(tmp_path)
     async with running_app(settings, **options) as app:
+        await as_operator(app)
         page = await app.client.get(app.url + "/setup", params={"org": "octo-org"})
         state = parse_qs(urlsplit(setup_forms(page.text)[0]).query)["state"][0]
         done = await app.client.get(
@@ -147,6 +164,7 @@ async def test_forged_or_replayed_state_is_refused_and_nothing_is_written(
     conversion = github.post(CONVERSION).mock(return_value=conversion_answer(private_key_pem))
     settings, options = unconfigured(tmp_path)
     async with running_app(settings, **options) as app:
+        await as_operator(app)
         callback = app.url + "/setup/callback"
         forged = await app.client.get(callback, params={"code": CODE, "state": "made-up"})
         missing = await app.client.get(callback, params={"code": CODE})
@@ -167,6 +185,7 @@ async def test_expired_code_is_explained_and_nothing_is_written(
     github.post(CONVERSION).mock(return_value=httpx.Response(404, json={"message": "Not Found"}))
     settings, options = unconfigured(tmp_path)
     async with running_app(settings, **options) as app:
+        await as_operator(app)
         page = await app.client.get(app.url + "/setup")
         state = parse_qs(urlsplit(setup_forms(page.text)[0]).query)["state"][0]
         answer = await app.client.get(
@@ -200,3 +219,65 @@ def test_without_a_webhook_secret_from_github_one_is_generated_and_the_page_says
 def test_public_url_must_be_an_http_url() -> None:
     with pytest.raises(SettingsError, match="PUBLIC_URL must be an http"):
         make_settings(None, PUBLIC_URL="hooks.example.com")
+
+
+async def test_setup_is_refused_without_the_console_token_and_the_token_works_once(
+    tmp_path: Path, github: respx.MockRouter, private_key_pem: str
+) -> None:
+    conversion = github.post(CONVERSION).mock(return_value=conversion_answer(private_key_pem))
+    settings, options = unconfigured(tmp_path)
+    async with running_app(settings, **options) as app:
+        stranger = await app.client.get(app.url + "/setup")
+        callback = await app.client.get(
+            app.url + "/setup/callback", params={"code": CODE, "state": "x"}
+        )
+        wrong = await app.client.get(app.url + "/setup", params={"token": "guess"})
+        admitted = await as_operator(app)
+        async with httpx.AsyncClient() as other_browser:
+            reused = await other_browser.get(app.url + "/setup", params={"token": setup_token(app)})
+            still_out = await other_browser.get(app.url + "/setup")
+        page = await app.client.get(app.url + "/setup")
+    assert stranger.status_code == 403
+    assert "console" in stranger.text
+    assert "state=" not in stranger.text and "manifest" not in stranger.text
+    assert callback.status_code == 403
+    assert wrong.status_code == 403
+    assert reused.status_code == 403
+    assert still_out.status_code == 403
+    assert page.status_code == 200 and "manifest" in page.text
+    cookie = admitted.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "path=/setup" in cookie
+    assert admitted.headers["location"] == "/setup"  # the token leaves the address bar
+    assert conversion.call_count == 0
+    assert os.listdir(tmp_path) == []
+
+
+async def test_token_link_keeps_the_other_query_parameters(tmp_path: Path) -> None:
+    settings, options = unconfigured(tmp_path)
+    async with running_app(settings, **options) as app:
+        answer = await app.client.get(
+            app.url + "/setup", params={"token": setup_token(app), "org": "octo-org"}
+        )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/setup?org=octo-org"
+
+
+async def test_callbacks_are_refused_once_the_app_was_created(
+    tmp_path: Path, github: respx.MockRouter, private_key_pem: str
+) -> None:
+    conversion = github.post(CONVERSION).mock(return_value=conversion_answer(private_key_pem))
+    settings, options = unconfigured(tmp_path)
+    async with running_app(settings, **options) as app:
+        await as_operator(app)
+        states = []
+        for _ in range(2):
+            page = await app.client.get(app.url + "/setup")
+            states.append(parse_qs(urlsplit(setup_forms(page.text)[0]).query)["state"][0])
+        callback = app.url + "/setup/callback"
+        first = await app.client.get(callback, params={"code": CODE, "state": states[0]})
+        written = (tmp_path / ".env").read_text("utf-8")
+        second = await app.client.get(callback, params={"code": "other", "state": states[1]})
+    assert first.status_code == 200
+    assert second.status_code == 409
+    assert conversion.call_count == 1
+    assert (tmp_path / ".env").read_text("utf-8") == written

@@ -9,9 +9,14 @@ against ``GITHUB_API_URL``) for the app's id, private key and webhook secret,
 which are written to ``.env`` (and a key file, both mode 0600). The server
 keeps running in dry-run mode until it is restarted with them.
 
-The ``state`` parameter is a random value issued by ``/setup`` and accepted
-once, within an hour: a forged or replayed callback cannot make this server
-write credentials of someone else's choosing.
+Before it is configured the server is anyone's to reach, so ``/setup`` is
+the operator's only: it needs the one-time token the server prints on its
+console at start (``/setup?token=...``), which binds the browser that
+presents it by an HttpOnly, SameSite cookie; every other visitor, and every
+later use of the token, is refused. The ``state`` parameter is a random value
+issued by ``/setup`` to that browser and accepted once, within an hour: a
+forged or replayed callback cannot make this server write credentials of
+someone else's choosing. Once an app was created, callbacks are refused.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import yaml
 from githubkit import GitHub, UnauthAuthStrategy
 from githubkit.exception import RequestError, RequestFailed
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from github_app.config import Settings
@@ -46,6 +51,7 @@ from github_app.config import Settings
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/setup/callback"
+SESSION_COOKIE = "setup_session"
 STATE_TTL = 3600.0
 MAX_STATES = 256
 OWNER_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
@@ -126,12 +132,17 @@ class SetupFlow:
         env_file: Path,
         states: StateStore | None = None,
         manifest: Mapping[str, Any] | None = None,
+        token: str | None = None,
     ) -> None:
         self._settings = settings
         self._env_file = env_file
         self._states = states or StateStore()
         self._manifest = dict(manifest) if manifest is not None else load_manifest()
         self.created: CreatedApp | None = None
+        self.token = token or secrets.token_urlsafe(24)
+        """Printed on the console at start; admits one browser to ``/setup``, once."""
+        self._session: str | None = None  # the cookie of the browser that presented the token
+        self._creating = False
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -150,7 +161,42 @@ class SetupFlow:
         manifest["redirect_url"] = base + CALLBACK_PATH
         return manifest
 
+    def _is_operator(self, request: Request) -> bool:
+        presented = request.cookies.get(SESSION_COOKIE, "")
+        return self._session is not None and hmac.compare_digest(
+            self._session.encode(), presented.encode("utf-8", "replace")
+        )
+
+    def _admit(self, request: Request, presented: str) -> Response:
+        """Trade the one-time token for a cookie, then show ``/setup`` without it in the URL."""
+        if self._session is not None or not hmac.compare_digest(
+            self.token.encode(), presented.encode("utf-8", "replace")
+        ):
+            log.warning("setup: refused a wrong or already used setup token")
+            return _page("Refused", _ALREADY_ADMITTED, 403)
+        self._session = secrets.token_urlsafe(32)
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+        query = "&".join(f"{quote(k)}={quote(v)}" for k, v in params)
+        response = RedirectResponse("/setup" + (f"?{query}" if query else ""), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            self._session,
+            httponly=True,
+            samesite="lax",  # "strict" would not come back with GitHub's redirect
+            secure=request.url.scheme == "https",
+            path="/setup",
+        )
+        response.headers["cache-control"] = "no-store"
+        response.headers["referrer-policy"] = "no-referrer"
+        log.info("setup: a browser presented the setup token; /setup is now bound to it")
+        return response
+
     async def page(self, request: Request) -> Response:
+        presented = request.query_params.get("token")
+        if presented is not None:
+            return self._admit(request, presented)
+        if not self._is_operator(request):
+            return _page("Setup token needed", _OPERATOR_ONLY, 403)
         if self.created is not None:
             return _page("The app exists", _created_body(self.created, self._env_file))
         org = request.query_params.get("org", "").strip()
@@ -171,6 +217,9 @@ class SetupFlow:
         return _page("Create the GitHub App", body)
 
     async def callback(self, request: Request) -> Response:
+        if not self._is_operator(request):
+            log.warning("setup callback refused: not from the browser that holds the setup token")
+            return _page("Setup token needed", _OPERATOR_ONLY, 403)
         state = request.query_params.get("state", "")
         if not state or not self._states.consume(state):
             log.warning("setup callback refused: unknown, expired or reused state")
@@ -180,9 +229,20 @@ class SetupFlow:
                 '<p><a href="/setup">Start again</a>.</p>'
             )
             return _page("Refused", body, 403)
+        if self.created is not None or self._creating:
+            log.warning("setup callback refused: the app was already created")
+            body = "<p>An app was already created by this server. Nothing was written.</p>"
+            return _page("Already created", body, 409)
         code = request.query_params.get("code", "")
         if not CODE.match(code):
             return _page("No code", "<p>GitHub's callback carries no valid code.</p>", 400)
+        self._creating = True  # a second callback while this one waits for GitHub is refused
+        try:
+            return await self._create(code)
+        finally:
+            self._creating = False
+
+    async def _create(self, code: str) -> Response:
         try:
             data = await self._convert(code)
         except RequestFailed as exc:
@@ -291,6 +351,16 @@ def _quoted(value: str) -> str:
 
 def _bad_org(org: str) -> str:
     return f"{org!r} is not a GitHub organisation name (letters, digits and '-', up to 39)."
+
+
+_OPERATOR_ONLY = (
+    "<p>Setting up this server is for its operator only. Open the address it printed on "
+    "its console when it started (<code>/setup?token=...</code>) in your browser.</p>"
+)
+_ALREADY_ADMITTED = (
+    "<p>This setup token is wrong or was already used by another browser. Restart the "
+    "server for a new one (it prints it on its console).</p>"
+)
 
 
 def _form(org: str, name: str, *, error: str = "") -> str:
