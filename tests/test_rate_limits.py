@@ -18,7 +18,7 @@ import respx
 from github_app.dispatch.registry import Registry
 from github_app.processor import Context, Processor, ProcessorConfig
 from tests.conftest import API, config_url, make_settings, running_app, token_response, wait_for
-from tests.deliveries import INSTALLATION_ID, app_payload, issue_event, signed
+from tests.deliveries import INSTALLATION_ID, app_payload, fixture, issue_event, signed
 
 pytestmark = pytest.mark.anyio
 
@@ -233,7 +233,7 @@ async def test_installation_deleted_drops_it_and_its_queued_events_are_dead_lett
 ) -> None:
     no_config(github, REPO, {})
     labels = github.post(labels_url(REPO, 1)).mock(return_value=httpx.Response(200, json=[]))
-    deleted = app_payload("installation.created")
+    deleted = fixture("installation.created")  # an installation event's full installation
     deleted["action"] = "deleted"
     deleted["installation"]["id"] = INSTALLATION_ID
     async with running_app(make_settings(private_key_pem)) as app:
@@ -243,6 +243,8 @@ async def test_installation_deleted_drops_it_and_its_queued_events_are_dead_lett
         assert labels.call_count == 1
         assert len(gateway.tokens) == 1
         assert INSTALLATION_ID in gateway.stats().installations
+        # Deleted on GitHub: a token mint (the app's confirmation) answers 404 from now on.
+        github.routes["token"].mock(side_effect=None, return_value=httpx.Response(404))
         assert (await app.post(signed(deleted, "installation"))).status_code == 202
         await app.settle()
         assert len(gateway.tokens) == 0

@@ -30,7 +30,7 @@ from githubkit.exception import GitHubException
 from pydantic import ValidationError
 
 from github_app.control.feedback import Observer, note_error, note_work, reporting
-from github_app.dispatch.installations import apply_lifecycle
+from github_app.dispatch.installations import apply_lifecycle, is_lifecycle_event
 from github_app.dispatch.registry import Registry
 from github_app.dispatch.repo_config import RepoConfig, RepoConfigStore
 from github_app.errors import Deferred, GitHubError, InstallationGone, RetryableGitHubError
@@ -122,7 +122,10 @@ class EventRunner:
 
     async def _run(self, item: QueuedEvent) -> bool:
         envelope = item.envelope
-        apply_lifecycle(envelope, self._gateway)
+        if is_lifecycle_event(envelope.event):
+            lifecycle = self._read_payload(envelope.payload)
+            if lifecycle is not None:
+                await apply_lifecycle(envelope, lifecycle, self._gateway)
         processors = self._registry.for_event(envelope.event, envelope.action)
         if not processors:
             return True

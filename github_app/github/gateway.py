@@ -267,6 +267,22 @@ class GitHubGateway:
         else:
             self._gone.pop(installation_id, None)
 
+    async def confirm_gone(self, installation_id: int) -> bool:
+        """Ask GitHub whether an installation is gone: a fresh token mint answers 404 or 403.
+
+        True (and the installation dropped as gone) only on that answer; a mint
+        that succeeds means it is alive. Without app credentials nothing can be
+        asked, so nothing is believed. An outage is raised (retryable).
+        """
+        if self.app is None:
+            return False
+        self.tokens.invalidate(installation_id)
+        try:
+            await self.tokens.get(installation_id)
+        except InstallationGone:
+            return True  # the mint has already dropped it as gone
+        return False
+
     def stats(self) -> GatewayStats:
         """A frozen snapshot per installation and in total, for the status endpoint and metrics."""
         installations = {
