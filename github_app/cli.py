@@ -152,7 +152,8 @@ def banner(settings: Settings) -> str:
     """The first line of output: the mode, and a generated secret (a configured one never)."""
     url = f"http://{settings.host}:{settings.port}{settings.webhook_path}"
     if settings.webhook_secret_generated:
-        secret = f"webhook secret (generated for this run): {settings.webhook_secret}"
+        generated = settings.webhook_secret.get_secret_value()
+        secret = f"webhook secret (generated for this run): {generated}"
     else:
         secret = "webhook secret: from WEBHOOK_SECRET"  # noqa: S105 - says where, never what
     if settings.dry_run and not settings.has_credentials:
@@ -260,7 +261,7 @@ def run_send(args: argparse.Namespace) -> int:
         "User-Agent": "GitHub-Hookshot/auto-issue-processor-send",
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery,
-        "X-Hub-Signature-256": sign(settings.webhook_secret, body, "sha256"),
+        "X-Hub-Signature-256": sign(settings.webhook_secret.get_secret_value(), body, "sha256"),
     }
     try:
         response = httpx.post(url, content=body, headers=headers, timeout=10.0)

@@ -1,258 +1,303 @@
-"""Settings from the environment and a ``.env`` file, with Probot's names.
+"""Settings from the environment and a ``.env`` file, with Probot's names, declared once.
+
+Each setting is one field of ``Settings``: its type, default, bounds and help
+text. pydantic-settings reads the environment and ``.env``; pydantic checks
+the values; the README's settings table is generated from the same fields
+(``python -m github_app settings-table``). To add a setting, add a field.
 
 Everything an operator can get wrong is checked here, once, at start-up, and
-reported as a one-line ``SettingsError``: a delivery must never be the first
+reported as a one-line ``SettingsError`` naming the setting, what is wrong
+with the value and where it came from: a delivery must never be the first
 thing to discover that the private key is unreadable.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, Self, get_args
+
+import annotated_types
+from dotenv.parser import parse_stream
+from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic import model_validator as model_check
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from github_app.errors import SettingsError
+from github_app.queue.dead_letters import DEFAULT_DEAD_LETTER_CAPACITY
+from github_app.queue.memory import DEFAULT_AGEING, DEFAULT_TTL
+from github_app.queue.priority import Priority
+from github_app.queue.retry import RetryPolicy
 
 DEFAULT_WEBHOOK_PATH = "/api/github/webhooks"
 DEFAULT_API_URL = "https://api.github.com"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+COMMAND_LINE = "the command line"
+ENVIRONMENT = "the environment"
 
 
 @dataclass(frozen=True)
-class Settings:
-    """What the process runs with. Secrets are kept out of ``repr`` so they never reach a log."""
+class Expect:
+    """What a setting accepts, in words: its error message and its README row say it."""
 
-    app_id: int | None = None
-    private_key: str | None = field(default=None, repr=False)
-    webhook_secret: str = field(default="", repr=False)
-    webhook_secret_generated: bool = False
-    webhook_path: str = DEFAULT_WEBHOOK_PATH
-    github_api_url: str = DEFAULT_API_URL
-    host: str = "0.0.0.0"  # noqa: S104 - a webhook receiver must be reachable; Probot does the same
-    port: int = 3000
-    admin_token: str | None = field(default=None, repr=False)
-    public_url: str | None = None
-    dry_run: bool = True
-    log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"
-    queue_max_events: int = 10_000
-    queue_max_bytes: int = 256 * 1024 * 1024
-    workers_min: int = 1
-    workers_max: int = 8
-    shutdown_timeout: float = 25.0
-    github_concurrency: int = 8
-    github_write_interval: float = 1.0
-    queue_ttl_critical: float = 24 * 3600.0
-    queue_ttl_high: float = 2 * 3600.0
-    queue_ttl_normal: float = 2 * 3600.0
-    queue_ttl_low: float = 1800.0
-    queue_ageing: float = 60.0
-    retry_attempts: int = 5
-    retry_base: float = 2.0
-    retry_max: float = 300.0
-    dead_letter_max: int = 10_000
+    words: str
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("not an http(s) URL")
+    return value.rstrip("/")
+
+
+def _route(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("does not start with '/'")
+    return value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+AppId = Annotated[int, Field(ge=1), Expect("the app's numeric id")]
+HttpUrl = Annotated[str, AfterValidator(_http_url), Expect("an http(s) URL")]
+Route = Annotated[str, AfterValidator(_route), Expect("a path starting with '/'")]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False), Expect("a positive number of seconds")]
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
+]
+LogFormat = Annotated[Literal["text", "json"], BeforeValidator(_lower)]
+
+
+def shown(default: str) -> dict[str, Any]:
+    """The default as the README shows it, where the value alone would mislead."""
+    return {"shown_default": default}
+
+
+class Settings(BaseSettings):
+    """What the process runs with. Secrets are ``SecretStr``: no log, repr or status shows them.
+
+    Precedence, highest first: ``serve`` options, the environment, ``.env``, the defaults here.
+    An empty value counts as unset.
+    """
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+        str_strip_whitespace=True,
+        hide_input_in_errors=True,
+    )
+
+    app_id: AppId | None = Field(None, description="the app's numeric id")
+    private_key: SecretStr | None = Field(
+        None, description="the PEM key itself (`\\n` escapes allowed)"
+    )
+    private_key_path: Path | None = Field(None, description="or a path to the PEM file")
+    webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="the app's webhook secret; required with credentials",
+        json_schema_extra=shown("generated in dry run"),
+    )
+    webhook_path: Route = Field(
+        DEFAULT_WEBHOOK_PATH, description="the webhook route (`--webhook-path`)"
+    )
+    github_api_url: HttpUrl = Field(
+        DEFAULT_API_URL,
+        description="API base; `https://HOST/api/v3` for GitHub Enterprise Server "
+        "(`--github-api-url`)",
+    )
+    host: str = Field(
+        "0.0.0.0",  # noqa: S104 - a webhook receiver must be reachable; Probot does the same
+        description="listen address (`--host`)",
+    )
+    public_url: HttpUrl | None = Field(
+        None,
+        description="where GitHub reaches this server; used by `/setup` for the webhook and "
+        "callback URLs (`--public-url`)",
+        json_schema_extra=shown("the request's address"),
+    )
+    port: int = Field(3000, ge=0, le=65535, description="listen port (`--port`)")
+    dry_run: bool = Field(
+        True,
+        description="log writes instead of making them; reads still go to GitHub when "
+        "credentials are set; always on without credentials (`--dry-run`)",
+        json_schema_extra=shown("on without credentials"),
+    )
+    log_level: LogLevel = Field("INFO", description="log threshold (`--log-level`)")
+    log_format: LogFormat = Field(
+        "text", description="`json` writes one object per line (`--log-format`)"
+    )
+    queue_max_events: int = Field(10_000, ge=1, description="queue bound in events")
+    queue_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, description="queue bound in compressed payload bytes"
+    )
+    workers_min: int = Field(
+        1, ge=1, description="fewest events processed at once (`--workers N` sets both)"
+    )
+    workers_max: int = Field(
+        8,
+        ge=1,
+        description="most events processed at once; equal to WORKERS_MIN gives a fixed width",
+        json_schema_extra=shown("8, or WORKERS_MIN if higher"),
+    )
+    github_concurrency: int = Field(
+        8,
+        ge=1,
+        le=100,
+        description="requests on the wire at once per installation "
+        "(GitHub refuses beyond about 100)",
+    )
+    github_write_interval: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description="seconds between two writes of one installation, as GitHub asks; "
+        "installations do not wait for each other",
+    )
+    shutdown_timeout: float = Field(
+        25.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds in-flight events get to finish on SIGTERM",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="enables `/admin` and `/admin/*`, which then need "
+        "`Authorization: Bearer $ADMIN_TOKEN`; unset, they answer 404",
+    )
+    queue_ttl_critical: Seconds = Field(
+        DEFAULT_TTL[Priority.CRITICAL],
+        description="seconds a CRITICAL event may wait; older when it reaches the front, "
+        "it is dead-lettered as `expired`",
+    )
+    queue_ttl_high: Seconds = Field(
+        DEFAULT_TTL[Priority.HIGH], description="the same for HIGH events"
+    )
+    queue_ttl_normal: Seconds = Field(
+        DEFAULT_TTL[Priority.NORMAL], description="the same for NORMAL events"
+    )
+    queue_ttl_low: Seconds = Field(DEFAULT_TTL[Priority.LOW], description="the same for LOW events")
+    queue_ageing: Seconds = Field(
+        DEFAULT_AGEING,
+        description="seconds a ready event may wait before its level is served ahead of "
+        "higher ones (no starvation)",
+    )
+    retry_attempts: int = Field(
+        RetryPolicy.attempts,
+        ge=1,
+        description="tries per event before it is dead-lettered as `exhausted`",
+    )
+    retry_base: Seconds = Field(
+        RetryPolicy.base,
+        description="backoff after the n-th failed try: `RETRY_BASE * 2^(n-1)` s, capped, "
+        "jittered between half and all of it, at least GitHub's `retry-after`",
+    )
+    retry_max: Seconds = Field(
+        RetryPolicy.cap,
+        description="the backoff's cap, in seconds",
+        json_schema_extra=shown("300, or RETRY_BASE if higher"),
+    )
+    dead_letter_max: int = Field(
+        DEFAULT_DEAD_LETTER_CAPACITY,
+        ge=1,
+        description="dead-letter entries kept; beyond that the oldest is dropped with a "
+        "counter and a log line",
+    )
+
+    _webhook_secret_generated: bool = PrivateAttr(False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what ``load_settings`` passes: it layers the sources itself, so that an invalid
+        value can say where it came from, and a test can pass its own environment."""
+        return (init_settings,)
+
+    @model_check(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
+
+    @model_check(mode="after")
+    def _resolve(self) -> Self:
+        """The checks and defaults that depend on more than one setting."""
+        given = self.model_fields_set
+        _set(self, "private_key", _private_key(self.private_key, self.private_key_path))
+        if (self.app_id is None) != (self.private_key is None):
+            missing = "PRIVATE_KEY or PRIVATE_KEY_PATH" if self.private_key is None else "APP_ID"
+            raise SettingsError(f"half-configured app: {missing} is not set (set both or neither)")
+        if self.has_credentials and not self.webhook_secret.get_secret_value():
+            raise SettingsError("half-configured app: WEBHOOK_SECRET is not set (the app's secret)")
+        if not self.webhook_secret.get_secret_value():
+            _set(self, "webhook_secret", SecretStr(secrets.token_hex(20)))
+            self._webhook_secret_generated = True
+        if not self.has_credentials or "dry_run" not in given:
+            _set(self, "dry_run", not self.has_credentials)
+        if "workers_max" not in given:
+            _set(self, "workers_max", max(self.workers_max, self.workers_min))
+        if "retry_max" not in given:
+            _set(self, "retry_max", max(self.retry_max, self.retry_base))
+        if self.retry_base > self.retry_max:
+            raise SettingsError(
+                f"RETRY_BASE ({self.retry_base:g}) is above RETRY_MAX ({self.retry_max:g})"
+            )
+        if self.workers_min > self.workers_max:
+            raise SettingsError(
+                f"WORKERS_MIN ({self.workers_min}) is above WORKERS_MAX ({self.workers_max})"
+            )
+        return self
 
     @property
     def has_credentials(self) -> bool:
         """True when the app can authenticate to GitHub (APP_ID and a private key)."""
         return self.app_id is not None and self.private_key is not None
 
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a ``.env`` file: ``KEY=value``, ``export KEY=value``, quotes, ``#`` comments.
-
-    A double-quoted value may span several lines, which is how a PEM private
-    key is usually pasted; ``\\n`` inside double quotes is a newline.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SettingsError(f"cannot read {path}: {exc.strerror}") from exc
-    values: dict[str, str] = {}
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        line = lines[index].strip()
-        index += 1
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key.replace("_", "").isalnum():
-            raise SettingsError(f"{path}:{index}: expected KEY=value")
-        value = value.strip()
-        if value[:1] in ('"', "'"):
-            quote = value[0]
-            body = value[1:]
-            close = _closing_quote(body, quote)
-            while close < 0 and quote == '"' and index < len(lines):
-                body += "\n" + lines[index]
-                index += 1
-                close = _closing_quote(body, quote)
-            if close < 0:
-                raise SettingsError(f"{path}:{index}: unterminated quoted value for {key}")
-            rest = body[close + 1 :].strip()
-            if rest and not rest.startswith("#"):
-                raise SettingsError(f"{path}:{index}: unexpected text after the quoted value")
-            value = body[:close]
-            if quote == '"':
-                value = value.replace("\\n", "\n").replace('\\"', '"')
-        else:
-            value = value.split(" #", 1)[0].strip()
-        values[key] = value
-    return values
+    @property
+    def webhook_secret_generated(self) -> bool:
+        """True when no WEBHOOK_SECRET was set and this run made one up (dry run only)."""
+        return self._webhook_secret_generated
 
 
-def _closing_quote(body: str, quote: str) -> int:
-    """Index of the quote that ends ``body`` (a backslash escapes one inside double quotes)."""
-    position = 0
-    while True:
-        position = body.find(quote, position)
-        if position < 0 or quote == "'" or body[position - 1 : position] != "\\":
-            return position
-        position += 1
+def _set(settings: Settings, name: str, value: object) -> None:
+    """Settle a derived value while validating (the model is frozen for everyone else)."""
+    object.__setattr__(settings, name, value)
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None,
-    env_file: Path | str | None = ".env",
-    overrides: Mapping[str, str | None] | None = None,
-) -> Settings:
-    """Build ``Settings`` from (lowest first) the ``.env`` file, the environment, then overrides.
-
-    ``overrides`` are command-line options; ``None`` values are ignored.
-    """
-    merged: dict[str, str] = {}
-    if env_file is not None and Path(env_file).is_file():
-        merged.update(read_env_file(Path(env_file)))
-    merged.update(os.environ if environ is None else environ)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            merged[key] = value
-    return _settings_from(merged)
-
-
-def _settings_from(env: Mapping[str, str]) -> Settings:
-    def get(name: str) -> str | None:
-        value = env.get(name)
-        return value.strip() if value is not None and value.strip() else None
-
-    app_id = _parse_app_id(get("APP_ID"))
-    private_key = _load_private_key(env.get("PRIVATE_KEY"), get("PRIVATE_KEY_PATH"))
-    secret = env.get("WEBHOOK_SECRET") or ""
-    if (app_id is None) != (private_key is None):
-        missing = "PRIVATE_KEY or PRIVATE_KEY_PATH" if private_key is None else "APP_ID"
-        raise SettingsError(f"half-configured app: {missing} is not set (set both or neither)")
-    has_credentials = app_id is not None
-    if has_credentials and not secret:
-        raise SettingsError("half-configured app: WEBHOOK_SECRET is not set (the app's secret)")
-    generated = not secret
-    if generated:
-        secret = secrets.token_hex(20)
-    dry_run = _parse_bool("DRY_RUN", get("DRY_RUN"), default=not has_credentials)
-    if not has_credentials:
-        dry_run = True
-    workers_min = _parse_int("WORKERS_MIN", get("WORKERS_MIN"), 1, minimum=1)
-    workers_max = _parse_int("WORKERS_MAX", get("WORKERS_MAX"), max(8, workers_min), minimum=1)
-    retry_base = _parse_float("RETRY_BASE", get("RETRY_BASE"), Settings.retry_base)
-    retry_max = _parse_float("RETRY_MAX", get("RETRY_MAX"), max(Settings.retry_max, retry_base))
-    if retry_base > retry_max:
-        raise SettingsError(f"RETRY_BASE ({retry_base:g}) is above RETRY_MAX ({retry_max:g})")
-    if workers_min > workers_max:
-        raise SettingsError(f"WORKERS_MIN ({workers_min}) is above WORKERS_MAX ({workers_max})")
-    log_level = (get("LOG_LEVEL") or "INFO").upper()
-    if log_level not in LOG_LEVELS:
-        raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
-    log_format = (get("LOG_FORMAT") or "text").lower()
-    if log_format not in ("text", "json"):
-        raise SettingsError(f"LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
-    webhook_path = get("WEBHOOK_PATH") or DEFAULT_WEBHOOK_PATH
-    if not webhook_path.startswith("/"):
-        raise SettingsError(f"WEBHOOK_PATH must start with '/', not {webhook_path!r}")
-    public_url = get("PUBLIC_URL")
-    if public_url is not None:
-        public_url = public_url.rstrip("/")
-        if not public_url.startswith(("http://", "https://")):
-            raise SettingsError(f"PUBLIC_URL must be an http(s) URL, not {public_url!r}")
-    api_url = (get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
-    if not api_url.startswith(("http://", "https://")):
-        raise SettingsError(f"GITHUB_API_URL must be an http(s) URL, not {api_url!r}")
-    return Settings(
-        app_id=app_id,
-        private_key=private_key,
-        webhook_secret=secret,
-        webhook_secret_generated=generated,
-        webhook_path=webhook_path,
-        github_api_url=api_url,
-        host=get("HOST") or Settings.host,
-        port=_parse_int("PORT", get("PORT"), 3000, minimum=0, maximum=65535),
-        admin_token=get("ADMIN_TOKEN"),
-        public_url=public_url,
-        dry_run=dry_run,
-        log_level=log_level,
-        log_format="json" if log_format == "json" else "text",
-        queue_max_events=_parse_int("QUEUE_MAX_EVENTS", get("QUEUE_MAX_EVENTS"), 10_000, minimum=1),
-        queue_max_bytes=_parse_int(
-            "QUEUE_MAX_BYTES", get("QUEUE_MAX_BYTES"), Settings.queue_max_bytes, minimum=1024
-        ),
-        workers_min=workers_min,
-        workers_max=workers_max,
-        shutdown_timeout=float(
-            _parse_int("SHUTDOWN_TIMEOUT", get("SHUTDOWN_TIMEOUT"), 25, minimum=0)
-        ),
-        github_concurrency=_parse_int(
-            "GITHUB_CONCURRENCY", get("GITHUB_CONCURRENCY"), 8, minimum=1, maximum=100
-        ),
-        github_write_interval=_parse_bounded_float(
-            "GITHUB_WRITE_INTERVAL", get("GITHUB_WRITE_INTERVAL"), 1.0, minimum=0.0, maximum=60.0
-        ),
-        queue_ttl_critical=_parse_float(
-            "QUEUE_TTL_CRITICAL", get("QUEUE_TTL_CRITICAL"), Settings.queue_ttl_critical
-        ),
-        queue_ttl_high=_parse_float(
-            "QUEUE_TTL_HIGH", get("QUEUE_TTL_HIGH"), Settings.queue_ttl_high
-        ),
-        queue_ttl_normal=_parse_float(
-            "QUEUE_TTL_NORMAL", get("QUEUE_TTL_NORMAL"), Settings.queue_ttl_normal
-        ),
-        queue_ttl_low=_parse_float("QUEUE_TTL_LOW", get("QUEUE_TTL_LOW"), Settings.queue_ttl_low),
-        queue_ageing=_parse_float("QUEUE_AGEING", get("QUEUE_AGEING"), Settings.queue_ageing),
-        retry_attempts=_parse_int(
-            "RETRY_ATTEMPTS", get("RETRY_ATTEMPTS"), Settings.retry_attempts, minimum=1
-        ),
-        retry_base=retry_base,
-        retry_max=retry_max,
-        dead_letter_max=_parse_int(
-            "DEAD_LETTER_MAX", get("DEAD_LETTER_MAX"), Settings.dead_letter_max, minimum=1
-        ),
-    )
-
-
-def _parse_app_id(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise SettingsError(f"APP_ID must be the app's numeric id, not {value!r}")
-    return int(value)
-
-
-def _load_private_key(inline: str | None, path: str | None) -> str | None:
-    """Return the PEM text from PRIVATE_KEY (``\\n`` escapes allowed) or PRIVATE_KEY_PATH."""
-    if inline and inline.strip():
-        if path:
+def _private_key(inline: SecretStr | None, path: Path | None) -> SecretStr | None:
+    """The PEM text from PRIVATE_KEY (``\\n`` escapes allowed) or PRIVATE_KEY_PATH."""
+    if inline is not None:
+        if path is not None:
             raise SettingsError("set PRIVATE_KEY or PRIVATE_KEY_PATH, not both")
-        key = inline.strip().replace("\\n", "\n")
+        key = inline.get_secret_value().strip().replace("\\n", "\n")
         source = "PRIVATE_KEY"
-    elif path:
+    elif path is not None:
         try:
-            key = Path(path).expanduser().read_text(encoding="utf-8")
+            key = path.expanduser().read_text(encoding="utf-8")
         except FileNotFoundError:
             raise SettingsError(f"PRIVATE_KEY_PATH: no such file: {path}") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -263,57 +308,160 @@ def _load_private_key(inline: str | None, path: str | None) -> str | None:
         return None
     if "-----BEGIN" not in key or "PRIVATE KEY-----" not in key:
         raise SettingsError(f"{source} is not a PEM private key (expected '-----BEGIN ... KEY')")
-    return key
+    return SecretStr(key)
 
 
-def _parse_bool(name: str, value: str | None, *, default: bool) -> bool:
-    if value is None:
-        return default
-    lowered = value.lower()
-    if lowered in TRUE_WORDS:
-        return True
-    if lowered in FALSE_WORDS:
-        return False
-    raise SettingsError(f"{name} must be true or false, not {value!r}")
+# --- where the values come from ---------------------------------------------------------------
 
 
-def _parse_bounded_float(
-    name: str, value: str | None, default: float, *, minimum: float, maximum: float
-) -> float:
-    if value is None:
-        return default
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a ``.env`` file as python-dotenv does, but refuse what it would skip silently.
+
+    ``KEY=value``, ``export KEY=value``, quotes, ``#`` comments; a quoted value
+    may span several lines (how a PEM key is pasted) and ``\\n`` inside double
+    quotes is a newline. No ``$VAR`` expansion: a secret is taken as written.
+    A malformed line is a one-line ``SettingsError`` with its line number.
+    """
     try:
-        number = float(value)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, not {value!r}") from None
-    if not minimum <= number <= maximum:
-        raise SettingsError(f"{name} must be between {minimum:g} and {maximum:g}, not {value}")
-    return number
+        with path.open(encoding="utf-8") as stream:
+            bindings = list(parse_stream(stream))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise SettingsError(f"cannot read {path}: {reason}") from None
+    values: dict[str, str] = {}
+    for binding in bindings:
+        line = binding.original.line
+        if binding.error:
+            raise SettingsError(f"{path}:{line}: {_malformed(binding.original.string)}")
+        if binding.key is None:
+            continue  # a comment or blank lines
+        if binding.value is None or not binding.key.replace("_", "").isalnum():
+            raise SettingsError(f"{path}:{line}: expected KEY=value")
+        values[binding.key] = binding.value
+    return values
 
 
-def _parse_int(
-    name: str, value: str | None, default: int, *, minimum: int, maximum: int | None = None
-) -> int:
-    if value is None:
-        return default
+_QUOTED = re.compile(
+    r"""\s*(?:export\s+)?([^=#\s]+)\s*=\s*(?:"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')"""
+)
+_OPENS_QUOTE = re.compile(r"""\s*(?:export\s+)?([^=#\s]+)\s*=\s*["']""")
+
+
+def _malformed(text: str) -> str:
+    """Why python-dotenv could not read the binding ``text``, in the words of our old parser."""
+    opens = _OPENS_QUOTE.match(text)
+    if opens is None:
+        return "expected KEY=value"
+    if _QUOTED.match(text) is None:
+        return f"unterminated quoted value for {opens.group(1)}"
+    return "unexpected text after the quoted value"
+
+
+class _EnvironSource(EnvSettingsSource):
+    """The environment: ``os.environ``, or the mapping a test or benchmark passes instead."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._environ.items()}
+
+
+class _EnvFileSource(DotEnvSettingsSource):
+    """``.env``, read by ``read_env_file`` so a malformed line stops start-up."""
+
+    def _read_env_file(self, file_path: Path) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in read_env_file(file_path).items()}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | str | None = ".env",
+    overrides: Mapping[str, str | None] | None = None,
+) -> Settings:
+    """Build ``Settings`` from (highest first) overrides, the environment, then ``.env``.
+
+    ``overrides`` are command-line options by setting name (``PORT``); ``None`` values are
+    ignored. A missing ``.env`` is no error; ``env_file=None`` reads none.
+    """
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        (COMMAND_LINE, {k.lower(): v for k, v in (overrides or {}).items() if v is not None}),
+        (ENVIRONMENT, _EnvironSource(Settings, os.environ if environ is None else environ)()),
+    ]
+    if env_file is not None and Path(env_file).is_file():
+        layers.append((str(env_file), _EnvFileSource(Settings, env_file=Path(env_file))()))
+    merged: dict[str, Any] = {}
+    for _, values in reversed(layers):
+        merged.update(values)
     try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, not {value!r}") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise SettingsError(f"{name} must be {bound}, not {number}")
-    return number
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc.errors()[0], layers)) from None
 
 
-def _parse_float(name: str, value: str | None, default: float) -> float:
-    """A positive number of seconds."""
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, not {value!r}") from None
-    if not number > 0 or number == float("inf"):
-        raise SettingsError(f"{name} must be a positive number of seconds, not {value}")
-    return number
+# --- what is wrong, in one line ---------------------------------------------------------------
+
+
+def _one_line(error: ErrorDetails, layers: list[tuple[str, Mapping[str, Any]]]) -> str:
+    """``NAME must be WHAT, not 'VALUE' (from WHERE)``; a secret's value is never repeated."""
+    name = str(error["loc"][0]) if error["loc"] else ""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return str(error["msg"])
+    message = f"{name.upper()} must be {_problem(error, field)}"
+    if not _is_secret(field):
+        message += f", not {error['input']!r}"
+    where = next((origin for origin, values in layers if name in values), None)
+    return f"{message} (from {where})" if where else message
+
+
+def _problem(error: ErrorDetails, field: FieldInfo) -> str:
+    kind = error["type"]
+    expect = _expect(field)
+    if kind == "literal_error":
+        return "one of " + ", ".join(_choices(field))
+    if kind.startswith("bool"):
+        return "true or false"
+    if expect is not None:
+        return expect.words
+    if kind.startswith(("greater", "less", "finite")):
+        return _bounds(field)
+    if kind.startswith("int"):
+        return "a whole number"
+    if kind.startswith("float"):
+        return "a number"
+    return str(error.get("ctx", {}).get("error", error["msg"]))
+
+
+def _expect(field: FieldInfo) -> Expect | None:
+    """The field's ``Expect``, also when it is optional (``HttpUrl | None``)."""
+    nested = [getattr(arg, "__metadata__", ()) for arg in get_args(field.annotation)]
+    return next((m for m in (*field.metadata, *sum(nested, ())) if isinstance(m, Expect)), None)
+
+
+def _bounds(field: FieldInfo) -> str:
+    ge = _constraint(field, annotated_types.Ge, "ge")
+    le = _constraint(field, annotated_types.Le, "le")
+    gt = _constraint(field, annotated_types.Gt, "gt")
+    if ge is not None and le is not None:
+        return f"between {ge:g} and {le:g}"
+    if gt is not None:
+        return f"> {gt:g}"
+    return f">= {ge:g}" if ge is not None else "a number"
+
+
+def _constraint(field: FieldInfo, kind: type[Any], attribute: str) -> float | None:
+    for item in field.metadata:
+        if isinstance(item, kind):
+            return float(getattr(item, attribute))
+    return None
+
+
+def _choices(field: FieldInfo) -> list[str]:
+    literal = next(arg for arg in (field.annotation, *get_args(field.annotation)) if get_args(arg))
+    return [str(choice) for choice in get_args(literal)]
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    return SecretStr in (field.annotation, *get_args(field.annotation))

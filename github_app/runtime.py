@@ -128,7 +128,7 @@ class Runtime:
         self.runner.feedback = self.autoscaler.observe
         self.dispatcher.gate = self.autoscaler
         self.intake = WebhookIntake(
-            secret=settings.webhook_secret,
+            secret=settings.webhook_secret.get_secret_value(),
             registry=self.registry,
             queue=self.queue,
             deliveries=self.deliveries,

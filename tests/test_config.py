@@ -63,8 +63,8 @@ def test_empty_environment_generates_a_long_random_webhook_secret() -> None:
     first = settings_from({})
     second = settings_from({})
     assert first.webhook_secret_generated is True
-    assert len(first.webhook_secret) >= 32
-    assert first.webhook_secret != second.webhook_secret
+    assert len(first.webhook_secret.get_secret_value()) >= 32
+    assert first.webhook_secret.get_secret_value() != second.webhook_secret.get_secret_value()
 
 
 def test_empty_environment_uses_port_3000_and_the_probot_webhook_path() -> None:
@@ -86,7 +86,7 @@ def test_full_credentials_turn_dry_run_off_by_default(credentials: dict[str, str
     assert settings.app_id == 12345
     assert settings.has_credentials is True
     assert settings.dry_run is False
-    assert settings.webhook_secret == "s3cret-value"
+    assert settings.webhook_secret.get_secret_value() == "s3cret-value"
     assert settings.webhook_secret_generated is False
 
 
@@ -140,7 +140,8 @@ def test_env_file_reads_a_multi_line_double_quoted_pem_key(tmp_path: Path, pem_k
     assert settings.port == 4002
     assert settings.private_key is not None
     # The key survived the round trip intact: cryptography can load it.
-    loaded = serialization.load_pem_private_key(settings.private_key.encode(), password=None)
+    pem = settings.private_key.get_secret_value()
+    loaded = serialization.load_pem_private_key(pem.encode(), password=None)
     assert isinstance(loaded, rsa.RSAPrivateKey)
 
 
@@ -231,7 +232,8 @@ def test_private_key_path_is_read_from_a_file(tmp_path: Path, pem_key: str) -> N
     settings = settings_from(
         {"APP_ID": "1", "PRIVATE_KEY_PATH": str(key_file), "WEBHOOK_SECRET": "x"}
     )
-    assert settings.private_key == pem_key
+    assert settings.private_key is not None
+    assert settings.private_key.get_secret_value() == pem_key
 
 
 def test_private_key_path_to_a_missing_file_is_an_error_naming_the_path(tmp_path: Path) -> None:
@@ -275,9 +277,10 @@ def test_private_key_with_literal_backslash_n_sequences_is_converted_to_newlines
     one_line = pem_key.strip().replace("\n", "\\n")
     assert "\n" not in one_line
     settings = settings_from({**credentials, "PRIVATE_KEY": one_line})
-    assert settings.private_key == pem_key.strip()
     assert settings.private_key is not None
-    loaded = serialization.load_pem_private_key(settings.private_key.encode(), password=None)
+    assert settings.private_key.get_secret_value() == pem_key.strip()
+    pem = settings.private_key.get_secret_value()
+    loaded = serialization.load_pem_private_key(pem.encode(), password=None)
     assert isinstance(loaded, rsa.RSAPrivateKey)
 
 
@@ -361,20 +364,20 @@ def test_repr_never_shows_private_key_webhook_secret_or_admin_token(
     credentials: dict[str, str], pem_key: str
 ) -> None:
     settings = settings_from({**credentials, "ADMIN_TOKEN": "admin-token-value"})
-    assert settings.admin_token == "admin-token-value"
-    text = repr(settings)
-    assert "12345" in text  # the app id is not a secret, and shows repr really renders fields
-    assert "s3cret-value" not in text
-    assert "admin-token-value" not in text
-    assert "PRIVATE KEY" not in text
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "admin-token-value"
     body_line = pem_key.strip().splitlines()[1]
-    assert body_line not in text
-    assert str(settings) == text
+    for text in (repr(settings), str(settings), settings.model_dump_json()):
+        assert "12345" in text  # the app id is not a secret, and shows fields really render
+        assert "s3cret-value" not in text
+        assert "admin-token-value" not in text
+        assert "PRIVATE KEY" not in text
+        assert body_line not in text
 
 
 def test_repr_never_shows_a_generated_webhook_secret() -> None:
     settings = settings_from({})
-    assert settings.webhook_secret not in repr(settings)
+    assert settings.webhook_secret.get_secret_value() not in repr(settings)
 
 
 def test_queue_ttl_ageing_retry_and_dead_letter_settings_have_defaults_and_can_be_set() -> None:
@@ -411,7 +414,7 @@ def test_queue_ttl_ageing_retry_and_dead_letter_settings_have_defaults_and_can_b
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("QUEUE_TTL_LOW", "soon", "QUEUE_TTL_LOW must be a number of seconds"),
+        ("QUEUE_TTL_LOW", "soon", "QUEUE_TTL_LOW must be a positive number of seconds"),
         ("QUEUE_AGEING", "0", "QUEUE_AGEING must be a positive number"),
         ("QUEUE_TTL_HIGH", "-5", "QUEUE_TTL_HIGH must be a positive number"),
         ("RETRY_ATTEMPTS", "0", "RETRY_ATTEMPTS must be >= 1"),

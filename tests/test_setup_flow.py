@@ -152,8 +152,9 @@ async def test_callback_exchanges_the_code_and_writes_env_and_a_0600_key_file(
     written = load_settings({}, env_file=env_file)
     assert written.has_credentials
     assert written.app_id == 424242
-    assert written.private_key == private_key_pem
-    assert written.webhook_secret == WEBHOOK_SECRET
+    assert written.private_key is not None
+    assert written.private_key.get_secret_value() == private_key_pem
+    assert written.webhook_secret.get_secret_value() == WEBHOOK_SECRET
     assert written.log_level == "DEBUG"  # the file's other settings are kept
     assert env_file.read_text("utf-8").count("WEBHOOK_SECRET=") == 1
 
@@ -212,7 +213,7 @@ def test_without_a_webhook_secret_from_github_one_is_generated_and_the_page_says
     created = write_credentials(data, tmp_path / ".env")
     assert created.secret_generated
     written = load_settings({}, env_file=tmp_path / ".env")
-    assert len(written.webhook_secret) == 40
+    assert len(written.webhook_secret.get_secret_value()) == 40
     assert not written.webhook_secret_generated
 
 

@@ -67,7 +67,8 @@ def unauthorized(message: str) -> Response:
 
 def admin_routes(runtime: Runtime) -> list[BaseRoute]:
     """The ``/admin`` page and the ``/admin/*`` JSON routes of one runtime."""
-    expected = runtime.settings.admin_token
+    token = runtime.settings.admin_token
+    expected = token.get_secret_value() if token is not None else None
     dead_letters = DeadLetterAdapter(runtime.queue, on_redrive=runtime.dispatcher.notify)
 
     def guarded(endpoint: Endpoint) -> Endpoint:

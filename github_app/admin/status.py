@@ -198,7 +198,7 @@ def _processors(runner: Any, names: Iterable[str]) -> dict[str, Any]:
 def _secret_values(runtime: Runtime) -> list[str]:
     settings = runtime.settings
     values = [settings.private_key, settings.webhook_secret, settings.admin_token]
-    return [v for v in values if v and len(v) >= 4]
+    return [v.get_secret_value() for v in values if v and len(v.get_secret_value()) >= 4]
 
 
 def _scrub(document: dict[str, Any], secrets: list[str]) -> dict[str, Any]:

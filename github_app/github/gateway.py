@@ -148,14 +148,13 @@ class GitHubGateway:
         self._app_ledger = self._ledger(None)
         self.app: GitHub[AppAuthStrategy] | None = None
         if settings.app_id is not None and settings.private_key is not None:
-            signing_key = _load_private_key(settings.private_key)
+            pem = settings.private_key.get_secret_value()
+            signing_key = _load_private_key(pem)
             app_transport = GitHubTransport(
                 self._transport, self._app_ledger, base_path=self._base_path
             )
             self.app = self._client(
-                PreloadedAppAuthStrategy(
-                    settings.app_id, settings.private_key, signing_key=signing_key
-                ),
+                PreloadedAppAuthStrategy(settings.app_id, pem, signing_key=signing_key),
                 app_transport,
             )
         self.tokens = TokenCache(self._mint_token, clock=clock)

@@ -75,10 +75,19 @@ class DeadLetterStats:
     superseded: int  # taken out because GitHub redelivered the delivery (queued anew)
 
 
+# Entries kept before the oldest is dropped (the DEAD_LETTER_MAX setting's default).
+DEFAULT_DEAD_LETTER_CAPACITY = 10_000
+
+
 class DeadLetterQueue:
     """Bounded, oldest first, keyed by delivery id (a delivery dead-lettered twice is kept once)."""
 
-    def __init__(self, capacity: int = 10_000, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        capacity: int = DEFAULT_DEAD_LETTER_CAPACITY,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if capacity < 1:
             raise ValueError("dead-letter capacity must be positive")
         self._capacity = capacity
