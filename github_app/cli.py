@@ -1,5 +1,6 @@
 """Command line: ``serve`` runs the app, ``send`` posts a signed test delivery to it,
-``check-config FILE`` validates a repository config file with the app's own parser.
+``check-config FILE`` validates a repository config file with the app's own parser,
+``settings-table`` prints (or ``--update``s) the README's table of settings.
 
 ``serve`` owns signal handling (uvicorn's own is turned off): the first
 SIGTERM/SIGINT makes the webhook answer 503, lets in-flight events finish
@@ -28,7 +29,7 @@ import uvicorn
 from githubkit.webhooks import sign
 
 from github_app import __version__
-from github_app.config import Settings, load_settings
+from github_app.config import Settings, load_settings, settings_table, with_settings_table
 from github_app.errors import SettingsError
 from github_app.logs import configure_logging
 from github_app.runtime import Runtime
@@ -84,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", help="validate a .github/auto-issue-processor.yml file locally"
     )
     check.add_argument("file", type=Path, help="the config file to check")
+
+    table = commands.add_parser(
+        "settings-table", help="print the README's settings table, generated from the settings"
+    )
+    table.add_argument(
+        "--update", type=Path, metavar="README", help="rewrite the table in this file instead"
+    )
     return parser
 
 
@@ -94,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_serve(args)
         if args.command == "check-config":
             return run_check_config(args.file)
+        if args.command == "settings-table":
+            return run_settings_table(args.update)
         return run_send(args)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -119,6 +129,24 @@ def run_check_config(path: Path) -> int:
         return 1
     sections = ", ".join(sorted(config.sections)) or "none (defaults everywhere)"
     print(f"{path}: OK; sections: {sections}")
+    return 0
+
+
+def run_settings_table(readme: Path | None) -> int:
+    """Print the settings table, or regenerate it between its markers in ``readme``."""
+    if readme is None:
+        print(settings_table(), end="")
+        return 0
+    try:
+        text = readme.read_text("utf-8")
+    except OSError as exc:
+        raise SettingsError(f"cannot read {readme}: {exc.strerror}") from None
+    try:
+        updated = with_settings_table(text)
+    except ValueError:
+        raise SettingsError(f"{readme} has no settings-table markers") from None
+    if updated != text:
+        readme.write_text(updated, "utf-8")
     return 0
 
 

@@ -8,9 +8,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import ValidationError
 
 from github_app.config import DEFAULT_WEBHOOK_PATH, Settings, load_settings, read_env_file
 from github_app.errors import SettingsError
+from github_app.queue.dead_letters import DeadLetterQueue
+from github_app.queue.memory import DEFAULT_AGEING, DEFAULT_TTL
+from github_app.queue.priority import Priority
+from github_app.queue.retry import RetryPolicy
 
 
 @pytest.fixture(scope="module")
@@ -432,3 +437,153 @@ def test_bad_queue_and_retry_settings_are_one_line_errors(
 def test_retry_base_above_retry_max_is_refused() -> None:
     with pytest.raises(SettingsError, match=r"RETRY_BASE \(60\) is above RETRY_MAX \(10\)"):
         load_settings({"RETRY_BASE": "60", "RETRY_MAX": "10"}, env_file=None)
+
+
+# --- bad values: one line naming the setting, the problem, the value and where it came from ----
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("PORT", "3000.5", "PORT must be a whole number, not '3000.5'"),
+        ("GITHUB_CONCURRENCY", "many", "GITHUB_CONCURRENCY must be a whole number, not 'many'"),
+        ("GITHUB_WRITE_INTERVAL", "soon", "GITHUB_WRITE_INTERVAL must be a number, not 'soon'"),
+        ("DRY_RUN", "perhaps", "DRY_RUN must be true or false, not 'perhaps'"),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_setting_problem_value_and_origin(
+    name: str, value: str, problem: str
+) -> None:
+    assert settings_error({name: value}) == f"{problem} (from the environment)"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("PORT", "65536", "PORT must be between 0 and 65535"),
+        ("GITHUB_CONCURRENCY", "101", "GITHUB_CONCURRENCY must be between 1 and 100"),
+        ("GITHUB_WRITE_INTERVAL", "61", "GITHUB_WRITE_INTERVAL must be between 0 and 60"),
+        ("SHUTDOWN_TIMEOUT", "-1", "SHUTDOWN_TIMEOUT must be >= 0"),
+        ("QUEUE_MAX_BYTES", "1023", "QUEUE_MAX_BYTES must be >= 1024"),
+        ("QUEUE_TTL_NORMAL", "inf", "QUEUE_TTL_NORMAL must be a positive number of seconds"),
+        ("APP_ID", "0", "APP_ID must be the app's numeric id"),
+    ],
+)
+def test_a_value_out_of_bounds_is_a_one_line_error_with_the_bounds(
+    name: str, value: str, problem: str
+) -> None:
+    assert settings_error({name: value}) == f"{problem}, not {value!r} (from the environment)"
+
+
+def test_an_unknown_choice_lists_the_choices() -> None:
+    assert settings_error({"LOG_FORMAT": "xml"}) == (
+        "LOG_FORMAT must be one of text, json, not 'xml' (from the environment)"
+    )
+    assert "DEBUG, INFO, WARNING, ERROR, CRITICAL" in settings_error({"LOG_LEVEL": "loud"})
+
+
+def test_an_error_says_whether_the_value_came_from_env_file_or_command_line(
+    tmp_path: Path,
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text("PORT=70000\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as from_file:
+        settings_from({}, env_file=env)
+    assert str(from_file.value) == f"PORT must be between 0 and 65535, not '70000' (from {env})"
+    with pytest.raises(SettingsError) as from_options:
+        settings_from({"PORT": "1"}, env_file=env, overrides={"PORT": "-5"})
+    assert str(from_options.value).endswith("not '-5' (from the command line)")
+
+
+def test_an_invalid_secret_is_named_but_never_repeated(credentials: dict[str, str]) -> None:
+    secret_like = "-----BEGIN nothing useful KEY----- sekrit-material"
+    message = settings_error({**credentials, "PRIVATE_KEY": secret_like})
+    assert "PRIVATE_KEY" in message
+    assert "sekrit-material" not in message
+
+
+def test_a_private_key_path_to_a_binary_file_is_an_error_naming_the_path(tmp_path: Path) -> None:
+    key_file = tmp_path / "key.der"
+    key_file.write_bytes(b"\x30\x82\xff\xfe\x00binary")
+    message = settings_error(
+        {"APP_ID": "1", "PRIVATE_KEY_PATH": str(key_file), "WEBHOOK_SECRET": "x"}
+    )
+    assert message == f"PRIVATE_KEY_PATH: cannot read {key_file}: not a text file"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("PORT=1\nHOST\n", 2, "expected KEY=value"),
+        ("PORT=1\n\nnot a setting\n", 3, "expected KEY=value"),
+        ('HOST="127.0.0.1" junk\n', 1, "unexpected text after the quoted value"),
+        ("# key\nPRIVATE_KEY='-----BEGIN\n", 2, "unterminated quoted value for PRIVATE_KEY"),
+        ("BAD-KEY=1\n", 1, "expected KEY=value"),
+    ],
+)
+def test_a_malformed_env_file_line_stops_loading_with_its_line_number(
+    tmp_path: Path, text: str, line: int, problem: str
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text(text, encoding="utf-8")
+    with pytest.raises(SettingsError) as info:
+        settings_from({}, env_file=env)
+    assert str(info.value) == f"{env}:{line}: {problem}"
+
+
+def test_env_file_values_are_taken_as_written_without_variable_expansion(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text('WEBHOOK_SECRET="a$HOME${USER}b"\nHOST=$HOSTNAME\n', encoding="utf-8")
+    settings = settings_from({}, env_file=env)
+    assert settings.webhook_secret.get_secret_value() == "a$HOME${USER}b"
+    assert settings.host == "$HOSTNAME"
+
+
+def test_an_empty_value_counts_as_unset_and_an_empty_variable_still_hides_env_file(
+    tmp_path: Path,
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text("PORT=5000\nLOG_LEVEL=\n", encoding="utf-8")
+    assert settings_from({}, env_file=env).log_level == "INFO"
+    assert settings_from({"PORT": "  "}, env_file=env).port == 3000
+
+
+def test_the_process_environment_is_read_unless_an_environment_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PORT", "4444")
+    assert load_settings(env_file=None).port == 4444
+    assert load_settings({}, env_file=None).port == 3000
+
+
+def test_a_setting_named_in_lower_case_is_still_read() -> None:
+    assert settings_from({"port": "4001"}).port == 4001
+
+
+def test_a_derived_value_cannot_be_set_from_the_environment() -> None:
+    settings = settings_from({"WEBHOOK_SECRET_GENERATED": "false"})
+    assert settings.webhook_secret_generated is True
+
+
+def test_queue_and_retry_defaults_are_the_queue_modules_own() -> None:
+    settings = settings_from({})
+    policy = RetryPolicy()
+    assert (settings.retry_attempts, settings.retry_base, settings.retry_max) == (
+        policy.attempts,
+        policy.base,
+        policy.cap,
+    )
+    assert settings.queue_ageing == DEFAULT_AGEING
+    assert [
+        settings.queue_ttl_critical,
+        settings.queue_ttl_high,
+        settings.queue_ttl_normal,
+        settings.queue_ttl_low,
+    ] == [DEFAULT_TTL[level] for level in Priority]
+    assert settings.dead_letter_max == DeadLetterQueue().stats().capacity
+
+
+def test_settings_are_frozen() -> None:
+    settings = settings_from({})
+    with pytest.raises(ValidationError):
+        settings.port = 1  # type: ignore[misc]

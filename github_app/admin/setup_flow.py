@@ -346,7 +346,8 @@ def _write_private(path: Path, text: str) -> None:
 def _quoted(value: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9_./:@+-]*", value):
         return value
-    return '"' + value.replace('"', '\\"') + '"'
+    # Inside double quotes, .env (python-dotenv) reads \\ and \" as escapes.
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _bad_org(org: str) -> str:
