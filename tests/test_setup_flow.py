@@ -217,6 +217,20 @@ def test_without_a_webhook_secret_from_github_one_is_generated_and_the_page_says
     assert not written.webhook_secret_generated
 
 
+def test_credentials_written_under_a_path_with_quotes_and_backslashes_load_back(
+    tmp_path: Path, private_key_pem: str
+) -> None:
+    env_file = tmp_path / 'odd "dir" \\ with \\n' / ".env"
+    env_file.parent.mkdir()
+    env_file.write_text("HOST=127.0.0.1\n", encoding="utf-8")
+    created = write_credentials(json.loads(conversion_answer(private_key_pem).content), env_file)
+    written = load_settings({}, env_file=env_file)
+    assert written.private_key_path == created.key_path
+    assert written.private_key is not None
+    assert written.private_key.get_secret_value() == private_key_pem
+    assert written.host == "127.0.0.1"  # the lines that were there are kept
+
+
 def test_public_url_must_be_an_http_url() -> None:
     with pytest.raises(SettingsError, match="PUBLIC_URL must be an http"):
         make_settings(None, PUBLIC_URL="hooks.example.com")
