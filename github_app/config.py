@@ -21,10 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args, get_origin
 
-import annotated_types
 from dotenv.parser import parse_stream
-from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError
-from pydantic import model_validator as model_check
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
@@ -244,14 +250,14 @@ class Settings(BaseSettings):
         value can say where it came from, and a test can pass its own environment."""
         return (init_settings,)
 
-    @model_check(mode="before")
+    @model_validator(mode="before")
     @classmethod
     def _blank_is_unset(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
             return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
         return data
 
-    @model_check(mode="after")
+    @model_validator(mode="after")
     def _resolve(self) -> Self:
         """The checks and defaults that depend on more than one setting."""
         given = self.model_fields_set
@@ -452,9 +458,7 @@ def _expect(field: FieldInfo) -> Expect | None:
 
 def _bounds(field: FieldInfo) -> str:
     """``between 0 and 65535``, ``>= 1``, or "" for a number without bounds."""
-    ge = _constraint(field, annotated_types.Ge, "ge")
-    le = _constraint(field, annotated_types.Le, "le")
-    gt = _constraint(field, annotated_types.Gt, "gt")
+    ge, le, gt = (_constraint(field, bound) for bound in ("ge", "le", "gt"))
     if ge is not None and le is not None:
         return f"between {ge:g} and {le:g}"
     if gt is not None:
@@ -462,11 +466,10 @@ def _bounds(field: FieldInfo) -> str:
     return f">= {ge:g}" if ge is not None else ""
 
 
-def _constraint(field: FieldInfo, kind: type[Any], attribute: str) -> float | None:
-    for item in field.metadata:
-        if isinstance(item, kind):
-            return float(getattr(item, attribute))
-    return None
+def _constraint(field: FieldInfo, bound: str) -> float | None:
+    """The field's ``ge``, ``le`` or ``gt`` (pydantic keeps them as annotated-types metadata)."""
+    values = [getattr(item, bound) for item in field.metadata if hasattr(item, bound)]
+    return float(values[0]) if values else None
 
 
 def _choices(field: FieldInfo) -> list[str]:
