@@ -68,6 +68,12 @@ def setup_token(app: RunningApp) -> str:
     return token
 
 
+async def issued_state(app: RunningApp, **params: str) -> str:
+    """The ``state`` a fresh ``/setup`` page sends to GitHub (the operator's browser asks)."""
+    page = await app.client.get(app.url + "/setup", params=params)
+    return parse_qs(urlsplit(setup_forms(page.text)[0]).query)["state"][0]
+
+
 async def as_operator(app: RunningApp, client: httpx.AsyncClient | None = None) -> httpx.Response:
     """Present the setup token as the operator's browser does; the client keeps the cookie."""
     client = client or app.client
@@ -131,8 +137,7 @@ async def test_callback_exchanges_the_code_and_writes_env_and_a_0600_key_file(
     settings, options = unconfigured(tmp_path)
     async with running_app(settings, **options) as app:
         await as_operator(app)
-        page = await app.client.get(app.url + "/setup", params={"org": "octo-org"})
-        state = parse_qs(urlsplit(setup_forms(page.text)[0]).query)["state"][0]
+        state = await issued_state(app, org="octo-org")
         done = await app.client.get(
             app.url + "/setup/callback", params={"code": CODE, "state": state}
         )
@@ -169,8 +174,7 @@ async def test_forged_or_replayed_state_is_refused_and_nothing_is_written(
         callback = app.url + "/setup/callback"
         forged = await app.client.get(callback, params={"code": CODE, "state": "made-up"})
         missing = await app.client.get(callback, params={"code": CODE})
-        page = await app.client.get(app.url + "/setup")
-        state = parse_qs(urlsplit(setup_forms(page.text)[0]).query)["state"][0]
+        state = await issued_state(app)
         used = await app.client.get(callback, params={"code": CODE, "state": state})
         replayed = await app.client.get(callback, params={"code": CODE, "state": state})
     assert forged.status_code == 403
@@ -187,8 +191,7 @@ async def test_expired_code_is_explained_and_nothing_is_written(
     settings, options = unconfigured(tmp_path)
     async with running_app(settings, **options) as app:
         await as_operator(app)
-        page = await app.client.get(app.url + "/setup")
-        state = parse_qs(urlsplit(setup_forms(page.text)[0]).query)["state"][0]
+        state = await issued_state(app)
         answer = await app.client.get(
             app.url + "/setup/callback", params={"code": CODE, "state": state}
         )
@@ -284,10 +287,7 @@ async def test_callbacks_are_refused_once_the_app_was_created(
     settings, options = unconfigured(tmp_path)
     async with running_app(settings, **options) as app:
         await as_operator(app)
-        states = []
-        for _ in range(2):
-            page = await app.client.get(app.url + "/setup")
-            states.append(parse_qs(urlsplit(setup_forms(page.text)[0]).query)["state"][0])
+        states = [await issued_state(app), await issued_state(app)]
         callback = app.url + "/setup/callback"
         first = await app.client.get(callback, params={"code": CODE, "state": states[0]})
         written = (tmp_path / ".env").read_text("utf-8")
