@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -18,15 +19,17 @@ import respx
 from pydantic import AfterValidator
 
 from github_app.dispatch.registry import Registry
+from github_app.dispatch.repo_config import MAX_CONFIG_BYTES
 from github_app.processor import Context, Processor, ProcessorConfig
 from processors import BUILTINS
-from tests.conftest import make_settings, running_app, wait_for
+from tests.conftest import config_url, github_calls, make_settings, running_app, wait_for
 from tests.deliveries import issue_event, signed
 from tests.processor_helpers import ISSUE_URL, REPO, use_config
 
 pytestmark = pytest.mark.anyio
 
 ADMIN = "admin-token-for-tests"
+LABELS = ["bug", "documentation", "enhancement"]  # the default rules have nothing to add
 validating = threading.Event()
 release = threading.Event()
 released_in_time: list[bool] = []
@@ -103,3 +106,43 @@ async def test_an_alias_bomb_is_one_error_and_the_events_run_with_defaults(
     assert labels.call_count == 1
     body: Any = labels.calls[0].request.content
     assert b"bug" in body
+
+
+@pytest.mark.parametrize("etag", [None, '"v1"'])
+async def test_a_huge_config_file_is_cut_at_the_cap_and_never_read_whole(
+    github: respx.MockRouter, private_key_pem: str, etag: str | None
+) -> None:
+    sent: list[int] = []
+
+    async def hundred_megabytes() -> AsyncIterator[bytes]:
+        chunk = b"# " + b"x" * (64 * 1024 - 3) + b"\n"
+        for _ in range(1600):
+            sent.append(len(chunk))
+            yield chunk
+
+    headers = {"etag": etag} if etag else {}
+    github.get(config_url(REPO)).mock(
+        side_effect=lambda request: httpx.Response(
+            200, headers=headers, content=hundred_megabytes()
+        )
+    )
+    async with running_app(make_settings(private_key_pem), registry=Registry(BUILTINS)) as app:
+        assert (await app.post(signed(issue_event(labels=LABELS), "issues"))).status_code == 202
+        await app.settle()
+        errors = app.runtime.configs.errors[REPO]
+    assert errors == (f"file is larger than {MAX_CONFIG_BYTES // 1024} KiB",)
+    assert sum(sent) < 2 * 1024 * 1024  # of 100 MB: what the cap, and a cache slot, need
+
+
+@pytest.mark.parametrize("extends", ["../../../orgs/octo", "octo/repo?ref=x", "a/b/c", "..", ""])
+async def test_extends_that_is_not_a_github_name_is_an_error_and_fetches_nothing(
+    github: respx.MockRouter, private_key_pem: str, extends: str
+) -> None:
+    use_config(github, f"_extends: '{extends}'\nlabeler:\n  enabled: false\n")
+    async with running_app(make_settings(private_key_pem), registry=Registry(BUILTINS)) as app:
+        assert (await app.post(signed(issue_event(labels=LABELS), "issues"))).status_code == 202
+        await app.settle()
+        errors = app.runtime.configs.errors[REPO]
+    assert len(errors) == 1 and errors[0].startswith("_extends: must be 'repo' or 'owner/repo'")
+    reads = [path for method, path in github_calls(github) if method == "GET"]
+    assert reads == ["/app", f"/repos/{REPO}/contents/.github/auto-issue-processor.yml"]

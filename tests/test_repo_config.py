@@ -14,6 +14,7 @@ from github_app.dispatch.repo_config import (
     Budget,
     ConfigParser,
     RepoConfig,
+    extends_target,
 )
 from processors import BUILTINS
 from processors.labeler import (
@@ -247,3 +248,23 @@ def test_a_validated_labeler_config_is_compiled_already(parser: ConfigParser) ->
     config = parser.parse(VALID, SOURCE).sections["labeler"]
     assert "compiled" in vars(config)  # compiled where the config was read, not per event
     assert [rule.label for rule in config.compiled] == ["bug", "documentation"]
+
+
+@pytest.mark.parametrize(
+    ("value", "target"),
+    [("shared", ("octo", "shared")), ("other-org/.github", ("other-org", ".github"))],
+)
+def test_extends_names_a_repository_of_the_owner_or_another(
+    value: str, target: tuple[str, str]
+) -> None:
+    assert extends_target(value, "octo") == target
+
+
+@pytest.mark.parametrize("value", ["../../x", "a/b/c", "o/r?x=1", "o/r#x", "..", "", 3, "-o/r"])
+def test_extends_outside_githubs_name_shapes_is_refused(value: object) -> None:
+    with pytest.raises(ValueError, match="must be 'repo' or 'owner/repo'"):
+        extends_target(value, "octo")
+
+
+def test_check_config_reports_a_bad_extends(parser: ConfigParser) -> None:
+    assert only_error(parser.parse("_extends: ../../orgs/x\n", SOURCE)).startswith("_extends:")

@@ -26,6 +26,7 @@ time, within a time budget. The event loop keeps answering webhooks and
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import yaml
 from cachetools import TTLCache
 from githubkit import GitHub
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 CONFIG_PATH = ".github/auto-issue-processor.yml"
 MAX_CONFIG_BYTES = 256 * 1024
 RAW_MEDIA_TYPE = "application/vnd.github.raw+json"
+OWNER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+REPO_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 MAX_YAML_NODES = 50_000  # scalars, lists and mappings; a 256 KiB file of one-letter items has more
 MAX_YAML_DEPTH = 32
 MAX_REPORTED_ERRORS = 20  # per file: enough to fix it, not enough to flood the log and /admin
@@ -139,6 +143,10 @@ class ConfigParser:
         for name, section in document.items():
             budget.check()
             if name == "_extends":
+                try:
+                    extends_target(section, "owner")
+                except ValueError as exc:
+                    errors.append(f"_extends: {exc}")
                 continue
             adapter = self._adapters.get(str(name))
             if adapter is None:
@@ -327,12 +335,10 @@ class RepoConfigStore:
             return RepoConfig(source=source, errors=tuple(errors))
         base_name = document.get("_extends")
         if base_name is not None:
-            if not isinstance(base_name, str) or not base_name.strip():
-                return RepoConfig(
-                    source=source, errors=("_extends: must be 'repo' or 'owner/repo'",)
-                )
-            base_owner, _, base_repo = base_name.strip().rpartition("/")
-            base_owner = base_owner or owner
+            try:
+                base_owner, base_repo = extends_target(base_name, owner)
+            except ValueError as exc:
+                return RepoConfig(source=source, errors=(f"_extends: {exc}",))
             sources.append(f"{base_owner}/{base_repo}")
             base_text = await _fetch(github, base_owner, base_repo)
             if base_text is None:
@@ -351,6 +357,27 @@ class RepoConfigStore:
         if errors:
             return RepoConfig(source=source, errors=tuple(errors))
         return RepoConfig(sections, source)
+
+
+def extends_target(value: object, owner: str) -> tuple[str, str]:
+    """``(owner, repo)`` that ``_extends: repo`` or ``_extends: owner/repo`` names.
+
+    Only GitHub's own name shapes pass: the value becomes part of an API path
+    requested with the installation's token, so ``../`` or ``?`` must not
+    reach any other endpoint.
+    """
+    if not isinstance(value, str):
+        raise ValueError("must be 'repo' or 'owner/repo'")
+    base_owner, slash, base_repo = value.strip().partition("/")
+    if not slash:
+        base_owner, base_repo = owner, base_owner
+    if (
+        not OWNER_NAME.fullmatch(base_owner)
+        or not REPO_NAME.fullmatch(base_repo)
+        or base_repo in (".", "..")
+    ):
+        raise ValueError("must be 'repo' or 'owner/repo' (GitHub names: letters, digits, '-._')")
+    return base_owner, base_repo
 
 
 def pushed_config(payload: Mapping[str, Any]) -> str | None:
@@ -392,12 +419,18 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
 
 
 async def _fetch(github: GitHub[Any], owner: str, repo: str) -> bytes | None:
-    """The file's bytes, or ``None`` when the repository has no such file."""
+    """The file's bytes, or ``None`` when the repository has no such file.
+
+    Read as a stream and cut one byte past ``MAX_CONFIG_BYTES``: a file of
+    100 MB in one repository costs the app 256 KiB, and the parser says it is
+    too large.
+    """
     try:
         response = await github.arequest(
             "GET",
             f"/repos/{owner}/{repo}/contents/{CONFIG_PATH}",
             headers={"Accept": RAW_MEDIA_TYPE},
+            stream=True,
         )
     except RequestFailed as exc:
         if exc.response.status_code == 404:
@@ -405,4 +438,17 @@ async def _fetch(github: GitHub[Any], owner: str, repo: str) -> bytes | None:
         raise as_github_error(exc) from None
     except RequestError as exc:
         raise as_github_error(exc) from None
-    return response.raw_response.content
+    raw = response.raw_response
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in raw.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_CONFIG_BYTES:
+                break
+    except httpx.HTTPError as exc:
+        raise as_github_error(RequestError(exc)) from None
+    finally:
+        await raw.aclose()
+    return b"".join(chunks)[: MAX_CONFIG_BYTES + 1]

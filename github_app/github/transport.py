@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -35,7 +35,7 @@ import httpx
 
 from github_app.control.feedback import note_wait
 from github_app.errors import RetryableGitHubError
-from github_app.github.etag_cache import CacheKey, ETagCache
+from github_app.github.etag_cache import MAX_ENTRY_BYTES, CacheKey, ETagCache
 from github_app.github.pacing import InstallationPacer
 from github_app.github.ratelimit import (
     LIMIT_STATUSES,
@@ -132,9 +132,57 @@ async def _read_raw(response: httpx.Response) -> bytes:
         await response.aclose()
 
 
+class _Resumed(httpx.AsyncByteStream):
+    """A body whose first chunks were already read: those, then the rest of the same stream."""
+
+    def __init__(
+        self, head: list[bytes], rest: AsyncIterator[bytes], response: httpx.Response
+    ) -> None:
+        self._head = head
+        self._rest = rest
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._head:
+            yield chunk
+        async for chunk in self._rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+async def _read_cacheable(
+    response: httpx.Response, request: httpx.Request, limit: int = MAX_ENTRY_BYTES
+) -> tuple[bytes | None, httpx.Response]:
+    """The raw body if it is at most ``limit`` bytes, and a response to hand on either way.
+
+    A larger body is not worth a cache slot, and must not be held whole in
+    memory here before the caller's own size check (a 100 MB file in a
+    repository): the caller gets the chunks read so far and the rest, unread.
+    """
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
+    rest = stream.__aiter__()
+    head: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in rest:
+            head.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return None, _replay(response, _Resumed(head, rest, response), request)
+    except BaseException:
+        await response.aclose()
+        raise
+    await response.aclose()
+    raw = b"".join(head)
+    return raw, _replay(response, raw, request)
+
+
 def _replay(
     response: httpx.Response,
-    raw: bytes,
+    raw: bytes | httpx.AsyncByteStream,
     request: httpx.Request,
     extensions: dict[str, object] | None = None,
 ) -> httpx.Response:
@@ -142,7 +190,8 @@ def _replay(
     return httpx.Response(
         response.status_code,
         headers=headers,
-        content=raw,
+        content=raw if isinstance(raw, bytes) else None,
+        stream=None if isinstance(raw, bytes) else raw,
         request=request,
         extensions={**response.extensions, **(extensions or {})},
     )
@@ -215,9 +264,12 @@ class GitHubTransport(httpx.AsyncBaseTransport):
         if key is not None and self._etags is not None:
             etag = response.headers.get("etag")
             if status == 200 and etag:
-                raw = await _read_raw(response)
-                self._etags.put(key, etag, status, dict(response.headers), raw)
-                return _replay(response, raw, request)
+                body, replayed = await _read_cacheable(response, request)
+                if body is not None:
+                    self._etags.put(key, etag, status, dict(response.headers), body)
+                else:
+                    self._etags.discard(key)
+                return replayed
             if cached is not None:
                 self._etags.discard(key)
         return response
