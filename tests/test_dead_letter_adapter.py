@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from github_app.admin.dead_letter_adapter import DeadLetterAdapter
+import logging
+
+import pytest
+
+from github_app.admin.dead_letter_adapter import AUDIT_IDS, DeadLetterAdapter
 from github_app.envelope import Envelope
 from github_app.queue.memory import MemoryQueue
 from github_app.queue.priority import Priority
@@ -58,3 +62,23 @@ def test_redrive_all_and_purge_report_counts() -> None:
     purge_queue = queue_with_dead_letters("x", "y")
     assert DeadLetterAdapter(purge_queue, on_redrive=lambda: None).purge() == 2
     assert purge_queue.list_dead_letters() == []
+
+
+def test_redrive_and_purge_leave_an_audit_line_naming_the_deliveries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="github_app.admin.dead_letter_adapter")
+    adapter = DeadLetterAdapter(queue_with_dead_letters("a", "b"), on_redrive=lambda: None)
+    adapter.redrive("a")
+    adapter.redrive_all()
+    many = [f"d{n}" for n in range(AUDIT_IDS + 3)]
+    DeadLetterAdapter(queue_with_dead_letters(*many), on_redrive=lambda: None).purge()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines[:2] == [
+        ("INFO", "admin: re-drove dead letter a"),
+        ("INFO", "admin: re-drove 1 dead letter(s): b"),
+    ]
+    level, purged = lines[2]
+    assert level == "WARNING"
+    assert purged.startswith(f"admin: purged {AUDIT_IDS + 3} dead letter(s): d0, d1,")
+    assert purged.endswith(f"d{AUDIT_IDS - 1} and 3 more")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
+import respx
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -72,3 +74,18 @@ async def test_queue_gauges_show_waiting_events_per_priority() -> None:
     assert value(found, f"{PREFIX}_queue_depth", priority="NORMAL") == 2
     assert value(found, f"{PREFIX}_queue_depth", priority="HIGH") == 1
     assert (value(found, f"{PREFIX}_queue_bytes", priority="NORMAL") or 0) > 0
+
+
+async def test_dead_letters_and_the_ones_dropped_when_full_are_counted(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    github.routes["token"].mock(side_effect=None, return_value=httpx.Response(404))
+    settings = make_settings(private_key_pem, DEAD_LETTER_MAX="1")
+    async with running_app(settings) as app:
+        for number in (1, 2):
+            assert (await app.post(signed(issue_event(number=number), "issues"))).status_code == 202
+        await app.settle()
+        found = samples((await app.client.get(app.url + "/metrics")).text)
+    assert value(found, f"{PREFIX}_dead_letters") == 1
+    assert value(found, f"{PREFIX}_dead_letters_removed_total", outcome="dropped") == 1
+    assert value(found, f"{PREFIX}_dead_letters_removed_total", outcome="purged") == 0

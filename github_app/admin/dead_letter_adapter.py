@@ -2,17 +2,22 @@
 
 The queue (``github_app.queue.memory.EventQueue``) lists, re-drives and purges dead
 letters; this adapter turns that into what the admin routes answer and wakes
-the dispatcher after a re-drive.
+the dispatcher after a re-drive. Every re-drive and purge leaves an audit line
+naming the deliveries it touched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from github_app.admin.status import jsonable
 from github_app.queue.memory import EventQueue
 
+log = logging.getLogger(__name__)
+
+AUDIT_IDS = 50  # delivery ids named per audit line; the rest are counted
 ENTRY_FIELDS = (
     "delivery_id",
     "event",
@@ -47,17 +52,32 @@ class DeadLetterAdapter:
         """Put one dead letter back in the queue; ``False`` when there is no such delivery."""
         found = self._queue.redrive([delivery_id]) > 0
         if found:
+            log.info("admin: re-drove dead letter %s", delivery_id)
             self._on_redrive()
         return found
 
     def redrive_all(self) -> int:
+        ids = self._ids()
         count = self._queue.redrive(None)
         if count:
+            log.info("admin: re-drove %d dead letter(s): %s", count, _named(ids))
             self._on_redrive()
         return count
 
     def purge(self) -> int:
-        return self._queue.purge_dead_letters(None)
+        ids = self._ids()
+        count = self._queue.purge_dead_letters(None)
+        if count:
+            log.warning("admin: purged %d dead letter(s): %s", count, _named(ids))
+        return count
+
+    def _ids(self) -> Sequence[str]:
+        return [entry.delivery_id for entry in self._queue.list_dead_letters()]
+
+
+def _named(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:AUDIT_IDS])
+    return shown if len(ids) <= AUDIT_IDS else f"{shown} and {len(ids) - AUDIT_IDS} more"
 
 
 def describe(entry: Any) -> dict[str, Any]:

@@ -179,6 +179,20 @@ class StatusCollector(Collector):
         for priority, count in queue["refused_by_priority"].items():
             refused.add_metric([priority], count)
         yield refused
+        dead = queue.get("dead_letters")
+        if isinstance(dead, Mapping):
+            yield _gauge(
+                "dead_letters", "Dead letters kept, inspectable and re-drivable.", dead["depth"]
+            )
+            removed = CounterMetricFamily(
+                f"{PREFIX}_dead_letters_removed",
+                "Dead letters taken out: dropped (the queue of them was full: lost), "
+                "redriven, purged, superseded (GitHub redelivered them).",
+                labels=["outcome"],
+            )
+            for outcome in ("dropped", "redriven", "purged", "superseded"):
+                removed.add_metric([outcome], dead[outcome])
+            yield removed
         totals = doc["totals"]
         # processed/failed are events_processed_total above, with labels.
         for name in ("admitted", "retried", "expired", "dead_lettered"):
