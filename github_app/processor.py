@@ -1,8 +1,8 @@
 """The processor interface: what a processor declares and what it is given for each event.
 
-A processor is a value, not a subclass: a name, the ``event.action`` pairs it
-handles, the GitHub permissions it needs, a config dataclass with defaults,
-help text, and an async ``handle(context)``. Third-party packages expose one
+A processor is a value, not a subclass: a name, its help (``ProcessorHelp``),
+the ``event.action`` pairs it handles, a config dataclass with defaults, an
+async ``handle(context)`` and the GitHub permissions it needs. Third-party packages expose one
 through the ``auto_issue_processor.processors`` entry-point group.
 """
 
@@ -17,6 +17,7 @@ from githubkit import GitHub
 from pydantic import ConfigDict
 
 from github_app.envelope import Envelope
+from github_app.processor_help import HelpRecord, ProcessorHelp, config_keys
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,27 @@ class Processor(Generic[ConfigT]):
     """A declared processor. ``events`` holds ``"issues.opened"`` or ``"issues"`` (any action)."""
 
     name: str
-    description: str
+    help: ProcessorHelp
     events: tuple[str, ...]
     config_type: type[ConfigT]
     handle: Callable[[Context[ConfigT]], Awaitable[None]]
     permissions: Mapping[str, str] = field(default_factory=dict)
-    config_example: str = ""
     state_factory: Callable[[], Any] | None = None
     """Builds state kept across events (caches, indexes): once per runtime, never at import."""
 
     def handles(self, event: str, action: str | None) -> bool:
         return event in self.events or (action is not None and f"{event}.{action}" in self.events)
+
+    def describe(self) -> HelpRecord:
+        """The processor's help joined with what its declaration says (events, config keys)."""
+        return HelpRecord(
+            name=self.name,
+            description=self.help.description,
+            details=self.help.details,
+            enabled_by_default=self.config_type().enabled,
+            events=self.events,
+            permissions=tuple(sorted(self.permissions.items())),
+            config=config_keys(self.name, self.config_type),
+            config_example=self.help.config_example,
+            commands=self.help.commands,
+        )

@@ -39,10 +39,33 @@ from cachetools import TTLCache
 from pydantic import Field
 
 from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.processor_help import CommandHelp, Doc, ProcessorHelp
 from processors.issue_api import IssueApi, has_marker, is_own_comment, label_names, marker
 
-NAMES = ("label", "unlabel", "assign", "unassign", "close", "reopen", "priority")
 PRIORITIES = ("critical", "high", "normal", "low")
+TRIAGERS = "people with triage access or more to the repository"
+HELP = (
+    CommandHelp("label", "a, b", "adds labels `a` and `b`", TRIAGERS, "/label bug, help wanted"),
+    CommandHelp("unlabel", "a, b", "removes labels `a` and `b`", TRIAGERS, "/unlabel question"),
+    CommandHelp(
+        "assign",
+        "@user ... | me",
+        "assigns one or more people",
+        f"{TRIAGERS}; anyone may `/assign me` on an issue they opened",
+        "/assign @octocat",
+    ),
+    CommandHelp("unassign", "@user ... | me", "unassigns people", TRIAGERS, "/unassign me"),
+    CommandHelp("close", "", "closes the issue", TRIAGERS, "/close"),
+    CommandHelp("reopen", "", "reopens the issue", TRIAGERS, "/reopen"),
+    CommandHelp(
+        "priority",
+        "|".join(PRIORITIES),
+        "sets one `priority/...` label (the configured prefix), replacing another",
+        TRIAGERS,
+        "/priority high",
+    ),
+)
+NAMES = tuple(command.name for command in HELP)
 TRIAGE_ROLES = frozenset({"triage", "write", "maintain", "admin"})
 LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -52,7 +75,11 @@ PERMISSION_TTL = 300.0
 @dataclass(frozen=True)
 class CommandsConfig(ProcessorConfig):
     enabled: bool = False  # opt-in: a `commands:` section turns it on
-    priority_prefix: Annotated[str, Field(min_length=1, max_length=40)] = "priority/"
+    priority_prefix: Annotated[
+        str,
+        Field(min_length=1, max_length=40),
+        Doc("what `/priority high` puts before `high` to make the label"),
+    ] = "priority/"
 
 
 @dataclass(frozen=True)
@@ -273,7 +300,7 @@ class CommandsState:
 
 
 @dataclass(frozen=True)
-class CommentFacts:
+class CommandsFacts:
     repository: str
     comment_id: int
     body: str
@@ -285,7 +312,7 @@ class CommentFacts:
     issue: IssueState
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any], repository: str) -> CommentFacts:
+    def from_payload(cls, payload: Mapping[str, Any], repository: str) -> CommandsFacts:
         comment = payload["comment"]
         issue = payload["issue"]
         user = comment.get("user") or {}
@@ -318,7 +345,35 @@ class CommentFacts:
         return hashlib.sha256(self.body.encode()).hexdigest()[:12]
 
 
-async def may_triage(api: CommandsApi, state: CommandsState, facts: CommentFacts) -> bool:
+def pending(facts: CommandsFacts) -> tuple[list[Command], list[Problem]]:
+    """The comment's commands and malformed lines; of an edited comment, only the new ones."""
+    commands, problems = parse(facts.body)
+    commands = new_commands(commands, facts.old_body)
+    if facts.old_body is not None:
+        old_problems = {p.line for p in parse(facts.old_body)[1]}
+        problems = [p for p in problems if p.line not in old_problems]
+    return commands, problems
+
+
+def decide(
+    config: CommandsConfig,
+    facts: CommandsFacts,
+    commands: list[Command],
+    problems: list[Problem],
+    *,
+    allowed: bool,
+) -> tuple[Plan, list[Problem]]:
+    """What to send and what to reply; ``allowed``: the commenter has triage access."""
+    issue = facts.issue
+    if not allowed:
+        refused = [c for c in commands if needs_triage(c, issue, facts.commenter)]
+        commands = [c for c in commands if not needs_triage(c, issue, facts.commenter)]
+        reason = "needs triage access to this repository"
+        problems = [*problems, *(Problem(c.line, reason) for c in refused)]
+    return plan(commands, issue, facts.commenter, config), problems
+
+
+async def may_triage(api: CommandsApi, state: CommandsState, facts: CommandsFacts) -> bool:
     if facts.association == "OWNER":
         return True  # the repository's owner: admin, no need to ask
     key = (facts.repository, facts.commenter.lower())
@@ -331,7 +386,7 @@ async def may_triage(api: CommandsApi, state: CommandsState, facts: CommentFacts
 
 
 async def run_commands(
-    api: CommandsApi, config: CommandsConfig, state: CommandsState, facts: CommentFacts
+    api: CommandsApi, config: CommandsConfig, state: CommandsState, facts: CommandsFacts
 ) -> Plan | None:
     """Run a comment's commands; ``None`` when the comment has none to run."""
     if facts.commenter_type == "Bot" or is_own_comment(facts.body) or not facts.commenter:
@@ -339,22 +394,14 @@ async def run_commands(
     handled_key = (facts.repository, facts.comment_id, facts.digest)
     if handled_key in state.handled:
         return None  # a redelivery of a comment already handled
-    commands, problems = parse(facts.body)
-    commands = new_commands(commands, facts.old_body)
-    if facts.old_body is not None:
-        old_problems = {p.line for p in parse(facts.old_body)[1]}
-        problems = [p for p in problems if p.line not in old_problems]
+    commands, problems = pending(facts)
     if not commands and not problems:
         return None
     issue = facts.issue
-    if any(needs_triage(c, issue, facts.commenter) for c in commands) and not await may_triage(
-        api, state, facts
-    ):
-        refused = [c for c in commands if needs_triage(c, issue, facts.commenter)]
-        commands = [c for c in commands if not needs_triage(c, issue, facts.commenter)]
-        reason = "needs triage access to this repository"
-        problems = [*problems, *(Problem(c.line, reason) for c in refused)]
-    result = plan(commands, issue, facts.commenter, config)
+    allowed = not any(needs_triage(c, issue, facts.commenter) for c in commands) or (
+        await may_triage(api, state, facts)
+    )
+    result, problems = decide(config, facts, commands, problems, allowed=allowed)
     number = issue.number
     if result.add_labels:
         await api.add_labels(number, result.add_labels)
@@ -372,7 +419,7 @@ async def run_commands(
     return result
 
 
-async def reply_once(api: CommandsApi, facts: CommentFacts, problems: list[Problem]) -> None:
+async def reply_once(api: CommandsApi, facts: CommandsFacts, problems: list[Problem]) -> None:
     kind = f"commands:{facts.comment_id}:{facts.digest}"
     if has_marker(await api.comment_bodies(facts.issue.number, since=facts.created_at), kind):
         return
@@ -382,7 +429,7 @@ async def reply_once(api: CommandsApi, facts: CommentFacts, problems: list[Probl
 
 
 async def handle(ctx: Context[CommandsConfig]) -> None:
-    facts = CommentFacts.from_payload(ctx.payload, f"{ctx.owner}/{ctx.repo}")
+    facts = CommandsFacts.from_payload(ctx.payload, f"{ctx.owner}/{ctx.repo}")
     state = ctx.state if isinstance(ctx.state, CommandsState) else CommandsState()
     result = await run_commands(IssueApi(ctx.github, ctx.owner, ctx.repo), ctx.config, state, facts)
     if result is not None and not result.is_empty():
@@ -391,12 +438,24 @@ async def handle(ctx: Context[CommandsConfig]) -> None:
 
 COMMANDS: Processor[CommandsConfig] = Processor(
     name="commands",
-    description="Runs /label, /unlabel, /assign, /unassign, /close, /reopen and /priority.",
+    help=ProcessorHelp(
+        description="Runs the slash commands of issue comments, one per line.",
+        details=(
+            "Only people with at least triage access (collaborator permission API, cached five "
+            "minutes) may run them, except `/assign me` on their own issue. A refused or "
+            "malformed command gets one reply saying why.",
+            "Lines in code blocks, quotes and HTML comments are not commands; an edited "
+            "comment runs only the commands it did not have before. A comment's commands are "
+            "applied together as their net effect: at most one label add, one call per label "
+            "removed, one per assignee change and one state change.",
+        ),
+        commands=HELP,
+        config_example='commands:\n  priority_prefix: "priority/"\n',
+    ),
     events=("issue_comment.created", "issue_comment.edited"),
     config_type=CommandsConfig,
     handle=handle,
     # Reading a collaborator's permission needs metadata read; issues write for the rest.
     permissions={"issues": "write", "metadata": "read"},
-    config_example='commands:\n  priority_prefix: "priority/"\n',
     state_factory=CommandsState,
 )

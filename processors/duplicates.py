@@ -40,7 +40,8 @@ from cachetools import LRUCache
 from pydantic import Field
 
 from github_app.processor import Context, Processor, ProcessorConfig
-from processors.issue_api import IssueApi, has_label, has_marker, marker
+from github_app.processor_help import Doc, ProcessorHelp
+from processors.issue_api import IssueApi, has_label, has_marker, label_names, marker
 from processors.similarity import Match, Packed, SimilarityIndex, features, features_packed
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,17 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class DuplicatesConfig(ProcessorConfig):
     enabled: bool = False  # opt-in: a `duplicates:` section turns it on
-    threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
-    max_candidates: Annotated[int, Field(ge=1, le=3)] = 3
-    label: Annotated[str, Field(min_length=1, max_length=50)] = "possible-duplicate"
+    threshold: Annotated[
+        float,
+        Field(gt=0.0, le=1.0),
+        Doc("cosine similarity (above 0, at most 1) a candidate must reach"),
+    ] = 0.3
+    max_candidates: Annotated[int, Field(ge=1, le=3), Doc("links in the comment, 1 to 3")] = 3
+    label: Annotated[
+        str,
+        Field(min_length=1, max_length=50),
+        Doc("added with the comment; an issue that has it is not commented on"),
+    ] = "possible-duplicate"
 
 
 class DuplicatesApi(Protocol):
@@ -165,30 +174,48 @@ class DuplicatesState:
 
 
 @dataclass(frozen=True)
-class IssueText:
+class DuplicatesFacts:
+    """What duplicates reads from an ``issues`` payload."""
+
+    action: str
     number: int
     title: str
     body: str | None
     labels: tuple[str, ...]
     author_type: str
     created_at: str | None
+    is_pull_request: bool
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> IssueText:
+    def from_payload(cls, payload: Mapping[str, Any]) -> DuplicatesFacts:
         issue = payload["issue"]
-        labels = tuple(
-            str(label["name"])
-            for label in issue.get("labels") or ()
-            if isinstance(label, dict) and label.get("name")
-        )
         return cls(
+            str(payload.get("action") or ""),
             int(issue["number"]),
             str(issue.get("title") or ""),
             issue.get("body"),
-            labels,
+            label_names(issue),
             str((issue.get("user") or {}).get("type") or "User"),
             issue.get("created_at"),
+            "pull_request" in issue,
         )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    candidates: list[Match]
+    """The matches at or above the threshold, best first."""
+    comment: bool
+    """Whether to label the issue and comment (unless a redelivery finds the comment there)."""
+
+
+def decide(config: DuplicatesConfig, facts: DuplicatesFacts, matches: list[Match]) -> Verdict:
+    """From the payload and the index's best matches: report only a person's unlabelled issue."""
+    found = [m for m in matches if m.score >= config.threshold]
+    comment = (
+        bool(found) and facts.author_type != "Bot" and not has_label(facts.labels, config.label)
+    )
+    return Verdict(found, comment)
 
 
 def render(matches: list[Match]) -> str:
@@ -206,7 +233,7 @@ async def check_new_issue(
     config: DuplicatesConfig,
     state: DuplicatesState,
     repository: str,
-    issue: IssueText,
+    issue: DuplicatesFacts,
 ) -> list[Match]:
     """Look up the new issue, add it to the index, and report candidates above the threshold."""
     vector = features(issue.title, issue.body)
@@ -216,39 +243,36 @@ async def check_new_issue(
             index.lookup, vector, config.max_candidates, issue.number
         )
         index.add(issue.number, vector)
-    found = [m for m in matches if m.score >= config.threshold]
-    if not found or issue.author_type == "Bot" or has_label(issue.labels, config.label):
-        return found
+    verdict = decide(config, issue, matches)
+    if not verdict.comment:
+        return verdict.candidates
     if has_marker(await api.comment_bodies(issue.number, since=issue.created_at), MARKER_KIND):
-        return found  # a redelivery: the label went on before the comment, both are there
+        return verdict.candidates  # a redelivery: the label went on before the comment
     await api.add_labels(issue.number, [config.label])
-    await api.comment(issue.number, render(found))
-    return found
+    await api.comment(issue.number, render(verdict.candidates))
+    return verdict.candidates
 
 
-async def follow_change(
-    state: DuplicatesState, repository: str, action: str, issue: IssueText
-) -> None:
+async def follow_change(state: DuplicatesState, repository: str, issue: DuplicatesFacts) -> None:
     """Keep a built index current; a repository without one is left alone (no API call)."""
     index = state.current(repository)
     if index is None:
         return
     async with state.lock(repository):
-        if action in ("edited", "reopened"):
+        if issue.action in ("edited", "reopened"):
             index.add(issue.number, features(issue.title, issue.body))
         else:
             index.remove(issue.number)
 
 
 async def handle(ctx: Context[DuplicatesConfig]) -> None:
-    if "pull_request" in ctx.payload["issue"]:
+    issue = DuplicatesFacts.from_payload(ctx.payload)
+    if issue.is_pull_request:
         return
     state = ctx.state if isinstance(ctx.state, DuplicatesState) else DuplicatesState()
-    issue = IssueText.from_payload(ctx.payload)
     repository = f"{ctx.owner}/{ctx.repo}"
-    action = str(ctx.payload.get("action"))
-    if action != "opened":
-        await follow_change(state, repository, action, issue)
+    if issue.action != "opened":
+        await follow_change(state, repository, issue)
         return
     api = IssueApi(ctx.github, ctx.owner, ctx.repo)
     found = await check_new_issue(api, ctx.config, state, repository, issue)
@@ -262,7 +286,25 @@ async def handle(ctx: Context[DuplicatesConfig]) -> None:
 
 DUPLICATES: Processor[DuplicatesConfig] = Processor(
     name="duplicates",
-    description="On new issues, comments with likely duplicates among the open issues.",
+    help=ProcessorHelp(
+        description=(
+            "On a new issue, comments with links to likely duplicates among the open issues "
+            "and adds a label."
+        ),
+        details=(
+            "Compares the title and body with the repository's open issues (TF-IDF over words, "
+            "word pairs and character trigrams; cosine similarity). The open issues are listed "
+            "once per repository (100 per request); the index is then kept current from "
+            "issues events, and rebuilt daily.",
+            "Tokenising a large repository runs in a worker process, compaction and lookups in "
+            "a worker thread, so the event loop keeps answering webhooks. At 10,000 open issues "
+            "the index holds about 32 MB and a lookup takes 1.6 ms (median) "
+            "(`benchmarks/processors.py`).",
+        ),
+        config_example=(
+            "duplicates:\n  threshold: 0.3\n  max_candidates: 3\n  label: possible-duplicate\n"
+        ),
+    ),
     events=(
         "issues.opened",
         "issues.edited",
@@ -274,6 +316,5 @@ DUPLICATES: Processor[DuplicatesConfig] = Processor(
     config_type=DuplicatesConfig,
     handle=handle,
     permissions={"issues": "write", "metadata": "read"},
-    config_example="duplicates:\n  threshold: 0.3\n  label: possible-duplicate\n",
     state_factory=DuplicatesState,
 )

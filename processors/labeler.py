@@ -36,7 +36,8 @@ import re2
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from github_app.processor import Context, Processor, ProcessorConfig
-from processors.issue_api import IssueApi
+from github_app.processor_help import Doc, ProcessorHelp
+from processors.issue_api import IssueApi, label_names
 
 MAX_PATTERN_LENGTH = 1000
 # One repository's rules are compiled and matched against every issue event: bounded, so a
@@ -102,8 +103,17 @@ DEFAULT_RULES = (
 
 @dataclass(frozen=True)
 class LabelerConfig(ProcessorConfig):
-    rules: Annotated[tuple[LabelRule, ...], Field(max_length=MAX_RULES)] = DEFAULT_RULES
-    remove_unmatched: bool = False
+    rules: Annotated[
+        tuple[LabelRule, ...],
+        Field(max_length=MAX_RULES),
+        Doc(
+            "each rule: a `label` and `keywords` (whole words, any case) or a `pattern` (RE2)",
+            shown=", ".join(rule.label for rule in DEFAULT_RULES),
+        ),
+    ] = DEFAULT_RULES
+    remove_unmatched: Annotated[
+        bool, Doc("on an edit, remove a rule's label once its rule stops matching")
+    ] = False
 
     @functools.cached_property
     def compiled(self) -> tuple[CompiledRule, ...]:
@@ -165,99 +175,105 @@ def labels_to_remove(
     return [name for name in existing if name.lower() in ruled and name.lower() not in matched]
 
 
-class LabelWriter(Protocol):
-    """The GitHub operations the labeler needs."""
+class LabelerApi(Protocol):
+    async def add_labels(self, number: int, labels: list[str]) -> None: ...
 
-    async def add_labels(self, owner: str, repo: str, number: int, labels: list[str]) -> None: ...
-
-    async def remove_label(self, owner: str, repo: str, number: int, label: str) -> None: ...
-
-
-class GitHubLabelWriter:
-    def __init__(self, github: Any) -> None:
-        self._github = github
-
-    async def add_labels(self, owner: str, repo: str, number: int, labels: list[str]) -> None:
-        await self._github.rest.issues.async_add_labels(
-            owner, repo, number, data={"labels": labels}
-        )
-
-    async def remove_label(self, owner: str, repo: str, number: int, label: str) -> None:
-        await IssueApi(self._github, owner, repo).remove_label(number, label)
-
-
-async def label_issue(
-    api: LabelWriter,
-    config: LabelerConfig,
-    *,
-    owner: str,
-    repo: str,
-    number: int,
-    title: str,
-    body: str | None,
-    existing: Collection[str],
-    edited: bool = False,
-) -> list[str]:
-    """Add matching labels; on an edit with ``remove_unmatched``, remove the ones that stopped."""
-    rules = config.compiled
-    labels = labels_to_add(rules, title, body, existing)
-    if labels:
-        await api.add_labels(owner, repo, number, labels)
-    if edited and config.remove_unmatched:
-        for label in labels_to_remove(rules, title, body, existing):
-            await api.remove_label(owner, repo, number, label)
-            labels.append(f"-{label}")
-    return labels
+    async def remove_label(self, number: int, label: str) -> None: ...
 
 
 @dataclass(frozen=True)
-class IssueFacts:
+class LabelerFacts:
     """What the labeler reads from an ``issues`` payload."""
 
+    action: str
     number: int
     title: str
     body: str | None
     labels: tuple[str, ...]
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> IssueFacts:
+    def from_payload(cls, payload: Mapping[str, Any]) -> LabelerFacts:
         issue = payload["issue"]
-        labels = tuple(
-            label["name"]
-            for label in issue.get("labels") or ()
-            if isinstance(label, dict) and isinstance(label.get("name"), str)
+        return cls(
+            str(payload.get("action") or ""),
+            int(issue["number"]),
+            str(issue.get("title") or ""),
+            issue.get("body"),
+            label_names(issue),
         )
-        return cls(int(issue["number"]), str(issue.get("title") or ""), issue.get("body"), labels)
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return ", ".join([*self.add, *(f"-{label}" for label in self.remove)])
+
+
+def decide(config: LabelerConfig, facts: LabelerFacts) -> LabelChange:
+    """Labels to add, and on an edit with ``remove_unmatched`` to remove, from the payload alone."""
+    rules = config.compiled
+    add = labels_to_add(rules, facts.title, facts.body, facts.labels)
+    remove: list[str] = []
+    if facts.action == "edited" and config.remove_unmatched:
+        remove = labels_to_remove(rules, facts.title, facts.body, facts.labels)
+    return LabelChange(tuple(add), tuple(remove))
+
+
+async def label_issue(api: LabelerApi, config: LabelerConfig, facts: LabelerFacts) -> LabelChange:
+    """All labels to add in one call, then one call per label to remove."""
+    change = decide(config, facts)
+    if change.add:
+        await api.add_labels(facts.number, list(change.add))
+    for label in change.remove:
+        await api.remove_label(facts.number, label)
+    return change
 
 
 async def handle(ctx: Context[LabelerConfig]) -> None:
-    issue = IssueFacts.from_payload(ctx.payload)
-    added = await label_issue(
-        GitHubLabelWriter(ctx.github),
-        ctx.config,
-        owner=ctx.owner,
-        repo=ctx.repo,
-        number=issue.number,
-        title=issue.title,
-        body=issue.body,
-        existing=issue.labels,
-        edited=ctx.payload.get("action") == "edited",
-    )
-    if added:
-        ctx.log.info("labeler: changed %s on #%s", ", ".join(added), issue.number)
+    facts = LabelerFacts.from_payload(ctx.payload)
+    change = await label_issue(IssueApi(ctx.github, ctx.owner, ctx.repo), ctx.config, facts)
+    if change.add or change.remove:
+        ctx.log.info("labeler: changed %s on #%s", change, facts.number)
     else:
-        ctx.log.debug("labeler: no new label for #%s", issue.number)
+        ctx.log.debug("labeler: no new label for #%s", facts.number)
+
+
+def _default_rules() -> str:
+    return "; ".join(f"`{rule.label}`: {', '.join(rule.keywords)}" for rule in DEFAULT_RULES)
 
 
 LABELER: Processor[LabelerConfig] = Processor(
     name="labeler",
-    description="Adds labels to new and edited issues whose title or body match a rule.",
+    help=ProcessorHelp(
+        description=(
+            "Adds the labels whose rule matches the title or body of a new or edited issue, "
+            "in one API call, never re-adding a label the issue has."
+        ),
+        details=(
+            "A rule has `keywords` (whole words, any case) or a `pattern` (RE2 syntax: linear "
+            "time, so a pattern such as `(a+)+$` cannot stall the app; no backreferences or "
+            "look-around).",
+            "Without a `labeler` section it uses these default rules, whose labels every new "
+            f"GitHub repository has: {_default_rules()}.",
+            "With `remove_unmatched: true` an edit that makes a rule stop matching removes "
+            "that rule's label; leave it off where people add those labels by hand, since the "
+            "app cannot tell who added a label.",
+        ),
+        config_example=(
+            "labeler:\n"
+            "  remove_unmatched: true\n"
+            "  rules:\n"
+            "    - label: bug\n"
+            "      keywords: [crash, traceback]\n"
+            "    - label: documentation\n"
+            "      pattern: '(?i)\\bdocs?\\b'\n"
+        ),
+    ),
     events=("issues.opened", "issues.edited"),
     config_type=LabelerConfig,
     handle=handle,
     permissions={"issues": "write", "contents": "read", "metadata": "read"},
-    config_example=(
-        "labeler:\n  rules:\n    - label: bug\n      keywords: [crash, traceback]\n"
-        "    - label: documentation\n      pattern: '(?i)\\bdocs?\\b'\n"
-    ),
 )

@@ -23,13 +23,16 @@ from typing import Annotated, Any, Protocol
 from pydantic import Field
 
 from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.processor_help import Doc, ProcessorHelp
 from processors.issue_api import IssueApi, has_label, label_names
 
 
 @dataclass(frozen=True)
 class TriageConfig(ProcessorConfig):
     enabled: bool = False  # opt-in: a `triage:` section turns it on
-    label: Annotated[str, Field(min_length=1, max_length=50)] = "needs-triage"
+    label: Annotated[
+        str, Field(min_length=1, max_length=50), Doc("the label that marks an issue to triage")
+    ] = "needs-triage"
 
 
 class TriageApi(Protocol):
@@ -93,13 +96,19 @@ async def handle(ctx: Context[TriageConfig]) -> None:
 
 TRIAGE: Processor[TriageConfig] = Processor(
     name="triage",
-    description=(
-        "Adds needs-triage to new issues without labels; removes it once the issue is "
-        "labelled by someone else, assigned or closed."
+    help=ProcessorHelp(
+        description=(
+            "Adds `needs-triage` to a new issue that has no label; removes it once a person "
+            "labels the issue with anything else, assigns it, or closes it."
+        ),
+        details=(
+            "Labels the app adds itself (the labeler's, for instance) do not count as triage. "
+            "Costs one write per change, no reads.",
+        ),
+        config_example="triage:\n  label: needs-triage\n",
     ),
     events=("issues.opened", "issues.labeled", "issues.assigned", "issues.closed"),
     config_type=TriageConfig,
     handle=handle,
     permissions={"issues": "write", "metadata": "read"},
-    config_example="triage:\n  label: needs-triage\n",
 )

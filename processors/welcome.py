@@ -17,13 +17,14 @@ Off unless the repository's config has a ``welcome`` section.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
 from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.processor_help import Doc, ProcessorHelp
 from processors.issue_api import IssueApi, has_marker, marker
 
 MARKER_KIND = "welcome"
@@ -38,7 +39,14 @@ DEFAULT_MESSAGE = (
 @dataclass(frozen=True)
 class WelcomeConfig(ProcessorConfig):
     enabled: bool = False  # opt-in: a `welcome:` section turns it on
-    message: Annotated[str, Field(min_length=1, max_length=10_000)] = DEFAULT_MESSAGE
+    message: Annotated[
+        str,
+        Field(min_length=1, max_length=10_000),
+        Doc(
+            "the comment; `{user}` becomes an @-mention of the author",
+            shown="a thank-you that asks how to reproduce the problem",
+        ),
+    ] = DEFAULT_MESSAGE
 
 
 class WelcomeApi(Protocol):
@@ -50,7 +58,9 @@ class WelcomeApi(Protocol):
 
 
 @dataclass(frozen=True)
-class NewIssue:
+class WelcomeFacts:
+    """What welcome reads from an ``issues.opened`` payload."""
+
     number: int
     author: str
     author_type: str
@@ -58,7 +68,7 @@ class NewIssue:
     created_at: str | None
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> NewIssue:
+    def from_payload(cls, payload: Mapping[str, Any]) -> WelcomeFacts:
         issue = payload["issue"]
         user = issue.get("user") or {}
         return cls(
@@ -70,7 +80,7 @@ class NewIssue:
         )
 
 
-def could_be_first(issue: NewIssue) -> bool:
+def could_be_first(issue: WelcomeFacts) -> bool:
     """From the payload alone: may this be the author's first issue here?"""
     return (
         bool(issue.author)
@@ -79,20 +89,22 @@ def could_be_first(issue: NewIssue) -> bool:
     )
 
 
-def render(config: WelcomeConfig, issue: NewIssue) -> str:
+def decide(issue: WelcomeFacts, their_issues: Sequence[Mapping[str, Any]]) -> bool:
+    """Is this the author's first issue here, given the issues they opened (any state)?"""
+    if not could_be_first(issue):
+        return False
+    return not any(
+        "pull_request" not in item and item.get("number") != issue.number for item in their_issues
+    )
+
+
+def render(config: WelcomeConfig, issue: WelcomeFacts) -> str:
     return f"{config.message.replace('{user}', '@' + issue.author)}\n\n{marker(MARKER_KIND)}"
 
 
-async def welcome(api: WelcomeApi, config: WelcomeConfig, issue: NewIssue) -> bool:
+async def welcome(api: WelcomeApi, config: WelcomeConfig, issue: WelcomeFacts) -> bool:
     """Comment when this is the author's first issue here and no welcome is there yet."""
-    if not could_be_first(issue):
-        return False
-    earlier = [
-        item
-        for item in await api.issues_by(issue.author)
-        if "pull_request" not in item and item.get("number") != issue.number
-    ]
-    if earlier:
+    if not could_be_first(issue) or not decide(issue, await api.issues_by(issue.author)):
         return False
     if has_marker(await api.comment_bodies(issue.number, since=issue.created_at), MARKER_KIND):
         return False  # a redelivery: the welcome is already there
@@ -101,17 +113,30 @@ async def welcome(api: WelcomeApi, config: WelcomeConfig, issue: NewIssue) -> bo
 
 
 async def handle(ctx: Context[WelcomeConfig]) -> None:
-    issue = NewIssue.from_payload(ctx.payload)
+    issue = WelcomeFacts.from_payload(ctx.payload)
     if await welcome(IssueApi(ctx.github, ctx.owner, ctx.repo), ctx.config, issue):
         ctx.log.info("welcome: greeted %s on #%s", issue.author, issue.number)
 
 
 WELCOME: Processor[WelcomeConfig] = Processor(
     name="welcome",
-    description="Comments a configurable welcome on the first issue a person opens here.",
+    help=ProcessorHelp(
+        description="Comments a welcome on the first issue a person opens in the repository.",
+        details=(
+            "The payload's `author_association` rules out owners, members, collaborators and "
+            "contributors without any API call; for `FIRST_TIMER`, `FIRST_TIME_CONTRIBUTOR` "
+            "and `NONE` it reads the person's issues here (pull requests excluded) and the "
+            "issue's comments (for its marker) before posting.",
+        ),
+        config_example=(
+            "welcome:\n"
+            "  message: |\n"
+            "    Thanks for opening your first issue here, {user}!\n"
+            "    Please say how to reproduce the problem.\n"
+        ),
+    ),
     events=("issues.opened",),
     config_type=WelcomeConfig,
     handle=handle,
     permissions={"issues": "write", "metadata": "read"},
-    config_example="welcome:\n  message: Thanks for opening your first issue here, {user}!\n",
 )

@@ -11,6 +11,7 @@ import pytest
 
 from github_app.dispatch.registry import Registry
 from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.processor_help import ProcessorHelp
 from tests.conftest import make_settings, running_app, wait_for
 from tests.deliveries import app_payload, fixture, issue_event, signed
 
@@ -50,7 +51,7 @@ class Recorder:
 def recording_registry(recorder: Recorder, name: str = "recorder") -> Registry:
     processor: Processor[ProcessorConfig] = Processor(
         name=name,
-        description="records events",
+        help=ProcessorHelp("records events"),
         events=("issues", "issue_comment", "installation", "star"),
         config_type=ProcessorConfig,
         handle=recorder.handle,
@@ -138,7 +139,9 @@ async def test_width_change_takes_effect_while_events_run() -> None:
         finally:
             active -= 1
 
-    registry = Registry([Processor("slow", "waits", ("issues",), ProcessorConfig, slow)])
+    registry = Registry(
+        [Processor("slow", ProcessorHelp("waits"), ("issues",), ProcessorConfig, slow)]
+    )
     async with running_app(make_settings(None, WORKERS_MAX="1"), registry=registry) as app:
         for number in range(1, 6):
             assert (await app.post(signed(issue_event(number=number), "issues"))).is_success

@@ -17,6 +17,7 @@ import respx
 
 from github_app.dispatch.registry import Registry
 from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.processor_help import ProcessorHelp
 from tests.conftest import API, config_url, make_settings, running_app, token_response, wait_for
 from tests.deliveries import INSTALLATION_ID, app_payload, fixture, issue_event, signed
 
@@ -182,7 +183,7 @@ async def welcome(context: Context[WelcomeConfig]) -> None:
     )
 
 
-WELCOME = Processor("welcome", "test", ("issues.opened",), WelcomeConfig, welcome)
+WELCOME = Processor("welcome", ProcessorHelp("test"), ("issues.opened",), WelcomeConfig, welcome)
 
 
 def comment_json(body: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 from github_app.dispatch.registry import ENTRY_POINT_GROUP, Registry
 from github_app.errors import SettingsError
 from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.processor_help import ProcessorHelp
 
 
 async def _noop(ctx: Context[Any]) -> None:
@@ -19,7 +20,7 @@ async def _noop(ctx: Context[Any]) -> None:
 
 
 def make(name: str, *events: str) -> Processor[ProcessorConfig]:
-    return Processor(name, "test", events, ProcessorConfig, _noop)
+    return Processor(name, ProcessorHelp("test"), events, ProcessorConfig, _noop)
 
 
 @pytest.fixture
@@ -69,8 +70,9 @@ def test_third_party_processor_from_an_entry_point_is_registered(plugin_dir: Pat
         plugin_dir,
         "aip_test_plugin:PROCESSOR",
         "from github_app.processor import Processor, ProcessorConfig\n"
+        "from github_app.processor_help import ProcessorHelp\n"
         "async def handle(ctx):\n    return None\n"
-        "PROCESSOR = Processor('stale', 'closes stale issues', ('issues.labeled',),"
+        "PROCESSOR = Processor('stale', ProcessorHelp('closes stale issues'), ('issues.labeled',),"
         " ProcessorConfig, handle)\n",
     )
     registry = Registry.load()

@@ -15,6 +15,7 @@ import respx
 from github_app.dispatch.registry import Registry
 from github_app.errors import Deferred
 from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.processor_help import ProcessorHelp
 from processors import BUILTINS
 from tests.conftest import API, config_url, make_settings, running_app, wait_for
 from tests.deliveries import app_payload, fixture, issue_event, signed
@@ -42,7 +43,7 @@ class Counting:
 def counting(recorder: Counting, events: tuple[str, ...] = ("issues",)) -> Processor[Any]:
     return Processor(
         name="counting",
-        description="counts runs",
+        help=ProcessorHelp("counts runs"),
         events=events,
         config_type=ProcessorConfig,
         handle=recorder.handle,
