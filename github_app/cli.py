@@ -1,6 +1,8 @@
 """Command line: ``serve`` runs the app, ``send`` posts a signed test delivery to it,
 ``check-config FILE`` validates a repository config file with the app's own parser,
-``settings-table`` prints (or ``--update``s) the README's table of settings.
+``settings-table`` prints (or ``--update``s) the README's table of settings,
+``help`` prints what each processor does (``--markdown``: the README's processor
+reference; ``--update README.md`` rewrites it there).
 
 ``serve`` owns signal handling (uvicorn's own is turned off): the first
 SIGTERM/SIGINT makes the webhook answer 503, lets in-flight events finish
@@ -29,8 +31,15 @@ import uvicorn
 from githubkit.webhooks import sign
 
 from github_app import __version__
-from github_app.config import Settings, load_settings, settings_table, with_settings_table
+from github_app.config import (
+    TABLE_END,
+    TABLE_START,
+    Settings,
+    load_settings,
+    settings_table,
+)
 from github_app.errors import SettingsError
+from github_app.generated_text import rewrite
 from github_app.logs import configure_logging
 from github_app.runtime import Runtime
 from github_app.server import create_app
@@ -92,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument(
         "--update", type=Path, metavar="README", help="rewrite the table in this file instead"
     )
+
+    helps = commands.add_parser(
+        "help", help="what each processor does: commands, config keys, events, permissions"
+    )
+    helps.add_argument(
+        "--markdown", action="store_true", help="print the README's processor reference"
+    )
+    helps.add_argument(
+        "--update",
+        type=Path,
+        metavar="README",
+        help="rewrite the processor reference between its markers in this file instead",
+    )
     return parser
 
 
@@ -104,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_check_config(args.file)
         if args.command == "settings-table":
             return run_settings_table(args.update)
+        if args.command == "help":
+            return run_help(args.markdown, args.update)
         return run_send(args)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -137,16 +161,27 @@ def run_settings_table(readme: Path | None) -> int:
     if readme is None:
         print(settings_table(), end="")
         return 0
-    try:
-        text = readme.read_text("utf-8")
-    except OSError as exc:
-        raise SettingsError(f"cannot read {readme}: {exc.strerror}") from None
-    try:
-        updated = with_settings_table(text)
-    except ValueError:
-        raise SettingsError(f"{readme} has no settings-table markers") from None
-    if updated != text:
-        readme.write_text(updated, "utf-8")
+    rewrite(readme, TABLE_START, TABLE_END, settings_table(), "settings-table")
+    return 0
+
+
+def run_help(markdown: bool, readme: Path | None) -> int:
+    """Plain text of every loaded processor; Markdown of the built-ins (plugins are not ours
+    to document in our README)."""
+    from github_app import help_text
+    from github_app.dispatch.registry import Registry
+
+    if not markdown and readme is None:
+        print(help_text.text([p.describe() for p in Registry.load()], __version__), end="")
+        return 0
+    from processors import BUILTINS
+
+    section = help_text.markdown([p.describe() for p in BUILTINS])
+    if readme is None:
+        print(section, end="")
+        return 0
+    changed = rewrite(readme, help_text.BEGIN, help_text.END, section, "processor-reference")
+    print(f"{readme}: processor reference {'updated' if changed else 'already current'}")
     return 0
 
 

@@ -42,6 +42,7 @@ from pydantic_settings import (
 )
 
 from github_app.errors import SettingsError
+from github_app.generated_text import replace_between
 from github_app.queue.dead_letters import DEFAULT_DEAD_LETTER_CAPACITY
 from github_app.queue.memory import DEFAULT_AGEING, DEFAULT_TTL
 from github_app.queue.priority import Priority
@@ -503,9 +504,7 @@ def settings_table() -> str:
 
 def with_settings_table(document: str) -> str:
     """``document`` (the README) with the text between the table's markers regenerated."""
-    start = document.index(TABLE_START) + len(TABLE_START)
-    end = document.index(TABLE_END, start)
-    return f"{document[:start]}\n{settings_table()}{document[end:]}"
+    return replace_between(document, TABLE_START, TABLE_END, settings_table())
 
 
 def _shown_default(field: FieldInfo) -> str:

@@ -68,6 +68,8 @@ class ConfigKeyHelp:
     default: str
     """The default as it would be written in YAML, or the field's ``Doc.shown``."""
     meaning: str
+    default_is_prose: bool = False
+    """``default`` describes the value (``Doc.shown``) rather than spelling it."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ def config_keys(name: str, config_type: type[Any]) -> tuple[ConfigKeyHelp, ...]:
             continue
         metadata = getattr(hints[field.name], "__metadata__", ())
         doc = next((m for m in metadata if isinstance(m, Doc)), Doc(""))
-        shown = doc.shown if doc.shown is not None else show_default(default)
-        found.append(ConfigKeyHelp(field.name, shown, doc.meaning))
+        if doc.shown is not None:
+            found.append(ConfigKeyHelp(field.name, doc.shown, doc.meaning, default_is_prose=True))
+        else:
+            found.append(ConfigKeyHelp(field.name, show_default(default), doc.meaning))
     return tuple(found)

@@ -1,4 +1,4 @@
-"""The ASGI application: the webhook route, health, metrics and the admin routes.
+"""The ASGI application: the webhook route, health, metrics, help and the admin routes.
 
 ``create_app`` is the only way to build it; it creates nothing at import time.
 The webhook route is a plain ASGI callable mounted in starlette: it is the hot
@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from github_app import __version__
+from github_app.admin.help_page import help_routes
 from github_app.admin.routes import admin_routes
 from github_app.admin.setup_flow import SetupFlow
 from github_app.admin.status import readiness
@@ -75,6 +76,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            *help_routes([processor.describe() for processor in runtime.registry]),
             *admin_routes(runtime),
             *(setup.routes() if setup is not None else ()),
         ],

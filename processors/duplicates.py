@@ -299,7 +299,7 @@ DUPLICATES: Processor[DuplicatesConfig] = Processor(
             "Tokenising a large repository runs in a worker process, compaction and lookups in "
             "a worker thread, so the event loop keeps answering webhooks. At 10,000 open issues "
             "the index holds about 32 MB and a lookup takes 1.6 ms (median) "
-            "(`benchmarks/processors.py`).",
+            "(the processors benchmark).",
         ),
         config_example=(
             "duplicates:\n  threshold: 0.3\n  max_candidates: 3\n  label: possible-duplicate\n"
