@@ -10,9 +10,12 @@ import respx
 
 from processors.commands import (
     CommandsConfig,
+    CommandsFacts,
     IssueState,
+    decide,
     has_triage_access,
     parse,
+    pending,
     plan,
 )
 from processors.issue_api import marker
@@ -298,3 +301,41 @@ def test_triage_access_reads_role_name_permission_and_flags() -> None:
     assert has_triage_access({"role_name": "custom", "user": {"permissions": {"triage": True}}})
     assert not has_triage_access(READ_ONLY)
     assert not has_triage_access({"permission": "none", "role_name": "none"})
+
+
+# --- the pure decision, no HTTP ---------------------------------------------------------------
+
+
+def facts_of(body: str, **kwargs: Any) -> CommandsFacts:
+    return CommandsFacts.from_payload(comment_event(body, **kwargs), REPO)
+
+
+def test_pending_of_an_edit_is_only_what_the_edit_added() -> None:
+    facts = facts_of(
+        "/label bug\n/close\n/priority soon\n/label", old_body="/label bug\n/priority soon"
+    )
+    commands, problems = pending(facts)
+    assert [c.line for c in commands] == ["/close"]
+    assert [p.line for p in problems] == ["/label"]
+
+
+def test_decide_without_triage_access_refuses_all_but_assigning_oneself_on_ones_own_issue() -> None:
+    facts = facts_of(
+        "/assign me\n/label bug", commenter="newbie", issue_author="newbie", association="NONE"
+    )
+    commands, problems = pending(facts)
+    result, problems = decide(CommandsConfig(), facts, commands, problems, allowed=False)
+    assert result.assign == ["newbie"]
+    assert result.add_labels == []
+    assert [(p.line, p.reason) for p in problems] == [
+        ("/label bug", "needs triage access to this repository")
+    ]
+
+
+def test_decide_with_triage_access_plans_the_net_effect() -> None:
+    facts = facts_of("/label bug\n/unlabel bug\n/priority high\n/close", labels=["priority/low"])
+    commands, problems = pending(facts)
+    result, problems = decide(CommandsConfig(), facts, commands, problems, allowed=True)
+    assert problems == []
+    assert (result.add_labels, result.remove_labels) == (["priority/high"], ["priority/low"])
+    assert result.state == "closed"

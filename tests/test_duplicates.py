@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,16 @@ import httpx
 import pytest
 import respx
 
-from processors.duplicates import PROCESS_FROM, DuplicatesState, in_process_if_large, render
+from processors.duplicates import (
+    PROCESS_FROM,
+    DuplicatesConfig,
+    DuplicatesFacts,
+    DuplicatesState,
+    Verdict,
+    decide,
+    in_process_if_large,
+    render,
+)
 from processors.issue_api import marker
 from processors.similarity import (
     Match,
@@ -241,3 +251,35 @@ async def test_tokenising_in_a_worker_process_gives_the_same_vectors() -> None:
     for (ids, weights), (want_ids, want_weights) in zip(vectors, features_many(texts), strict=True):
         assert ids.tolist() == want_ids.tolist()
         assert weights.tolist() == want_weights.tolist()
+
+
+# --- the pure decision, no HTTP ---------------------------------------------------------------
+
+
+def duplicate_facts(**changes: Any) -> DuplicatesFacts:
+    base = DuplicatesFacts("opened", 9, "Crash", None, (), "User", None, False)
+    return replace(base, **changes)
+
+
+MATCHES = [Match(3, 0.8), Match(4, 0.31), Match(5, 0.1)]
+
+
+def test_decide_reports_matches_at_or_above_the_threshold() -> None:
+    verdict = decide(DuplicatesConfig(), duplicate_facts(), MATCHES)
+    assert verdict == Verdict([Match(3, 0.8), Match(4, 0.31)], comment=True)
+    high = decide(DuplicatesConfig(threshold=0.5), duplicate_facts(), MATCHES)
+    assert high.candidates == [Match(3, 0.8)]
+    assert decide(DuplicatesConfig(), duplicate_facts(), [Match(5, 0.1)]) == Verdict([], False)
+
+
+def test_decide_does_not_comment_on_a_bots_issue_or_one_already_labelled() -> None:
+    assert decide(DuplicatesConfig(), duplicate_facts(author_type="Bot"), MATCHES).comment is False
+    labelled = duplicate_facts(labels=("Possible-Duplicate",))
+    assert decide(DuplicatesConfig(), labelled, MATCHES).comment is False
+
+
+def test_facts_come_from_the_payload() -> None:
+    payload = issue_event("edited", number=4, title="T", body="B", labels=["bug"])
+    facts = DuplicatesFacts.from_payload(payload)
+    assert (facts.action, facts.number, facts.title, facts.body) == ("edited", 4, "T", "B")
+    assert (facts.labels, facts.author_type, facts.is_pull_request) == (("bug",), "User", False)

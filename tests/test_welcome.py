@@ -9,6 +9,7 @@ import pytest
 import respx
 
 from processors.issue_api import marker
+from processors.welcome import WelcomeConfig, WelcomeFacts, decide, render
 from tests.conftest import APP_SLUG, make_settings, running_app
 from tests.deliveries import issue_event, signed
 from tests.processor_helpers import ISSUE_URL, REPO, api_calls, use_config, writes
@@ -143,3 +144,44 @@ async def test_invalid_welcome_section_leaves_welcome_off_and_lists_the_error(
     assert any(e.startswith("welcome.message:") for e in errors)
     assert any(e.startswith("welcome.enabled:") for e in errors)
     assert [call for call in writes(github) if "/comments" in call[1]] == []
+
+
+# --- the pure decision, no HTTP ---------------------------------------------------------------
+
+
+def test_facts_come_from_the_payload() -> None:
+    facts = WelcomeFacts.from_payload(opened("FIRST_TIMER", author="newbie"))
+    assert (facts.number, facts.author, facts.author_type) == (1, "newbie", "User")
+    assert (facts.association, facts.created_at) == ("FIRST_TIMER", CREATED)
+
+
+@pytest.mark.parametrize(
+    ("association", "author_type", "first"),
+    [
+        ("NONE", "User", True),
+        ("FIRST_TIMER", "User", True),
+        ("FIRST_TIME_CONTRIBUTOR", "User", True),
+        ("CONTRIBUTOR", "User", False),
+        ("MEMBER", "User", False),
+        ("OWNER", "User", False),
+        ("NONE", "Bot", False),
+    ],
+)
+def test_decide_rules_out_members_and_bots_from_the_payload(
+    association: str, author_type: str, first: bool
+) -> None:
+    facts = WelcomeFacts(1, "someone", author_type, association, CREATED)
+    assert decide(facts, [{"number": 1}]) is first
+
+
+def test_decide_counts_earlier_issues_but_not_pull_requests_or_this_issue() -> None:
+    facts = WelcomeFacts(5, "someone", "User", "NONE", CREATED)
+    assert decide(facts, []) is True
+    assert decide(facts, [{"number": 5}, {"number": 3, "pull_request": {}}]) is True
+    assert decide(facts, [{"number": 5}, {"number": 3}]) is False
+
+
+def test_render_mentions_the_author_and_ends_with_the_hidden_marker() -> None:
+    facts = WelcomeFacts(5, "someone", "User", "NONE", CREATED)
+    body = render(WelcomeConfig(message="Hi {user}!"), facts)
+    assert body == f"Hi @someone!\n\n{marker('welcome')}"
