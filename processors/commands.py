@@ -1,29 +1,13 @@
 """commands: slash commands in issue comments, one per line.
 
-| command | does |
-| --- | --- |
-| ``/label a, b`` | adds labels ``a`` and ``b`` |
-| ``/unlabel a`` | removes label ``a`` |
-| ``/assign @user`` or ``/assign me`` | assigns (several logins may follow) |
-| ``/unassign @user`` | unassigns |
-| ``/close``, ``/reopen`` | closes or reopens the issue |
-| ``/priority critical|high|normal|low`` | sets one ``priority/...`` label, replacing another |
-
 Only people with at least *triage* access to the repository may run them,
 except ``/assign me`` on an issue they opened themselves. A refused or
 malformed command gets one reply that says why. Lines inside code blocks
 (fenced or indented) and quotes (``>``) are not commands; a line whose first
-word is not one of the commands above is ordinary text. When a comment is
+word is not one of the commands in ``HELP`` is ordinary text. When a comment is
 edited, only commands it did not have before are run. All commands of one
 comment are applied together: at most one call to add labels, one per label
 removed, one per assignee change and one to change the state.
-
-```yaml
-commands:
-  priority_prefix: "priority/"   # the default
-```
-
-Off unless the repository's config has a ``commands`` section.
 """
 
 from __future__ import annotations

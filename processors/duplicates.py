@@ -14,15 +14,6 @@ It is rebuilt from the API once a day, which also heals events the app
 missed while it was down. Tokenising a big repository runs in a worker
 process, compaction and lookups in a worker thread, so the event loop that
 answers webhooks is never stalled.
-
-```yaml
-duplicates:
-  threshold: 0.3          # cosine similarity, 0 to 1
-  max_candidates: 3       # links in the comment, at most 3
-  label: possible-duplicate
-```
-
-Off unless the repository's config has a ``duplicates`` section.
 """
 
 from __future__ import annotations

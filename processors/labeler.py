@@ -7,15 +7,6 @@ Patterns run on RE2, a linear-time engine, so a pathological pattern pushed
 to one repository cannot stall the app for everyone else (RE2 has no
 backreferences or look-around; such a pattern is a config error).
 
-```yaml
-labeler:
-  rules:
-    - label: bug
-      keywords: [crash, traceback, exception]
-    - label: documentation
-      pattern: '(?i)\\bdocs?\\b'
-```
-
 With ``remove_unmatched: true`` (off by default), an edit that makes a rule
 stop matching removes that rule's label again; leave it off when people also
 add those labels by hand, since the app cannot tell who added a label.

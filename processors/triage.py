@@ -4,14 +4,6 @@ An issue opened without any label gets the ``needs-triage`` label. The label
 is removed as soon as a person labels the issue with anything else, assigns
 it, or closes it. Labels the app adds itself (for instance the labeler's) do
 not count as triage: the app never acts on its own events.
-
-```yaml
-triage:
-  label: needs-triage   # the default
-```
-
-Off unless the repository's config has a ``triage`` section (an empty one
-will do); ``triage: false`` turns it off again, e.g. over an org-wide file.
 """
 
 from __future__ import annotations

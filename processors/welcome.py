@@ -5,14 +5,6 @@ owners, members, collaborators and contributors are never greeted. For
 ``FIRST_TIMER``, ``FIRST_TIME_CONTRIBUTOR`` and ``NONE`` the app lists that
 person's issues in the repository (one request) and comments only when this
 is their first. ``{user}`` in the message becomes an @-mention of the author.
-
-```yaml
-welcome:
-  message: |
-    Thanks for opening your first issue here, {user}! A maintainer will look at it soon.
-```
-
-Off unless the repository's config has a ``welcome`` section.
 """
 
 from __future__ import annotations
