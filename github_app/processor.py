@@ -87,6 +87,12 @@ class Processor(Generic[ConfigT]):
     state_factory: Callable[[], Any] | None = None
     """Builds state kept across events (caches, indexes): once per runtime, never at import."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.help, str):  # a one-line description is help enough to start with
+            object.__setattr__(self, "help", ProcessorHelp(self.help))
+        if not isinstance(self.help, ProcessorHelp):
+            raise TypeError(f"processor {self.name!r}: help must be a ProcessorHelp or a string")
+
     def handles(self, event: str, action: str | None) -> bool:
         return event in self.events or (action is not None and f"{event}.{action}" in self.events)
 

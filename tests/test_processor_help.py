@@ -114,3 +114,14 @@ def test_help_records_as_json_carry_each_commands_usage() -> None:
     assert "/label a, b" in usages
     assert document["permissions"] == {"issues": "write", "metadata": "read"}
     assert document["config"][1]["key"] == "priority_prefix"
+
+
+def test_a_plain_string_is_taken_as_the_description() -> None:
+    processor = Processor("plain", "Does one thing.", ("issues",), ProcessorConfig, _noop)  # type: ignore[arg-type]
+    assert processor.help == ProcessorHelp("Does one thing.")
+    assert processor.describe().description == "Does one thing."
+
+
+def test_help_of_another_type_is_refused_at_declaration() -> None:
+    with pytest.raises(TypeError, match="help must be a ProcessorHelp"):
+        Processor("odd", 42, ("issues",), ProcessorConfig, _noop)  # type: ignore[arg-type]
