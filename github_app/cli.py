@@ -40,6 +40,7 @@ from github_app.config import (
 )
 from github_app.errors import SettingsError
 from github_app.generated_text import rewrite
+from github_app.http_guard import uvicorn_options
 from github_app.logs import configure_logging
 from github_app.runtime import Runtime
 from github_app.server import create_app
@@ -251,6 +252,7 @@ async def serve(settings: Settings, runtime: Runtime, env_file: Path = Path(".en
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        **uvicorn_options(settings),
     )
     server = _Server(config)
     # Everything built so far lives as long as the process: keep it out of the collector's

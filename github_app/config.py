@@ -229,6 +229,25 @@ class Settings(BaseSettings):
         description="the backoff's cap, in seconds",
         json_schema_extra=shown("{default}, or RETRY_BASE if higher"),
     )
+    http_header_timeout: Seconds = Field(
+        5.0,
+        description="seconds a connection gets to send a request's line and headers (from "
+        "connecting, or from the previous answer); a slower one is closed",
+    )
+    http_body_timeout: Seconds = Field(
+        10.0,
+        description="seconds a request gets to send its body after its headers (GitHub "
+        "gives up on a delivery after 10); a slower one is closed",
+    )
+    http_max_connections: int = Field(
+        1000, ge=1, description="open connections at most; a new one beyond is closed at once"
+    )
+    webhook_max_reading_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=25 * 1024 * 1024,
+        description="bytes of webhook bodies being read at once, before their signature is "
+        "checked; a delivery that would go beyond is answered 503 with `Retry-After`",
+    )
     dead_letter_max: int = Field(
         DEFAULT_DEAD_LETTER_CAPACITY,
         ge=1,

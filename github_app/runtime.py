@@ -136,6 +136,7 @@ class Runtime:
             codec=self.codec,
             on_admitted=self.dispatcher.notify,
             clock=clock,
+            max_reading=settings.webhook_max_reading_bytes,
             observe=self.configs.observe,
         )
         self.status = StatusReporter(self, clock=clock)

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from github_app.admin.sampler import INTERVAL
 from github_app.config import Settings, load_settings
 from github_app.dispatch.registry import Registry
+from github_app.http_guard import uvicorn_options
 from github_app.runtime import Runtime
 from github_app.server import create_app
 from tests.deliveries import INSTALLATION_ID, SECRET, Delivery
@@ -194,7 +195,14 @@ async def running_app(
     sock = free_socket()
     port = sock.getsockname()[1]
     server = QuietServer(
-        uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, loop="asyncio")
+        uvicorn.Config(
+            app,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            loop="asyncio",
+            **uvicorn_options(settings),  # the deadlines and caps ``serve`` runs with
+        )
     )
     with sock:
         async with anyio.create_task_group() as group:

@@ -70,6 +70,7 @@ class WebhookIntake:
         on_admitted: Callable[[], None],
         clock: Callable[[], float] = time.time,
         max_body: int = MAX_BODY_BYTES,
+        max_reading: int = 64 * 1024 * 1024,
         observe: Callable[[str, dict[str, Any]], object] | None = None,
     ) -> None:
         self._secret = secret
@@ -81,6 +82,8 @@ class WebhookIntake:
         self._on_admitted = on_admitted
         self._clock = clock
         self._max_body = max_body
+        self._max_reading = max_reading
+        self.reading_bytes = 0  # of the bodies being read now, before their signature is checked
         self._observe = observe  # sees every verified, new delivery (e.g. config pushes)
         self.accepting = True
         self.stats = IntakeStats()
@@ -156,7 +159,14 @@ class WebhookIntake:
         return 202, {"status": "queued", "delivery": delivery_id, "priority": priority.name}, []
 
     async def _read_body(self, receive: Receive, content_length: str | None) -> bytes:
-        """The whole body, refusing (413) as soon as it is known to exceed the cap."""
+        """The whole body, refusing (413) as soon as it is known to exceed the cap.
+
+        Bodies are read before their signature can be checked, so the bytes held
+        by all bodies being read at once are capped (``max_reading``): a delivery
+        that would go beyond is answered 503 and can be redelivered, instead of
+        a few strangers' 24 MB bodies growing the process by their size.
+        """
+        declared = 0
         if content_length is not None:
             try:
                 declared = int(content_length)
@@ -166,19 +176,35 @@ class WebhookIntake:
                 ) from None
             if declared > self._max_body:
                 raise WebhookError(413, "payload_too_large", _too_large(self._max_body))
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise WebhookError(400, "client_disconnected", "the client went away mid-body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body:
-                raise WebhookError(413, "payload_too_large", _too_large(self._max_body))
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        held = 0
+        try:
+            held = self._hold(max(declared, 0))
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise WebhookError(400, "client_disconnected", "the client went away mid-body")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self._max_body:
+                    raise WebhookError(413, "payload_too_large", _too_large(self._max_body))
+                if size > held:
+                    held += self._hold(size - held)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        finally:
+            self.reading_bytes -= held
+
+    def _hold(self, size: int) -> int:
+        """Count ``size`` more bytes as being read, or refuse (503) past ``max_reading``."""
+        if self.reading_bytes + size > self._max_reading:
+            raise WebhookError(
+                503, "busy_reading", "too many bodies are being read at once; redeliver later"
+            )
+        self.reading_bytes += size
+        return size
 
 
 WANTED_HEADERS = frozenset(
