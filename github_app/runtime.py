@@ -36,7 +36,6 @@ from github_app.intake.route import WebhookIntake
 from github_app.logs import install_context
 from github_app.queue.compression import PayloadCodec
 from github_app.queue.dead_letters import DeadLetterQueue
-from github_app.queue.deliveries import RecentDeliveries
 from github_app.queue.memory import MemoryQueue
 from github_app.queue.priority import Priority, PriorityRules
 from github_app.queue.retry import RetryPolicy
@@ -65,7 +64,6 @@ class Runtime:
         self.started_at = clock()
         self.registry = registry if registry is not None else Registry.load()
         self.codec = PayloadCodec()
-        self.deliveries = RecentDeliveries()
         self.queue = MemoryQueue(
             settings.queue_max_events,
             settings.queue_max_bytes,
@@ -77,10 +75,6 @@ class Runtime:
             },
             ageing=settings.queue_ageing,
             dead_letters=DeadLetterQueue(settings.dead_letter_max, clock=clock),
-            # A given-up delivery is forgotten, so GitHub's redelivery of it is accepted again;
-            # a re-driven one is remembered again, so a redelivery is not queued twice.
-            on_dead_letter=lambda entry: self.deliveries.forget(entry.delivery_id),
-            on_redrive=lambda item: self.deliveries.remember(item.envelope.delivery_id),
         )
         self.gateway = GitHubGateway(settings, transport=transport, clock=clock)
         self.configs = RepoConfigStore(self.registry)
@@ -90,7 +84,6 @@ class Runtime:
             gateway=self.gateway,
             configs=self.configs,
             codec=self.codec,
-            deliveries=self.deliveries,
             dry_run=settings.dry_run,
             observer=self.metrics,
         )
@@ -131,7 +124,6 @@ class Runtime:
             secret=settings.webhook_secret.get_secret_value(),
             registry=self.registry,
             queue=self.queue,
-            deliveries=self.deliveries,
             rules=PriorityRules(),
             codec=self.codec,
             on_admitted=self.dispatcher.notify,

@@ -295,6 +295,19 @@ def test_bounds_must_be_positive() -> None:
 # --- stats and len --------------------------------------------------------------------------
 
 
+def test_the_queue_remembers_admitted_deliveries_and_forgets_refused_and_failed_ones() -> None:
+    queue = make_queue(max_events=2)
+    assert queue.offer(loose("ok"), Priority.CRITICAL).admitted
+    assert queue.offer(loose("bad"), Priority.CRITICAL).admitted
+    assert not queue.offer(loose("refused"), Priority.CRITICAL).admitted
+    assert (queue.knows("ok"), queue.knows("bad"), queue.knows("refused")) == (True, True, False)
+    first, second = take(queue), take(queue)
+    queue.done(first)
+    queue.done(second, failed=True)  # a processor failed for good: GitHub may redeliver it
+    assert (queue.knows("ok"), queue.knows("bad")) == (True, False)
+    assert queue.stats().processed == 2
+
+
 def test_stats_count_depth_bytes_in_flight_and_refusals_per_level() -> None:
     queue = make_queue(max_events=4)
     queue.offer(loose("a", size=11), Priority.LOW)
@@ -518,10 +531,10 @@ def ttl_queue(clock: FakeClock, **kwargs: object) -> MemoryQueue:
 
 def test_an_event_older_than_its_levels_ttl_at_the_front_goes_to_the_dlq_as_expired() -> None:
     clock = FakeClock()
-    forgotten: list[str] = []
-    queue = ttl_queue(clock, on_dead_letter=lambda entry: forgotten.append(entry.delivery_id))
+    queue = ttl_queue(clock)
     queue.offer(about_issue("stale-low", 1), Priority.LOW)
     queue.offer(about_issue("fresh-high", 2), Priority.HIGH)
+    assert queue.knows("stale-low") and queue.knows("fresh-high")
     clock.now += 11.0
     assert take(queue).envelope.delivery_id == "fresh-high"
     assert queue.take() is None  # the LOW one expired on its way out
@@ -530,7 +543,8 @@ def test_an_event_older_than_its_levels_ttl_at_the_front_goes_to_the_dlq_as_expi
     assert stats.depth == 0
     [entry] = queue.list_dead_letters()
     assert (entry.delivery_id, entry.reason, entry.priority) == ("stale-low", "expired", "LOW")
-    assert forgotten == ["stale-low"]
+    assert not queue.knows("stale-low")  # given up: GitHub's redelivery is accepted again
+    assert queue.knows("fresh-high")
 
 
 def test_an_expired_event_lets_the_next_event_of_its_issue_through() -> None:
@@ -605,18 +619,16 @@ def test_dead_letter_queue_drops_its_oldest_entry_when_full_with_a_counter_and_a
 
 def test_redrive_puts_dead_letters_back_as_new_arrivals_and_purge_deletes_them() -> None:
     clock = FakeClock()
-    redriven: list[str] = []
-    queue = MemoryQueue(
-        100, 10**6, clock=clock, on_redrive=lambda item: redriven.append(item.envelope.delivery_id)
-    )
+    queue = MemoryQueue(100, 10**6, clock=clock)
     for name in ("a", "b", "c"):
         queue.offer(about_issue(name, 1), Priority.NORMAL)
         item = take(queue)
         queue.dead_letter(item, "exhausted", "502")
     assert len(queue) == 0
+    assert not any(queue.knows(name) for name in "abc")
     clock.now += 500.0
     assert queue.redrive(["b", "missing"]) == 1
-    assert redriven == ["b"]
+    assert [name for name in "abc" if queue.knows(name)] == ["b"]  # a redelivery is a duplicate
     again = take(queue)
     assert again.envelope.delivery_id == "b"
     assert again.attempts == 1  # attempts start again

@@ -160,7 +160,7 @@ async def test_installation_gone_dead_letters_its_queued_events(
         await app.settle()
         entries = app.runtime.queue.list_dead_letters()
         # Each given-up delivery is forgotten: GitHub's redelivery is accepted again.
-        assert all(d.delivery_id not in app.runtime.deliveries for d in deliveries)
+        assert not any(app.runtime.queue.knows(d.delivery_id) for d in deliveries)
     assert mint.call_count == 1  # the others were not even tried
     assert sorted(e.delivery_id for e in entries) == sorted(d.delivery_id for d in deliveries)
     assert {e.reason for e in entries} == {"installation_gone"}

@@ -5,7 +5,8 @@ one at that moment, not one chosen while waiting for a slot. The queue keeps
 one issue's events in order and never hands out two of them at once; the
 dispatcher settles each event exactly once, by how its handler ended:
 
-- returned: ``done``;
+- returned: ``done`` (``failed`` when it answered ``False``: a processor
+  failed for good);
 - ``Deferred``: back in its place, not before ``until``, the try not counted;
 - ``RetryableGitHubError``: back in its place after exponential backoff with
   jitter (at least GitHub's ``retry_after``), or to the dead-letter queue with
@@ -34,7 +35,8 @@ from github_app.queue.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[QueuedEvent], Awaitable[None]]
+Handler = Callable[[QueuedEvent], Awaitable[bool]]
+"""Processes one event; ``False``: it failed for good (the queue forgets its delivery)."""
 
 
 class Gate(Protocol):
@@ -180,7 +182,7 @@ class Dispatcher:
 
     async def _run_one(self, item: QueuedEvent, token: object) -> None:
         try:
-            await self._handler(item)
+            ok = await self._handler(item)
         except Deferred as exc:
             self._deferred += 1
             self._queue.defer(item, exc.until)
@@ -199,7 +201,7 @@ class Dispatcher:
             log.exception("event %s crashed its handler", item.envelope.delivery_id)
             self._queue.done(item)
         else:
-            self._queue.done(item)
+            self._queue.done(item, failed=not ok)
         finally:
             self._limiter.release_on_behalf_of(token)
             self._in_flight -= 1

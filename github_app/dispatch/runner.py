@@ -5,9 +5,9 @@ decode the payload (once, with orjson; every processor gets the same dict),
 load the repository's config, and call each processor in isolation.
 githubkit's typed model is built only if a processor reads ``ctx.event``
 (``event_models.LazyEvent``), once per event. One processor failing never stops another; each
-failure is logged with the delivery's context and counted per processor. An
-event any processor failed on is forgotten by the delivery memory, so GitHub's
-redelivery of it is accepted again.
+failure is logged with the delivery's context and counted per processor. The
+runner answers whether every processor succeeded: the queue forgets a failed
+event's delivery, so GitHub's redelivery of it is accepted again.
 
 Failures that may pass are not handled here but raised to the dispatcher,
 which owns retries: a ``RetryableGitHubError`` (after the other processors
@@ -39,7 +39,6 @@ from github_app.github.gateway import GitHubGateway, as_github_error, naming_obj
 from github_app.logs import event_context
 from github_app.processor import Context, Processor
 from github_app.queue.compression import CompressionError, PayloadCodec
-from github_app.queue.deliveries import RecentDeliveries
 from github_app.queue.event import QueuedEvent
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,6 @@ class EventRunner:
         gateway: GitHubGateway,
         configs: RepoConfigStore,
         codec: PayloadCodec,
-        deliveries: RecentDeliveries,
         dry_run: bool,
         observer: RunObserver | None = None,
         feedback: Observer | None = None,
@@ -93,7 +91,6 @@ class EventRunner:
         self._gateway = gateway
         self._configs = configs
         self._codec = codec
-        self._deliveries = deliveries
         self._dry_run = dry_run
         self.feedback = feedback  # told each event's latency and outcome (the width controller)
         self.stats = ProcessorStats()
@@ -104,7 +101,8 @@ class EventRunner:
         # failure, only the processors that failed run again.
         self._completed: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=86_400)
 
-    async def __call__(self, item: QueuedEvent) -> None:
+    async def __call__(self, item: QueuedEvent) -> bool:
+        """Run ``item`` through its processors; ``False`` when one of them failed for good."""
         envelope = item.envelope
         with (
             event_context(envelope),
@@ -118,7 +116,7 @@ class EventRunner:
             self.stats.events_ok += 1
         else:
             self.stats.events_failed += 1
-            self._deliveries.forget(envelope.delivery_id)
+        return ok
 
     async def _run(self, item: QueuedEvent) -> bool:
         envelope = item.envelope

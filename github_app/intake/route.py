@@ -32,7 +32,6 @@ from github_app.intake.webhooks import (
     verify_signature,
 )
 from github_app.queue.compression import PayloadCodec
-from github_app.queue.deliveries import RecentDeliveries
 from github_app.queue.memory import EventQueue
 from github_app.queue.priority import PriorityRules
 
@@ -64,7 +63,6 @@ class WebhookIntake:
         secret: str,
         registry: Registry,
         queue: EventQueue,
-        deliveries: RecentDeliveries,
         rules: PriorityRules,
         codec: PayloadCodec,
         on_admitted: Callable[[], None],
@@ -76,7 +74,6 @@ class WebhookIntake:
         self._secret = secret
         self._registry = registry
         self._queue = queue
-        self._deliveries = deliveries
         self._rules = rules
         self._codec = codec
         self._on_admitted = on_admitted
@@ -124,7 +121,7 @@ class WebhookIntake:
             self.stats.pings += 1
             log.info("ping from hook %s: %s", payload.get("hook_id"), payload.get("zen"))
             return 200, {"status": "pong"}, []
-        if delivery_id in self._deliveries:
+        if self._queue.knows(delivery_id):
             self.stats.duplicates += 1
             return 200, {"status": "duplicate", "delivery": delivery_id}, []
         if self._observe is not None:
@@ -152,7 +149,6 @@ class WebhookIntake:
             )
             body = {"error": "queue_full", "message": admission.reason, "priority": priority.name}
             return 503, body, [(b"retry-after", str(admission.retry_after).encode())]
-        self._deliveries.remember(delivery_id)
         self.stats.queued += 1
         self.stats.queued_by_event[envelope.name] += 1
         self._on_admitted()

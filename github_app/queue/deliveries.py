@@ -2,7 +2,9 @@
 
 Only deliveries that were admitted are remembered; one that was refused, or
 that failed in processing, is forgotten so GitHub's redelivery (which keeps
-the id) is accepted again.
+the id) is accepted again. The queue is the one owner that changes it
+(``MemoryQueue``: on admission, re-drive, dead letter and a failed ``done``);
+the intake only asks the queue (``knows``).
 """
 
 from __future__ import annotations

@@ -22,6 +22,11 @@ Rules it keeps:
   order, whatever their priorities and retries.
 - An event older than its level's TTL when it reaches the front is not
   processed: it goes to the dead-letter queue with reason ``expired``.
+- The queue alone changes the record of recent deliveries (``RecentDeliveries``),
+  which the intake reads to answer a redelivery as a duplicate: an admitted or
+  re-driven delivery is remembered; one dead-lettered, or done with ``failed``
+  (a processor failed for good), is forgotten, so GitHub's redelivery of it
+  is accepted again.
 
 Another backend (a spool, Redis Streams) implements the ``EventQueue`` protocol.
 """
@@ -42,6 +47,7 @@ from github_app.queue.dead_letters import (
     DeadLetterQueue,
     DeadLetterStats,
 )
+from github_app.queue.deliveries import RecentDeliveries
 from github_app.queue.event import QueuedEvent, State
 from github_app.queue.priority import Priority
 
@@ -115,9 +121,11 @@ class EventQueue(Protocol):
 
     def offer(self, envelope: Envelope, priority: Priority) -> Admission: ...
 
+    def knows(self, delivery_id: str) -> bool: ...
+
     def take(self) -> QueuedEvent | None: ...
 
-    def done(self, item: QueuedEvent) -> None: ...
+    def done(self, item: QueuedEvent, *, failed: bool = False) -> None: ...
 
     def retry(self, item: QueuedEvent, not_before: float, error: str) -> None: ...
 
@@ -177,8 +185,7 @@ class MemoryQueue:
         ttl: Mapping[Priority, float] = DEFAULT_TTL,
         ageing: float = DEFAULT_AGEING,
         dead_letters: DeadLetterQueue | None = None,
-        on_dead_letter: Callable[[DeadLetter], None] | None = None,
-        on_redrive: Callable[[QueuedEvent], None] | None = None,
+        deliveries: RecentDeliveries | None = None,
     ) -> None:
         if max_events < 1 or max_bytes < 1:
             raise ValueError("queue bounds must be positive")
@@ -193,8 +200,7 @@ class MemoryQueue:
         self._ttl = dict(ttl)
         self._ageing = ageing
         self._dlq = dead_letters if dead_letters is not None else DeadLetterQueue()
-        self._on_dead_letter = on_dead_letter
-        self._on_redrive = on_redrive
+        self._deliveries = deliveries if deliveries is not None else RecentDeliveries()
         self._levels = {p: _Level() for p in Priority}
         self._delayed: list[tuple[float, int, int, QueuedEvent]] = []
         self._lanes: dict[IssueKey, deque[QueuedEvent]] = {}
@@ -238,10 +244,16 @@ class MemoryQueue:
             full = "events" if self._held + 1 > self._event_limit[priority] else "bytes"
             return Admission(False, f"queue full for {priority.name} ({full})", self._retry_after)
         self._admit(envelope, priority)
+        self._deliveries.remember(envelope.delivery_id)
         self._admitted += 1
         # An event is queued or dead, never both: a redelivery replaces its dead letter.
         self._dlq.supersede(envelope.delivery_id)
         return ADMITTED
+
+    def knows(self, delivery_id: str) -> bool:
+        """Was this delivery admitted recently (and not given up)? Then a redelivery of it
+        is a duplicate."""
+        return delivery_id in self._deliveries
 
     def _admit(self, envelope: Envelope, priority: Priority) -> QueuedEvent:
         self._seq += 1
@@ -342,9 +354,15 @@ class MemoryQueue:
 
     # --- settling a taken event ---------------------------------------------------------------
 
-    def done(self, item: QueuedEvent) -> None:
-        """Processing of ``item`` ended: its issue's next event becomes eligible."""
+    def done(self, item: QueuedEvent, *, failed: bool = False) -> None:
+        """Processing of ``item`` ended: its issue's next event becomes eligible.
+
+        ``failed``: a processor failed for good; the delivery is forgotten, so
+        GitHub's redelivery of it is accepted again.
+        """
         self._settle(item)
+        if failed:
+            self._deliveries.forget(item.envelope.delivery_id)
         self._processed += 1
         self._finish(item, None, None)
         self._release_after(item)
@@ -444,10 +462,10 @@ class MemoryQueue:
             if not self.accepts(Priority.CRITICAL, len(envelope.payload)):
                 self._dlq.put_back(entries[index:])
                 break
-            item = self._admit(envelope, entry.item.priority)
+            self._admit(envelope, entry.item.priority)
+            # remembered again, so GitHub's redelivery of it is not queued twice
+            self._deliveries.remember(envelope.delivery_id)
             moved += 1
-            if self._on_redrive is not None:
-                self._on_redrive(item)
         self._redriven += moved
         self._dlq.count_redriven(moved)
         return moved
@@ -486,9 +504,9 @@ class MemoryQueue:
             return
         item.last_error = error if error is not None else item.last_error
         self._dead_lettered[reason] += 1
-        entry = self._dlq.add(item, reason, item.last_error)
-        if self._on_dead_letter is not None:
-            self._on_dead_letter(entry)
+        self._dlq.add(item, reason, item.last_error)
+        # given up: forgotten, so GitHub's redelivery of it is accepted again
+        self._deliveries.forget(item.envelope.delivery_id)
 
     def _release_lane(self, key: IssueKey, now: float) -> None:
         lane = self._lanes.get(key)
