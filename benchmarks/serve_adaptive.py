@@ -62,21 +62,16 @@ def main(argv: list[str] | None = None) -> None:
         },
         env_file=None,
     )
-    runtime = Runtime(settings)
     observations: list[tuple[float, float, str]] = []
     decisions: list[tuple[float, int, str, str]] = []
-    observe = runtime.runner.feedback
 
     def record(observation: Observation) -> None:
         observations.append((time.time(), observation.latency, observation.outcome.value))
-        if observe is not None:
-            observe(observation)
 
     def on_decision(decision: Decision) -> None:
         decisions.append((time.time(), decision.width, decision.action, decision.reason))
 
-    runtime.runner.feedback = record
-    runtime.autoscaler.on_decision = on_decision
+    runtime = Runtime(settings, on_observation=record, on_decision=on_decision)
 
     async def samples(request: Request) -> Response:
         body: dict[str, Any] = {

@@ -22,9 +22,10 @@ from github_app.admin.metrics import Metrics
 from github_app.admin.sampler import INTERVAL, SERIES, Reading, Sampler, reading_from
 from github_app.admin.status import StatusReporter
 from github_app.config import Settings
-from github_app.control.autoscale import Autoscaler, HostSampler
+from github_app.control.autoscale import Autoscaler, GitHubGate, HostSampler
 from github_app.control.breaker import CircuitBreaker
-from github_app.control.controller import Backlog, ControllerSettings, WidthController
+from github_app.control.controller import Backlog, ControllerSettings, Decision, WidthController
+from github_app.control.feedback import Observation
 from github_app.dispatch.dispatcher import Dispatcher
 from github_app.dispatch.registry import Registry
 from github_app.dispatch.repo_config import RepoConfigStore
@@ -58,7 +59,11 @@ class Runtime:
         paused: bool = False,
         clock: Callable[[], float] = time.time,
         history_interval: float = INTERVAL,
+        on_observation: Callable[[Observation], None] | None = None,
+        on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
+        """``on_observation`` and ``on_decision`` see what the width controller is told and
+        decides (benchmarks record them)."""
         install_context()
         self.settings = settings
         self.started_at = clock()
@@ -79,14 +84,6 @@ class Runtime:
         self.gateway = GitHubGateway(settings, transport=transport, clock=clock)
         self.configs = RepoConfigStore(self.registry)
         self.metrics = Metrics(clock=clock)
-        self.runner = EventRunner(
-            registry=self.registry,
-            gateway=self.gateway,
-            configs=self.configs,
-            codec=self.codec,
-            dry_run=settings.dry_run,
-            observer=self.metrics,
-        )
         # The width starts modestly (well under GitHub's limits) and the controller moves it.
         self.controller = WidthController(
             ControllerSettings(min_width=settings.workers_min, max_width=settings.workers_max),
@@ -94,6 +91,16 @@ class Runtime:
             start=min(settings.workers_max, max(settings.workers_min, INITIAL_WIDTH)),
         )
         self.breaker = CircuitBreaker(clock=time.monotonic)
+        self.gate = GitHubGate(self.controller, self.breaker, on_observation=on_observation)
+        self.runner = EventRunner(
+            registry=self.registry,
+            gateway=self.gateway,
+            configs=self.configs,
+            codec=self.codec,
+            dry_run=settings.dry_run,
+            observer=self.metrics,
+            feedback=self.gate.observe,
+        )
         self.dispatcher = Dispatcher(
             self.queue,
             self.runner,
@@ -102,6 +109,7 @@ class Runtime:
             retry=RetryPolicy(
                 attempts=settings.retry_attempts, base=settings.retry_base, cap=settings.retry_max
             ),
+            gate=self.gate,
         )
         # The dashboard's last hour, sampled from the parts' stats by a task of ``running``.
         self.sampler = Sampler(
@@ -110,16 +118,19 @@ class Runtime:
             interval=history_interval,
         )
         self.host = HostSampler()
+
+        def decided(decision: Decision) -> None:
+            self.sampler.decided(decision)  # the dashboard marks width changes
+            if on_decision is not None:
+                on_decision(decision)
+
         self.autoscaler = Autoscaler(
             self.controller,
-            self.breaker,
             self.dispatcher,
             backlog=self.backlog,
             host=self.host.sample,
-            on_decision=self.sampler.decided,
+            on_decision=decided,
         )
-        self.runner.feedback = self.autoscaler.observe
-        self.dispatcher.gate = self.autoscaler
         self.intake = WebhookIntake(
             secret=settings.webhook_secret.get_secret_value(),
             registry=self.registry,
@@ -205,7 +216,7 @@ class Runtime:
             await self._shutdown_done.wait()
             return
         self._shutdown_started = True
-        self.intake.accepting = False
+        self.intake.stop_accepting()
         in_flight = self.dispatcher.in_flight
         log.info(
             "shutting down: refusing new deliveries, finishing %d in-flight event(s) (up to %gs)",

@@ -1,4 +1,4 @@
-"""The autoscaler glue: feedback to controller and breaker, width applied, the dispatcher gate."""
+"""The control glue: feedback to controller and breaker, the dispatcher gate, width applied."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from github_app.control.autoscale import Autoscaler, HostSampler
+from github_app.control.autoscale import Autoscaler, GitHubGate, HostSampler
 from github_app.control.breaker import BreakerSettings, CircuitBreaker
 from github_app.control.controller import Backlog, ControllerSettings, Outcome, WidthController
 from github_app.control.feedback import (
@@ -41,43 +41,42 @@ async def handler(item: QueuedEvent) -> None:
     raise AssertionError("not run in these tests")
 
 
-def build(clock: FakeClock) -> tuple[Autoscaler, Dispatcher]:
+def build(clock: FakeClock) -> tuple[GitHubGate, Autoscaler, Dispatcher]:
     controller = WidthController(
         ControllerSettings(min_width=1, max_width=32), clock=clock, start=16
     )
     breaker = CircuitBreaker(BreakerSettings(failures=2, cooldown=3.0), clock=clock)
-    dispatcher = Dispatcher(MemoryQueue(100, 10_000), handler, width=1)
+    gate = GitHubGate(controller, breaker)
+    dispatcher = Dispatcher(MemoryQueue(100, 10_000), handler, width=controller.width, gate=gate)
     scaler = Autoscaler(
         controller,
-        breaker,
         dispatcher,
         backlog=lambda: Backlog(ready=50, in_flight=16),
         host=HostSampler().sample,
     )
-    dispatcher.gate = scaler
-    return scaler, dispatcher
+    return gate, scaler, dispatcher
 
 
 async def test_a_throttle_halves_the_dispatcher_width_and_gates_new_events_for_retry_after() -> (
     None
 ):
     clock = FakeClock()
-    scaler, dispatcher = build(clock)
-    assert dispatcher.width == 16  # the controller's start is applied at once
-    scaler.observe(Observation(0.05, Outcome.THROTTLED, retry_after=4.0))
+    gate, scaler, dispatcher = build(clock)
+    assert dispatcher.width == 16  # the controller's start
+    gate.observe(Observation(0.05, Outcome.THROTTLED, retry_after=4.0))
     clock.now += 0.5
     decision = scaler.step()
     assert decision.action == "backoff"
     assert dispatcher.width == 8
-    assert not scaler.allow()
-    assert scaler.wait_hint() == pytest.approx(4.0)
+    assert not gate.allow()
+    assert gate.wait_hint() == pytest.approx(4.0)
     clock.now += 4.0
-    assert scaler.allow()
+    assert gate.allow()
 
 
 async def test_a_width_set_by_hand_lasts_until_the_controller_changes_its_mind() -> None:
     clock = FakeClock()
-    scaler, dispatcher = build(clock)
+    _, scaler, dispatcher = build(clock)
     dispatcher.width = 3
     clock.now += 0.5
     decision = scaler.step()
@@ -87,27 +86,27 @@ async def test_a_width_set_by_hand_lasts_until_the_controller_changes_its_mind()
 
 async def test_errors_open_the_breaker_through_the_feedback_and_close_the_gate() -> None:
     clock = FakeClock()
-    scaler, _ = build(clock)
+    gate, _, _ = build(clock)
     for _ in range(2):
-        scaler.observe(Observation(0.5, Outcome.ERROR))
-    assert scaler.breaker.stats().state == "open"
-    assert not scaler.allow()
-    assert scaler.wait_hint() == pytest.approx(3.0)
-    assert scaler.controller.stats().errors == 2
+        gate.observe(Observation(0.5, Outcome.ERROR))
+    assert gate.breaker.stats().state == "open"
+    assert not gate.allow()
+    assert gate.wait_hint() == pytest.approx(3.0)
+    assert gate.controller.stats().errors == 2
 
 
 async def test_a_throttle_of_one_installation_among_many_does_not_close_the_gate() -> None:
     clock = FakeClock()
-    scaler, dispatcher = build(clock)
+    gate, scaler, dispatcher = build(clock)
     for installation in range(1, 21):
-        scaler.observe(Observation(0.1, Outcome.OK, installation=installation))
-    scaler.observe(Observation(0.05, Outcome.THROTTLED, retry_after=60.0, installation=5))
-    assert scaler.allow()  # the other installations' events are still taken
+        gate.observe(Observation(0.1, Outcome.OK, installation=installation))
+    gate.observe(Observation(0.05, Outcome.THROTTLED, retry_after=60.0, installation=5))
+    assert gate.allow()  # the other installations' events are still taken
     clock.now += 0.5
     decision = scaler.step()
     assert decision.action == "hold" and dispatcher.width == 16
-    assert scaler.controller.stats().local_throttles == 1
-    assert scaler.breaker.stats().state == "closed"
+    assert gate.controller.stats().local_throttles == 1
+    assert gate.breaker.stats().state == "closed"
 
 
 def test_a_request_refused_during_an_installations_pause_is_a_throttle_not_an_error() -> None:

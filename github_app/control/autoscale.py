@@ -1,14 +1,17 @@
-"""The I/O around the pure width controller: its tick task, its feedback, the host sampler.
+"""The I/O around the pure width controller: its feedback and gate, its tick task, the host sampler.
 
-It is also the dispatcher's gate: no event is taken while GitHub's retry-after
-pause runs (continuing while limited can get an integration banned) or while
-the circuit breaker is open.
+``GitHubGate`` is the runner's observer (each event's latency and outcome go
+to the controller and to the circuit breaker) and the dispatcher's gate: no
+event is taken while GitHub's retry-after pause runs (continuing while limited
+can get an integration banned) or while the circuit breaker is open. It needs
+no dispatcher: the dispatcher looks at the gate again after every event it
+finishes, which is when an observation can reopen it.
 
 ``Autoscaler.run`` lives in the runtime's task group next to the dispatcher:
 every tick it reads the backlog and the host load, asks the controller for a
-width and sets ``dispatcher.width`` (anyio's limiter applies it at once).
-``Autoscaler.observe`` is the runner's observer: each event's latency and
-outcome go to the controller and to the circuit breaker.
+width and sets ``dispatcher.width`` when the controller changes its mind
+(anyio's limiter applies it at once). The dispatcher starts at the
+controller's width, set once, at its construction.
 """
 
 from __future__ import annotations
@@ -29,15 +32,13 @@ log = logging.getLogger(__name__)
 
 
 class Drain(Protocol):
-    """What the autoscaler steers: the dispatcher's width, and a nudge when its gate reopens."""
+    """What the autoscaler steers: the dispatcher's width."""
 
     @property
     def width(self) -> int: ...
 
     @width.setter
     def width(self, value: int) -> None: ...
-
-    def notify(self) -> None: ...
 
 
 class HostSampler:
@@ -66,27 +67,19 @@ class HostSampler:
         return HostLoad(cpu=self._process.cpu_percent(None) / 100.0, lag=max(0.0, lag))
 
 
-class Autoscaler:
-    """Feeds the controller and the breaker, and applies the controller's width every tick."""
+class GitHubGate:
+    """Feeds the controller and the breaker; tells the dispatcher whether to take events."""
 
     def __init__(
         self,
         controller: WidthController,
         breaker: CircuitBreaker,
-        dispatcher: Drain,
         *,
-        backlog: Callable[[], Backlog],
-        host: Callable[[], HostLoad],
-        on_decision: Callable[[Decision], None] | None = None,
+        on_observation: Callable[[Observation], None] | None = None,
     ) -> None:
         self.controller = controller
         self.breaker = breaker
-        self._dispatcher = dispatcher
-        self._backlog = backlog
-        self._host = host
-        # Told every tick's decision (the dashboard marks width changes; benchmarks log them).
-        self.on_decision = on_decision
-        dispatcher.width = controller.width
+        self._on_observation = on_observation  # for benchmarks and tests
 
     def observe(self, observation: Observation) -> None:
         was_open = self.breaker.state is not BreakerState.CLOSED
@@ -100,8 +93,8 @@ class Autoscaler:
         is_open = self.breaker.state is not BreakerState.CLOSED
         if was_open != is_open:
             log.warning("circuit breaker %s", "closed" if was_open else "opened: GitHub is failing")
-            if was_open:
-                self._dispatcher.notify()  # resume taking at once
+        if self._on_observation is not None:
+            self._on_observation(observation)
 
     def allow(self) -> bool:
         """The dispatcher gate: no new event in a throttle pause or while the breaker is open."""
@@ -112,6 +105,26 @@ class Autoscaler:
     def wait_hint(self) -> float:
         return max(self.controller.pause_left(), self.breaker.wait_hint())
 
+
+class Autoscaler:
+    """Applies the controller's width to the dispatcher every tick."""
+
+    def __init__(
+        self,
+        controller: WidthController,
+        dispatcher: Drain,
+        *,
+        backlog: Callable[[], Backlog],
+        host: Callable[[], HostLoad],
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> None:
+        self.controller = controller
+        self._dispatcher = dispatcher
+        self._backlog = backlog
+        self._host = host
+        # Told every tick's decision (the dashboard marks width changes; benchmarks log them).
+        self._on_decision = on_decision
+
     def step(self) -> Decision:
         """One tick: read the inputs, decide, apply."""
         decision = self.controller.tick(self._backlog(), self._host())
@@ -119,8 +132,8 @@ class Autoscaler:
         if decision.width != decision.previous:
             log.info("width %d -> %d: %s", decision.previous, decision.width, decision.reason)
             self._dispatcher.width = decision.width
-        if self.on_decision is not None:
-            self.on_decision(decision)
+        if self._on_decision is not None:
+            self._on_decision(decision)
         return decision
 
     async def run(self) -> None:

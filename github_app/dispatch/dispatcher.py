@@ -86,7 +86,7 @@ class Dispatcher:
         self._deferred = 0
         self._exhausted = 0
         self._gone = 0
-        self.gate = gate  # set after construction when the gate needs the dispatcher
+        self._gate = gate
         self._limiter = anyio.CapacityLimiter(width)
         self._wakeup = anyio.Event()
         self._idle = anyio.Event()
@@ -160,9 +160,9 @@ class Dispatcher:
                 return None
             closed_for = None
             if not self._paused and len(self._queue):
-                if self.gate is not None and not self.gate.allow():
+                if self._gate is not None and not self._gate.allow():
                     # GitHub is failing or asked us to wait: events stay queued till the gate opens
-                    closed_for = max(0.01, self.gate.wait_hint())
+                    closed_for = max(0.01, self._gate.wait_hint())
                 else:
                     item = self._queue.take()
                     if item is not None:

@@ -92,7 +92,7 @@ class EventRunner:
         self._configs = configs
         self._codec = codec
         self._dry_run = dry_run
-        self.feedback = feedback  # told each event's latency and outcome (the width controller)
+        self._feedback = feedback  # told each event's latency and outcome (the width controller)
         self.stats = ProcessorStats()
         self.states: dict[str, Any] = {
             p.name: p.state_factory() for p in registry if p.state_factory is not None
@@ -106,7 +106,7 @@ class EventRunner:
         envelope = item.envelope
         with (
             event_context(envelope),
-            reporting(self.feedback, installation=envelope.installation_id),
+            reporting(self._feedback, installation=envelope.installation_id),
             naming_objects(envelope.repository, envelope.issue_number),
         ):
             ok = await self._run(item)

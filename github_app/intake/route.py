@@ -82,8 +82,12 @@ class WebhookIntake:
         self._max_reading = max_reading
         self.reading_bytes = 0  # of the bodies being read now, before their signature is checked
         self._observe = observe  # sees every verified, new delivery (e.g. config pushes)
-        self.accepting = True
+        self._accepting = True
         self.stats = IntakeStats()
+
+    def stop_accepting(self) -> None:
+        """Answer every delivery from now on 503 (shutdown): GitHub shows it as failed."""
+        self._accepting = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,7 +111,7 @@ class WebhookIntake:
     ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
         if scope["method"] != "POST":
             raise WebhookError(405, "method_not_allowed", "webhooks are delivered with POST")
-        if not self.accepting:
+        if not self._accepting:
             raise WebhookError(503, "shutting_down", "the app is shutting down; redeliver later")
         headers = _headers(scope)
         kind = check_content_type(headers.get("content-type"))

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -88,7 +88,8 @@ class QueueStats:
     """A snapshot for the status endpoint and metrics.
 
     ``depth`` and ``bytes`` count waiting events (ready, delayed or behind
-    their issue), not those in flight.
+    their issue), not those in flight. ``expired``, ``dead_lettered_by_reason``
+    and ``redriven`` are the dead-letter queue's counts (``dead_letters``).
     """
 
     depth: int
@@ -220,10 +221,8 @@ class MemoryQueue:
         self._processed = 0
         self._retried = 0
         self._deferred = 0
-        self._redriven = 0
         self._aged = 0
         self._refused: dict[Priority, int] = dict.fromkeys(Priority, 0)
-        self._dead_lettered: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return self._count
@@ -466,7 +465,6 @@ class MemoryQueue:
             # remembered again, so GitHub's redelivery of it is not queued twice
             self._deliveries.remember(envelope.delivery_id)
             moved += 1
-        self._redriven += moved
         self._dlq.count_redriven(moved)
         return moved
 
@@ -503,7 +501,6 @@ class MemoryQueue:
         if reason is None:
             return
         item.last_error = error if error is not None else item.last_error
-        self._dead_lettered[reason] += 1
         self._dlq.add(item, reason, item.last_error)
         # given up: forgotten, so GitHub's redelivery of it is accepted again
         self._deliveries.forget(item.envelope.delivery_id)
@@ -560,7 +557,10 @@ class MemoryQueue:
         return max(0.0, delayed[0][0] - self._clock())
 
     def stats(self) -> QueueStats:
-        reasons = self._dead_lettered
+        # Dead letters and re-drives are counted once, by the dead-letter queue; the totals
+        # here are its numbers, kept in this snapshot for the status document's readers.
+        dead_letters = self._dlq.stats()
+        reasons = dead_letters.added_by_reason
         waiting = self._waiting_by_installation
         # One pass over the waiting events, here and never on offer/take: the status
         # document and the dashboard's sampler ask every few seconds.
@@ -581,11 +581,11 @@ class MemoryQueue:
             processed=self._processed,
             retried=self._retried,
             deferred=self._deferred,
-            expired=reasons[EXPIRED],
+            expired=reasons.get(EXPIRED, 0),
             dead_lettered_by_reason=dict(reasons),
-            redriven=self._redriven,
+            redriven=dead_letters.redriven,
             aged=self._aged,
-            dead_letters=self._dlq.stats(),
+            dead_letters=dead_letters,
             oldest_wait=None if oldest is None else max(0.0, self._clock() - oldest),
             waiting_by_installation={key: len(items) for key, items in waiting.items()},
         )
