@@ -142,7 +142,20 @@ class Runtime:
             max_reading=settings.webhook_max_reading_bytes,
             observe=self.configs.observe,
         )
-        self.status = StatusReporter(self, clock=clock)
+        self.status = StatusReporter(
+            settings=settings,
+            started_at=self.started_at,
+            intake=self.intake,
+            queue=self.queue,
+            dispatcher=self.dispatcher,
+            processors=self.runner.stats,
+            registry=self.registry,
+            controller=self.controller,
+            breaker=self.breaker,
+            gateway=self.gateway,
+            configs=self.configs,
+            clock=clock,
+        )
         self.metrics.watch(self.status.document)
         self._identity_checked = False
         self._shutdown_started = False

@@ -25,7 +25,6 @@ from github_app import __version__
 from github_app.admin.help_page import help_routes
 from github_app.admin.routes import admin_routes
 from github_app.admin.setup_flow import SetupFlow
-from github_app.admin.status import readiness
 from github_app.config import Settings
 from github_app.dispatch.registry import Registry
 from github_app.runtime import Runtime
@@ -53,7 +52,7 @@ def create_app(
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
-        reason = readiness(runtime)
+        reason = runtime.status.readiness()
         if reason is not None:
             return JSONResponse({"status": "unavailable", "reason": reason}, 503)
         return JSONResponse({"status": "ready"})
@@ -77,7 +76,13 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *help_routes([processor.describe() for processor in runtime.registry]),
-            *admin_routes(runtime),
+            *admin_routes(
+                admin_token=settings.admin_token,
+                status=runtime.status,
+                history=runtime.sampler,
+                queue=runtime.queue,
+                on_redrive=runtime.dispatcher.notify,
+            ),
             *(setup.routes() if setup is not None else ()),
         ],
         lifespan=lifespan,

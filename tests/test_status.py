@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from github_app.admin.status import breaker_open, jsonable
-from tests.conftest import make_settings, running_app
+from github_app.admin.status import jsonable, readiness
+from github_app.control.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from github_app.control.controller import Outcome
+from github_app.queue.memory import MemoryQueue
+from tests.conftest import make_settings, running_app, wait_for
 from tests.deliveries import issue_event, signed
 
 pytestmark = pytest.mark.anyio
@@ -34,43 +37,45 @@ async def test_readyz_turns_503_while_the_queue_refuses_normal_events_and_back_a
         assert recovered.json() == {"status": "ready"}
 
 
-async def test_readyz_is_503_while_the_circuit_breaker_is_open() -> None:
-    @dataclass
-    class Breaker:  # the shape issue 5's breaker exposes: a state named open/closed
-        state: str = "closed"
-
+async def test_readyz_is_503_while_the_circuit_breaker_is_open_and_ready_again_half_open() -> None:
     async with running_app(make_settings(None)) as app:
-        breaker = Breaker()
-        app.runtime.breaker = breaker  # type: ignore[attr-defined]
+        breaker = app.runtime.breaker  # the real one the dispatcher asks
+        breaker.settings = BreakerSettings(failures=2, cooldown=0.2)
         assert (await app.client.get(app.url + "/readyz")).status_code == 200
-        breaker.state = "open"
+        for _ in range(2):
+            breaker.record(Outcome.ERROR)
         answer = await app.client.get(app.url + "/readyz")
         assert answer.status_code == 503
-        assert "circuit breaker open" in answer.json()["reason"]
-        breaker.state = "half_open"
+        assert answer.json()["reason"] == "circuit breaker open: GitHub is failing"
+        status = app.runtime.status.document()
+        assert status["breaker"]["open"] is True and status["breaker"]["stats"]["opened"] == 1
+        # after the cooldown it lets a probe through: ready again
+        await wait_for(lambda: breaker.state is BreakerState.HALF_OPEN, what="the cooldown")
         assert (await app.client.get(app.url + "/readyz")).status_code == 200
+
+
+def test_readiness_follows_the_real_breaker_through_open_half_open_and_closed() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(BreakerSettings(failures=1, cooldown=5.0), clock=lambda: now[0])
+    queue = MemoryQueue(10, 10_000)
+
+    def reason() -> str | None:
+        return readiness(accepting=True, queue=queue, breaker=breaker)
+
+    assert reason() is None
+    breaker.record(Outcome.ERROR)
+    assert reason() == "circuit breaker open: GitHub is failing"
+    now[0] += 5.0
+    assert breaker.state is BreakerState.HALF_OPEN and reason() is None
+    assert breaker.allow()  # the probe
+    breaker.record(Outcome.OK)
+    assert breaker.state is BreakerState.CLOSED and reason() is None
+    assert readiness(accepting=False, queue=queue, breaker=breaker) == "shutting down"
 
 
 class State(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
-
-
-@pytest.mark.parametrize(
-    ("breaker", "expected"),
-    [
-        (None, False),
-        (type("B", (), {"is_open": True})(), True),
-        (type("B", (), {"is_open": lambda self: False})(), False),
-        (type("B", (), {"state": State.OPEN})(), True),
-        (type("B", (), {"state": State.CLOSED})(), False),
-        (type("B", (), {"state": "OPEN"})(), True),
-    ],
-)
-def test_breaker_is_read_from_is_open_or_a_state_named_open(
-    breaker: object, expected: bool
-) -> None:
-    assert breaker_open(breaker) is expected
 
 
 def test_stats_render_as_plain_json_and_credential_fields_are_dropped() -> None:

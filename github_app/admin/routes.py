@@ -21,17 +21,17 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
-from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from github_app.admin.dead_letter_adapter import DeadLetterAdapter
 from github_app.admin.history import HOUR
-
-if TYPE_CHECKING:
-    from github_app.runtime import Runtime
+from github_app.admin.sampler import Sampler
+from github_app.admin.status import StatusReporter
+from github_app.queue.memory import EventQueue
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 NO_STORE = {"cache-control": "no-store"}
@@ -65,11 +65,21 @@ def unauthorized(message: str) -> Response:
     )
 
 
-def admin_routes(runtime: Runtime) -> list[BaseRoute]:
-    """The ``/admin`` page and the ``/admin/*`` JSON routes of one runtime."""
-    token = runtime.settings.admin_token
-    expected = token.get_secret_value() if token is not None else None
-    dead_letters = DeadLetterAdapter(runtime.queue, on_redrive=runtime.dispatcher.notify)
+def admin_routes(
+    *,
+    admin_token: SecretStr | None,
+    status: StatusReporter,
+    history: Sampler,
+    queue: EventQueue,
+    on_redrive: Callable[[], None],
+) -> list[BaseRoute]:
+    """The ``/admin`` page and the ``/admin/*`` JSON routes over the status and the queue.
+
+    ``history`` serves the dashboard's last hour; ``on_redrive`` wakes the
+    dispatcher after dead letters were put back in the queue.
+    """
+    expected = admin_token.get_secret_value() if admin_token is not None else None
+    dead_letters = DeadLetterAdapter(queue, on_redrive=on_redrive)
 
     def guarded(endpoint: Endpoint) -> Endpoint:
         async def check(request: Request) -> Response:
@@ -103,18 +113,18 @@ def admin_routes(runtime: Runtime) -> list[BaseRoute]:
             },
         )
 
-    async def status(request: Request) -> Response:
+    async def status_document(request: Request) -> Response:
         asked = request.query_params
         if "history" not in asked:
-            return Response(runtime.status.json(), media_type="application/json", headers=NO_STORE)
+            return Response(status.json(), media_type="application/json", headers=NO_STORE)
         try:
             span, start = history_query(asked.get("history", ""), asked.get("from"))
         except ValueError as exc:
             return JSONResponse(
                 {"error": "bad_request", "message": str(exc)}, status_code=400, headers=NO_STORE
             )
-        document = runtime.status.document()
-        document["history"] = runtime.sampler.document(start=start, span=span)
+        document = status.document()
+        document["history"] = history.document(start=start, span=span)
         return JSONResponse(document, headers=NO_STORE)
 
     async def list_dead_letters(request: Request) -> Response:
@@ -141,7 +151,7 @@ def admin_routes(runtime: Runtime) -> list[BaseRoute]:
 
     return [
         Route("/admin", page, methods=["GET"]),
-        Route("/admin/status", guarded(status), methods=["GET"]),
+        Route("/admin/status", guarded(status_document), methods=["GET"]),
         Route("/admin/dead-letters", guarded(list_dead_letters), methods=["GET"]),
         Route("/admin/dead-letters", guarded(purge), methods=["DELETE"]),
         Route("/admin/dead-letters/redrive", guarded(redrive_all), methods=["POST"]),

@@ -1,10 +1,11 @@
 """The status document and the readiness verdict, computed in one place from the parts' stats.
 
 ``/admin/status``, the ``/admin`` page, ``/readyz`` and the Prometheus
-gauges all read what this module computes, so they never disagree. Parts
-that other work adds later (the gateway's rate-limit ledger, the
-concurrency controller, the circuit breaker) are read with ``getattr`` and
-shown as ``null`` until they exist.
+gauges all read what this module computes, so they never disagree. The
+reporter is given the parts it reads at construction (intake, queue,
+dispatcher, runner, controller, breaker, gateway, config store), each typed,
+and asks each for its own ``stats()``: it knows nothing of the runtime that
+wires them.
 
 No secret ever reaches the document: settings are copied field by field
 (never the key, secrets or tokens), stats objects are rendered generically
@@ -19,15 +20,22 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields, is_dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 
 from github_app import __version__
+from github_app.config import Settings
+from github_app.control.breaker import BreakerState, CircuitBreaker
+from github_app.control.controller import WidthController
+from github_app.dispatch.dispatcher import Dispatcher
+from github_app.dispatch.registry import Registry
+from github_app.dispatch.repo_config import RepoConfigStore
+from github_app.dispatch.runner import ProcessorStats
+from github_app.github.gateway import GitHubGateway
+from github_app.intake.route import WebhookIntake
+from github_app.queue.memory import EventQueue
 from github_app.queue.priority import Priority
-
-if TYPE_CHECKING:
-    from github_app.runtime import Runtime
 
 # Field names that may hold a credential in any part's stats; never rendered.
 SECRET_FIELDS = frozenset(
@@ -43,6 +51,7 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if is_dataclass(value) and not isinstance(value, type):
+        # getattr over the dataclass's own declared fields: the one generic read left here
         return {
             f.name: jsonable(getattr(value, f.name))
             for f in fields(value)
@@ -59,56 +68,56 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def stats_of(part: object | None) -> Any:
-    """``part.stats()`` or ``part.stats`` rendered as JSON; ``None`` when there is no such part."""
-    if part is None:
-        return None
-    stats = getattr(part, "stats", None)
-    if callable(stats):
-        stats = stats()
-    return jsonable(stats)
-
-
-def breaker_open(breaker: object | None) -> bool:
-    """Whether the circuit breaker (``github_app.control.breaker``) refuses GitHub calls now.
-
-    Reads ``is_open`` if it has one, else a ``state`` named ``open``.
-    """
-    if breaker is None:
-        return False
-    is_open = getattr(breaker, "is_open", None)
-    if callable(is_open):
-        is_open = is_open()
-    if isinstance(is_open, bool):
-        return is_open
-    state = getattr(breaker, "state", None)
-    if callable(state):
-        state = state()
-    name = state.name if isinstance(state, enum.Enum) else str(state or "")
-    return name.lower() == "open"
-
-
-def readiness(runtime: Runtime) -> str | None:
+def readiness(*, accepting: bool, queue: EventQueue, breaker: CircuitBreaker) -> str | None:
     """Why the app cannot accept work now, or ``None`` when it can."""
-    if runtime.shutting_down:
+    if not accepting:
         return "shutting down"
-    if not runtime.queue.accepts(Priority.NORMAL):
+    if not queue.accepts(Priority.NORMAL):
         return "queue full: NORMAL events are refused"
-    if breaker_open(getattr(runtime, "breaker", None)):
+    if breaker.state is BreakerState.OPEN:
         return "circuit breaker open: GitHub is failing"
     return None
 
 
 class StatusReporter:
-    """Builds the status document of one runtime (holds the psutil handle between calls)."""
+    """Builds the status document from the parts (holds the psutil handle between calls)."""
 
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], float] = time.time) -> None:
-        self._runtime = runtime
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        started_at: float,
+        intake: WebhookIntake,
+        queue: EventQueue,
+        dispatcher: Dispatcher,
+        processors: ProcessorStats,
+        registry: Registry,
+        controller: WidthController,
+        breaker: CircuitBreaker,
+        gateway: GitHubGateway,
+        configs: RepoConfigStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._started_at = started_at
+        self._intake = intake
+        self._queue = queue
+        self._dispatcher = dispatcher
+        self._processors = processors
+        self._registry = registry
+        self._controller = controller
+        self._breaker = breaker
+        self._gateway = gateway
+        self._configs = configs
         self._clock = clock
         self._process = psutil.Process()
         # cpu_percent compares with the previous call; prime both so the first answer is real.
         self._process.cpu_percent(None)
         psutil.cpu_percent(None)
+
+    def readiness(self) -> str | None:
+        """Why the app cannot accept work now (``/readyz``), or ``None`` when it can."""
+        return readiness(accepting=self._intake.accepting, queue=self._queue, breaker=self._breaker)
 
     def host(self) -> dict[str, Any]:
         memory = self._process.memory_info()
@@ -120,28 +129,26 @@ class StatusReporter:
         }
 
     def document(self) -> dict[str, Any]:
-        runtime = self._runtime
-        settings = runtime.settings
-        queue = runtime.queue.stats()
-        runner = runtime.runner.stats
-        gateway = runtime.gateway
-        reason = readiness(runtime)
-        breaker = getattr(runtime, "breaker", None)
+        settings = self._settings
+        queue = self._queue.stats()
+        runner = self._processors
+        gateway = self._gateway
+        reason = self.readiness()
         document: dict[str, Any] = {
             "app": {
                 "version": __version__,
-                "uptime_seconds": round(max(0.0, self._clock() - runtime.started_at), 3),
+                "uptime_seconds": round(max(0.0, self._clock() - self._started_at), 3),
                 "dry_run": settings.dry_run,
                 "credentials": settings.has_credentials,
                 "app_id": settings.app_id,
                 "app_slug": gateway.app_slug,
                 "github_api_url": settings.github_api_url,
                 "webhook_path": settings.webhook_path,
-                "shutting_down": runtime.shutting_down,
+                "shutting_down": not self._intake.accepting,
             },
             "ready": {"ready": reason is None, "reason": reason},
             "totals": {
-                "received": runtime.intake.stats.received,
+                "received": self._intake.stats.received,
                 "admitted": queue.admitted,
                 "refused": sum(queue.refused_by_priority.values()),
                 "processed": runner.events_ok + runner.events_failed,
@@ -152,32 +159,31 @@ class StatusReporter:
                 "redriven": queue.redriven,
             },
             "queue": jsonable(queue),
-            "dispatcher": stats_of(runtime.dispatcher),
-            # Issue 5: width bounds, latency EWMAs, last decision and its reason.
-            "controller": stats_of(getattr(runtime, "controller", None)),
-            "breaker": None
-            if breaker is None
-            else {"open": breaker_open(breaker), "stats": stats_of(breaker)},
-            "intake": jsonable(runtime.intake.stats),
-            "processors": _processors(runner, (p.name for p in runtime.registry)),
+            "dispatcher": jsonable(self._dispatcher.stats()),
+            # width bounds, latency EWMAs, last decision and its reason
+            "controller": jsonable(self._controller.stats()),
+            "breaker": {
+                "open": self._breaker.state is BreakerState.OPEN,
+                "stats": jsonable(self._breaker.stats()),
+            },
+            "intake": jsonable(self._intake.stats),
+            "processors": _processors(runner, (p.name for p in self._registry)),
             "github": {
                 "tokens_cached": len(gateway.tokens),
                 "tokens_minted": gateway.tokens.minted,
-                # Issue 3: per-installation rate-limit budget (limit, remaining, reset).
-                "rate_limits": stats_of(gateway) if hasattr(gateway, "stats") else None,
+                # per-installation rate-limit budget (limit, remaining, reset)
+                "rate_limits": jsonable(gateway.stats()),
             },
-            "config_errors": {
-                repo: list(errors) for repo, errors in runtime.configs.errors.items()
-            },
+            "config_errors": {repo: list(errors) for repo, errors in self._configs.errors.items()},
             "host": self.host(),
         }
-        return _scrub(document, _secret_values(runtime))
+        return _scrub(document, _secret_values(settings))
 
     def json(self) -> bytes:
         return json.dumps(self.document()).encode("utf-8")
 
 
-def _processors(runner: Any, names: Iterable[str]) -> dict[str, Any]:
+def _processors(runner: ProcessorStats, names: Iterable[str]) -> dict[str, Any]:
     known = set(names) | set(runner.ok) | set(runner.failed)
     return {
         "events_ok": runner.events_ok,
@@ -195,8 +201,7 @@ def _processors(runner: Any, names: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def _secret_values(runtime: Runtime) -> list[str]:
-    settings = runtime.settings
+def _secret_values(settings: Settings) -> list[str]:
     values = [settings.private_key, settings.webhook_secret, settings.admin_token]
     return [v.get_secret_value() for v in values if v and len(v.get_secret_value()) >= 4]
 

@@ -85,6 +85,11 @@ class WebhookIntake:
         self._accepting = True
         self.stats = IntakeStats()
 
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown began: deliveries are answered 503."""
+        return self._accepting
+
     def stop_accepting(self) -> None:
         """Answer every delivery from now on 503 (shutdown): GitHub shows it as failed."""
         self._accepting = False
