@@ -15,7 +15,8 @@ Read from the source with ``ast``, so every import counts: those under
 - ``dispatch`` imports queue, control, github (and ``processors``, to load the
   built-ins); ``intake`` imports queue and dispatch; ``admin`` reads them all;
 - ``processors`` import the base only;
-- the faces wire it all: runtime, then server, then cli, then ``__main__``.
+- the faces serve and wire it all: http_guard (uvicorn's protocol with
+  deadlines), runtime, server, cli, then ``__main__``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("github_app", "processors")
-FACES = ("github_app.runtime", "github_app.server", "github_app.cli", "github_app.__main__")
+FACES = (
+    "github_app.http_guard",
+    "github_app.runtime",
+    "github_app.server",
+    "github_app.cli",
+    "github_app.__main__",
+)
 SUBPACKAGES = ("queue", "control", "github", "dispatch", "intake", "admin")
 ALL = frozenset({"base", "config", "processors", *SUBPACKAGES, *FACES})
 ALLOWED: Mapping[str, frozenset[str]] = {
