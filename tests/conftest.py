@@ -178,18 +178,21 @@ async def running_app(
     paused: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
     history_interval: float = INTERVAL,
+    clock: Callable[[], float] = time.time,
     **app_options: Any,
 ) -> AsyncIterator[RunningApp]:
     """Start the real app under uvicorn on a free port; stop it (gracefully) afterwards.
 
     ``app_options`` go to ``create_app`` (e.g. ``env_file`` for the setup flow);
-    ``history_interval`` samples the dashboard's history faster than every 2 s."""
+    ``history_interval`` samples the dashboard's history faster than every 2 s; ``clock``
+    is the runtime's wall clock."""
     runtime = Runtime(
         settings,
         registry=registry,
         paused=paused,
         transport=transport,
         history_interval=history_interval,
+        clock=clock,
     )
     app = create_app(settings, runtime=runtime, **app_options)
     sock = free_socket()

@@ -1,4 +1,4 @@
-"""The /admin page in a real headless browser (Debian's chromium): it renders and refreshes itself.
+"""The /admin dashboard in a real headless browser (Debian's chromium) against a real server.
 
 Marked ``browser``: skipped when no chromium is installed, except where
 ``REQUIRE_BROWSER`` is set (``.ci/run`` installs chromium and sets it).
@@ -7,73 +7,268 @@ Run these alone with ``python -m pytest -m browser``.
 
 from __future__ import annotations
 
-import os
+import math
 import re
-import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
+import httpx
 import pytest
+import respx
 
-from github_app import __version__
-from tests.conftest import make_settings, running_app
-from tests.deliveries import issue_event, signed
+from github_app.admin.sampler import SERIES
+from tests.chromium import DevTools, devtools, find_browser, rendered_dom
+from tests.conftest import (
+    API,
+    RunningApp,
+    config_url,
+    make_settings,
+    running_app,
+    token_response,
+    wait_for,
+)
+from tests.deliveries import INSTALLATION_ID, issue_event, signed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 ADMIN = "browser-admin-token-0123456789"
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
+REPO = "Codertocat/Hello-World"
+OTHER_INSTALLATION = INSTALLATION_ID + 1
+FAILING_ISSUE = 99
+CHARTS = ("chart-depth", "chart-throughput", "chart-latency", "chart-width", "chart-github")
+
+POINTS = (
+    "Object.fromEntries([...document.querySelectorAll('svg.chart')]"
+    ".map((svg) => [svg.id, Number(svg.dataset.points)]))"
+)
+TILES = (
+    "Object.fromEntries([...document.querySelectorAll('#headline .tile')]"
+    ".map((t) => [t.dataset.tile, t.innerText]))"
+)
 
 
-def find_browser() -> str:
-    for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
-    message = "no headless chromium installed (Debian: apt-get install chromium)"
-    if os.environ.get("REQUIRE_BROWSER"):
-        pytest.fail(message)
-    pytest.skip(message)
+def rows(body_id: str) -> str:
+    return (
+        f"[...document.querySelectorAll('#{body_id} tr')]"
+        ".map((row) => [...row.cells].map((cell) => cell.textContent))"
+    )
 
 
-async def rendered_dom(browser: str, url: str, profile: Path, *, budget_ms: int = 7000) -> str:
-    """The page's DOM after ``budget_ms`` of virtual time (its timers run, fetches complete)."""
-    command = [
-        browser,
-        "--headless=new",
-        "--no-sandbox",  # CI containers run as root
-        "--disable-gpu",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        f"--virtual-time-budget={budget_ms}",
-        "--dump-dom",
-        url,
-    ]
-    with anyio.fail_after(60):
-        result = await anyio.run_process(command, check=True)
-    return result.stdout.decode("utf-8")
+def fake_github_with_budget(github: respx.MockRouter, failing: set[int]) -> respx.Route:
+    """Label writes answered with a shrinking budget; issues in ``failing`` answer 502."""
+    github.post(f"{API}/app/installations/{OTHER_INSTALLATION}/access_tokens").mock(
+        side_effect=lambda request: token_response()
+    )
+    github.get(config_url(REPO)).mock(return_value=httpx.Response(404))
+    github.get(config_url("Codertocat/.github")).mock(return_value=httpx.Response(404))
+    remaining = {INSTALLATION_ID: 5000, OTHER_INSTALLATION: 5000}
+    reset = str(int(time.time()) + 1800)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.path.split("/")[-2])
+        if number in failing:
+            return httpx.Response(502, json={"message": "Bad gateway"})
+        installation = OTHER_INSTALLATION if number > 40 else INSTALLATION_ID
+        remaining[installation] -= 1
+        headers = {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": str(remaining[installation]),
+            "x-ratelimit-reset": reset,
+        }
+        return httpx.Response(200, json=[], headers=headers)
+
+    return github.post(url__regex=rf"{API}/repos/{REPO}/issues/\d+/labels").mock(side_effect=answer)
 
 
-def cell(dom: str, key: str) -> str | None:
-    found = re.search(rf'data-key="{re.escape(key)}"[^>]*>([^<]*)<', dom)
-    return found.group(1) if found else None
+async def burst(app: RunningApp) -> None:
+    """40 events of one installation, 10 of another, and one that is dead-lettered."""
+    for number in range(1, 51):
+        installation = OTHER_INSTALLATION if number > 40 else INSTALLATION_ID
+        event = issue_event("opened", number=number, installation_id=installation)
+        assert (await app.post(signed(event, "issues"))).status_code == 202
+    dead = signed(issue_event("opened", number=FAILING_ISSUE), "issues")
+    assert (await app.post(dead)).status_code == 202
+    await app.settle()
+    samples = app.runtime.sampler.history
+    drained = samples.next_seq
+    await wait_for(lambda: samples.next_seq > drained + 2, what="samples after the burst")
+    assert len(app.runtime.queue.list_dead_letters()) == 1
 
 
-async def test_admin_page_shows_the_status_and_refreshes_itself(tmp_path: Path) -> None:
-    browser = find_browser()  # before the server's task group, which would wrap a skip
-    async with running_app(make_settings(None, ADMIN_TOKEN=ADMIN)) as app:
-        await app.post(signed(issue_event("opened", title="It crashes"), "issues"))
+async def in_browser(profile: Path, scenario: Callable[[DevTools], Any]) -> Any:
+    """Run ``scenario`` against one headless chromium in a worker thread (the server goes on)."""
+    browser = find_browser()
+
+    def run() -> Any:
+        with devtools(browser, profile) as tools:
+            return scenario(tools)
+
+    with anyio.fail_after(120):
+        return await anyio.to_thread.run_sync(run)
+
+
+async def test_dashboard_draws_a_burst_and_redrives_a_dead_letter_from_the_page(
+    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+) -> None:
+    find_browser()  # before the server's task group, which would wrap a skip
+    failing = {FAILING_ISSUE}
+    labels = fake_github_with_budget(github, failing)
+    settings = make_settings(private_key_pem, ADMIN_TOKEN=ADMIN, RETRY_ATTEMPTS="1")
+    async with running_app(settings, history_interval=0.1) as app:
+        await burst(app)
+        seen: dict[str, Any] = {}
+
+        def scenario(tools: DevTools) -> None:
+            tools.navigate(f"{app.url}/admin#token={ADMIN}")
+            tools.wait_for("document.querySelectorAll('#dead-letters button').length === 1")
+            seen["points"] = tools.evaluate(POINTS)
+            seen["tiles"] = tools.evaluate(TILES)
+            seen["installations"] = tools.evaluate(rows("installations"))
+            seen["dead_letters"] = tools.evaluate(rows("dead-letters"))
+            seen["processed"] = tools.evaluate("Math.max(...state.series.processed_per_s)")
+            seen["banner"] = tools.evaluate("document.getElementById('banner').textContent")
+            failing.clear()  # GitHub is back: the redriven event will go through
+            tools.evaluate("document.querySelector('#dead-letters button').click()")
+            seen["result"] = tools.wait_for(
+                "document.querySelector('#dead-letters td.empty') &&"
+                " document.getElementById('dead-letter-result').textContent"
+            )
+            seen["address"] = tools.evaluate("location.href")
+            seen["html"] = tools.evaluate("document.documentElement.outerHTML")
+            seen["errors"] = tools.console_errors()
+            seen["urls"] = tools.requested_urls()
+
+        await in_browser(tmp_path / "profile", scenario)
         await app.settle()
-        dom = await rendered_dom(browser, f"{app.url}/admin#token={ADMIN}", tmp_path / "profile")
-    assert re.search(r'id="banner" class="ready">ready: accepting work<', dom)
-    assert cell(dom, "app.version") == f'"{__version__}"'
-    assert cell(dom, "totals.processed") == "1"
-    assert cell(dom, "processors.by_processor.labeler.ok") == "1"
-    assert cell(dom, "queue.depth_by_priority.HIGH") == "0"
-    assert cell(dom, "controller.width") == "4"  # the width controller starts there
-    refreshes = re.search(r'id="refreshes">(\d+)<', dom)
-    assert refreshes is not None and int(refreshes.group(1)) >= 2  # every 3 s of 7 s
-    assert ADMIN not in dom  # the token left the address bar and never entered the page
+        assert app.runtime.queue.stats().redriven == 1
+        issue_99 = [c for c in labels.calls if f"/issues/{FAILING_ISSUE}/" in c.request.url.path]
+        assert [c.response.status_code for c in issue_99] == [502, 200]
+
+    assert seen["banner"] == "ready: accepting work"
+    assert set(seen["points"]) == set(CHARTS)
+    assert all(points >= 3 for points in seen["points"].values()), seen["points"]
+    assert seen["processed"] > 0
+    tiles = seen["tiles"]
+    assert "4,9" in tiles["budget"] and "/ 5,000" in tiles["budget"]  # 4,960 left of 5,000
+    assert "installation 42" in tiles["budget"]
+    assert re.search(r"\bnothing waiting\b", tiles["queue"])
+    assert re.fullmatch(r"\d+", tiles["width"].splitlines()[1])  # the controller moves it
+    # Sorted by activity: 42 wrote 40 labels in the last minute, 43 wrote 10.
+    installations = seen["installations"]
+    assert [row[0] for row in installations] == ["42", "43"]
+    assert installations[0][2] == "41"  # label writes, the one answered 502 too
+    assert installations[1][2] == "10"
+    assert int(installations[0][1]) >= 41
+    assert "/ 5,000" in installations[0][3] and installations[0][4].startswith("in ")
+    [dead] = seen["dead_letters"]
+    assert dead[1] == "issues.opened" and dead[2] == f"{REPO} #{FAILING_ISSUE}"
+    assert dead[3] == "exhausted" and "502" in dead[4] and dead[5].endswith("ago")
+    assert seen["result"].startswith("redriven ")
+    assert seen["errors"] == []
+    assert seen["urls"] and all(url.startswith(app.url + "/admin") for url in seen["urls"])
+    assert ADMIN not in seen["address"] and ADMIN not in seen["html"]
+
+
+async def test_purge_from_the_page_asks_first_and_does_nothing_when_declined(
+    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+) -> None:
+    find_browser()
+    fake_github_with_budget(github, {FAILING_ISSUE})
+    settings = make_settings(private_key_pem, ADMIN_TOKEN=ADMIN, RETRY_ATTEMPTS="1")
+    async with running_app(settings, history_interval=0.1) as app:
+        await burst(app)
+        seen: dict[str, Any] = {}
+
+        def scenario(tools: DevTools) -> None:
+            tools.navigate(f"{app.url}/admin#token={ADMIN}")
+            tools.wait_for("document.querySelectorAll('#dead-letters button').length === 1")
+            tools.accept_dialogs = False
+            tools.evaluate("document.getElementById('purge').click()")
+            seen["declined"] = [
+                e["params"]["message"]
+                for e in tools.events
+                if e["method"] == "Page.javascriptDialogOpening"
+            ]
+            seen["after_declining"] = tools.evaluate(
+                "document.getElementById('dead-letter-result').textContent"
+            )
+            tools.accept_dialogs = True
+            tools.evaluate("document.getElementById('purge').click()")
+            seen["result"] = tools.wait_for(
+                "document.querySelector('#dead-letters td.empty') &&"
+                " document.getElementById('dead-letter-result').textContent"
+            )
+            seen["errors"] = tools.console_errors()
+
+        await in_browser(tmp_path / "profile", scenario)
+        stats = app.runtime.queue.stats().dead_letters
+    assert seen["declined"] == [
+        "Purge 1 dead letter(s)? They are deleted for good and cannot be redriven."
+    ]
+    assert seen["after_declining"] == ""
+    assert seen["result"] == "1 purged"
+    assert stats is not None and (stats.purged, stats.depth) == (1, 0)
+    assert seen["errors"] == []
+
+
+async def test_one_hour_of_history_is_drawn_whole_and_its_render_time_is_measured(
+    tmp_path: Path,
+) -> None:
+    find_browser()
+    offset = [-3600.0]
+    clock: Callable[[], float] = lambda: time.time() + offset[0]  # noqa: E731
+    async with running_app(make_settings(None, ADMIN_TOKEN=ADMIN), clock=clock) as app:
+        history = app.runtime.sampler.history
+        hour = history.capacity
+        for index in range(hour):  # an hour of 2-second samples, ending now
+            history.record(synthetic_sample(index))
+            if index % 100 == 50:
+                history.mark("grow 8 \u2192 12", "throughput rose 20% at width 8")
+            offset[0] += 3600.0 / hour
+        seen: dict[str, Any] = {}
+
+        def scenario(tools: DevTools) -> None:
+            tools.navigate(f"{app.url}/admin#token={ADMIN}")
+            tools.wait_for("window.renderTimes.length >= 2")
+            seen["points"] = tools.evaluate(POINTS)
+            seen["times"] = tools.evaluate("window.renderTimes")
+            seen["marks"] = tools.evaluate("document.querySelectorAll('#chart-width title').length")
+            seen["errors"] = tools.console_errors()
+
+        await in_browser(tmp_path / "profile", scenario)
+    assert hour == 1800
+    # Every sample of the hour is drawn, one point per series (the sampler's own samples
+    # taken while the page loads push the oldest few out of the hour).
+    for chart, series in (("chart-depth", 4), ("chart-latency", 2), ("chart-width", 2)):
+        assert series * (hour - 10) <= seen["points"][chart] <= series * hour, chart
+    assert 17 <= seen["marks"] <= 18
+    assert all(isinstance(ms, int | float) and ms >= 0 for ms in seen["times"])
+    assert seen["errors"] == []
+
+
+def synthetic_sample(index: int) -> dict[str, float]:
+    """A plausible sample: a burst that builds up and drains over the hour."""
+    wave = max(0.0, math.sin(index / 300))
+    values = dict.fromkeys(SERIES, 0.0)
+    values |= {
+        "depth_high": 50 * wave,
+        "depth_normal": 2000 * wave,
+        "depth_low": 300 * wave,
+        "admitted_per_s": 40 * wave,
+        "received_per_s": 42 * wave,
+        "processed_per_s": 30 + 5 * math.cos(index / 7),
+        "latency_p50": 0.04 + 0.01 * wave,
+        "latency_p99": 0.4 + 0.3 * wave,
+        "width": 8 + (index // 100) % 4 * 4,
+        "in_flight": 6 + (index // 100) % 4 * 4,
+        "github_ok_per_s": 25 * wave + 3,
+        "github_not_modified_per_s": 4,
+        "budget_left": 5000 - index,
+    }
+    return values
 
 
 async def test_admin_page_says_when_the_token_is_refused(tmp_path: Path) -> None:
@@ -82,5 +277,5 @@ async def test_admin_page_says_when_the_token_is_refused(tmp_path: Path) -> None
         url = f"{app.url}/admin#token=wrong"
         dom = await rendered_dom(browser, url, tmp_path / "profile", budget_ms=2000)
     assert "the admin token was refused" in dom
-    assert 'data-key="app.version"' not in dom
+    assert re.search(r'<main id="dashboard" hidden', dom)
     assert re.search(r'<form id="login"(?! hidden)', dom)
