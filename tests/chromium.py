@@ -163,14 +163,22 @@ class DevTools:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, *, timeout: float = 15.0) -> Any:
-        """Poll ``expression`` until it is truthy; its value. Fails after ``timeout`` seconds."""
+        """Poll ``expression`` until it is truthy; its value. Fails after ``timeout`` seconds.
+
+        An expression that throws (the page is still loading) counts as not yet."""
         deadline = time.monotonic() + timeout
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except AssertionError as exc:
+                value, error = None, exc
+            else:
+                error = None
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {expression}")
+                waited = f"timed out after {timeout}s waiting for {expression}"
+                raise AssertionError(f"{waited}: {error}")
             time.sleep(0.05)
 
     def requested_urls(self) -> list[str]:

@@ -104,7 +104,11 @@ class History:
         horizon = now - span
         while begin < self._count and self._at[begin % self.capacity] < horizon:
             begin += 1
-        slots = [seq % self.capacity for seq in range(begin, self._count)]
+        # The held samples from ``begin`` on: one or two contiguous stretches of the ring.
+        head, size = begin % self.capacity, self._count - begin
+        stretches = [(head, min(head + size, self.capacity))]
+        if head + size > self.capacity:
+            stretches.append((0, head + size - self.capacity))
         # A mark goes out with the sample after it, so a reader going on from ``next`` gets
         # each mark once.
         marks = [m for m in self._marks if since <= m.seq < self._count and m.at >= horizon]
@@ -115,9 +119,9 @@ class History:
             "first": begin,
             "next": self._count,
             "continues": continues,
-            "at": [round(self._at[slot], 3) for slot in slots],
+            "at": [round(t, 3) for a, b in stretches for t in self._at[a:b]],
             "series": {
-                name: [_plain(column[slot]) for slot in slots]
+                name: [_plain(v) for a, b in stretches for v in column[a:b]]
                 for name, column in self._values.items()
             },
             "marks": [
@@ -129,7 +133,7 @@ class History:
 
 def _plain(value: float) -> float | int | None:
     """A sample value for JSON: ``null`` when missing, whole numbers without ``.0``."""
-    if math.isnan(value):
+    if value != value:  # NaN, without a function call: this runs 38,000 times an hour
         return None
     if value.is_integer():
         return int(value)
