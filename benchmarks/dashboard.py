@@ -22,7 +22,8 @@ browser  the page's own ``performance.now()`` around each render (merge the samp
 The second runs the app (``python -m github_app serve``) against
 ``benchmarks/sim_github.py`` (40 writes a minute per installation, so GitHub's
 secondary limit answers now and then), sends three waves of deliveries over 16
-installations a minute apart, and captures the page while the third drains.
+installations a minute apart (the third spread over 30 s), and captures the page as
+the third ends.
 """
 
 from __future__ import annotations
@@ -186,10 +187,13 @@ def screenshot(path: Path) -> None:
         with process([*args, "--port", str(port)], env=env, cwd=directory):
             url = f"http://127.0.0.1:{port}"
             wait_http(url + "/healthz")
-            for wave, count in enumerate((800, 800, 1200)):
-                deliveries = build_deliveries(count, installations=16, seed=wave)
-                asyncio.run(send_burst(url, deliveries))
-                time.sleep(60 if wave < 2 else 25)
+            for wave in range(2):  # two bursts a minute apart...
+                asyncio.run(send_burst(url, build_deliveries(800, installations=16, seed=wave)))
+                time.sleep(60)
+            third = build_deliveries(1200, installations=16, seed=2)
+            for start in range(0, len(third), 100):  # ...and a third arriving over 30 s
+                asyncio.run(send_burst(url, third[start : start + 100]))
+                time.sleep(2.5)
             with devtools(browser, Path(directory) / "profile", width=1400) as tools:
                 tools.navigate(f"{url}/admin#token={ADMIN}")
                 tools.wait_for("window.renderTimes.length >= 2")
