@@ -23,6 +23,15 @@ pytestmark = pytest.mark.anyio
 REQUEST_START = b"POST /api/github/webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
+def delivery_head(length: int) -> bytes:
+    """A webhook request's line and headers, announcing ``length`` bytes of body."""
+    return REQUEST_START + (
+        b"Content-Type: application/json\r\nX-GitHub-Event: issues\r\n"
+        b"X-GitHub-Delivery: d-1\r\nX-Hub-Signature-256: sha256=00\r\n"
+        b"Content-Length: %d\r\n\r\n" % length
+    )
+
+
 @asynccontextmanager
 async def raw_connection(app: RunningApp) -> AsyncIterator[SocketStream]:
     port = int(app.url.rsplit(":", 1)[1])
@@ -65,12 +74,7 @@ async def test_a_body_trickled_after_its_headers_is_cut_off_and_counted() -> Non
     settings = make_settings(None, HTTP_BODY_TIMEOUT="0.3")
     async with running_app(settings) as app:
         async with raw_connection(app) as stream:
-            headers = (
-                b"Content-Type: application/json\r\nX-GitHub-Event: issues\r\n"
-                b"X-GitHub-Delivery: d-1\r\nX-Hub-Signature-256: sha256=00\r\n"
-                b"Content-Length: 100000\r\n\r\n"
-            )
-            await stream.send(REQUEST_START + headers)
+            await stream.send(delivery_head(100_000))
             assert await trickle_until_closed(stream, b" ")
         rejected = app.runtime.intake.stats.rejected
         await wait_for(lambda: rejected["client_disconnected"] == 1, what="the count")
@@ -92,12 +96,7 @@ async def test_bodies_being_read_are_capped_in_bytes_and_a_delivery_beyond_is_a_
     settings = make_settings(None, WEBHOOK_MAX_READING_BYTES=str(25 * 1024 * 1024))
     async with running_app(settings) as app:
         async with raw_connection(app) as holder:
-            headers = (
-                b"Content-Type: application/json\r\nX-GitHub-Event: issues\r\n"
-                b"X-GitHub-Delivery: d-1\r\nX-Hub-Signature-256: sha256=00\r\n"
-                b"Content-Length: 20000000\r\n\r\n{"
-            )
-            await holder.send(REQUEST_START + headers)
+            await holder.send(delivery_head(20_000_000) + b"{")
             intake = app.runtime.intake
             await wait_for(lambda: intake.reading_bytes == 20_000_000, what="the reservation")
             padded = issue_event()
