@@ -112,6 +112,8 @@ def features_packed(texts: Sequence[tuple[str, str | None]]) -> Packed:
 
 def unpack(packed: Packed) -> list[Vector]:
     ids, weights, lengths = packed
+    if len(lengths) == 0:
+        return []  # np.split of nothing gives one empty piece, not none
     cuts = np.cumsum(lengths)[:-1]
     return list(zip(np.split(ids, cuts), np.split(weights, cuts), strict=True))
 

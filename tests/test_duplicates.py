@@ -283,3 +283,18 @@ def test_facts_come_from_the_payload() -> None:
     facts = DuplicatesFacts.from_payload(payload)
     assert (facts.action, facts.number, facts.title, facts.body) == ("edited", 4, "T", "B")
     assert (facts.labels, facts.author_type, facts.is_pull_request) == (("bug",), "User", False)
+
+
+async def test_a_repository_without_open_issues_gets_an_empty_index_not_a_failure(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    use_config(github, CONFIG)
+    fake_github(github).mock(return_value=httpx.Response(200, json=[]))
+    state = await deliver(private_key_pem, opened(*UNRELATED, number=1))  # no failure counted
+    index = state.current(REPO)
+    assert index is not None and len(index) == 1  # the new issue itself
+    assert writes(github) == []
+
+
+def test_unpacking_no_documents_gives_no_vectors() -> None:
+    assert unpack(features_packed([])) == []
