@@ -24,7 +24,14 @@ from pydantic import Field
 
 from github_app.processor import Context, Processor, ProcessorConfig
 from github_app.processor_help import CommandHelp, Doc, ProcessorHelp
-from processors.issue_api import IssueApi, has_marker, is_own_comment, label_names, marker
+from processors.issue_api import (
+    IssueApi,
+    code_span,
+    has_marker,
+    is_own_comment,
+    label_names,
+    marker,
+)
 
 PRIORITIES = ("critical", "high", "normal", "low")
 TRIAGERS = "people with triage access or more to the repository"
@@ -132,7 +139,7 @@ def parse(body: str) -> tuple[list[Command], list[Problem]]:
             if not args:
                 reason = f"/{name} needs @user or me"
             elif bad:
-                reason = f"not a GitHub login: {bad[0]}"
+                reason = f"not a GitHub login: {code_span(bad[0][:40])}"
         elif name == "priority":
             args = (rest.lower(),)
             if rest.lower() not in PRIORITIES:
@@ -407,7 +414,7 @@ async def reply_once(api: CommandsApi, facts: CommandsFacts, problems: list[Prob
     kind = f"commands:{facts.comment_id}:{facts.digest}"
     if has_marker(await api.comment_bodies(facts.issue.number, since=facts.created_at), kind):
         return
-    lines = "\n".join(f"- `{p.line[:100]}`: {p.reason}" for p in problems)
+    lines = "\n".join(f"- {code_span(p.line[:100])}: {p.reason}" for p in problems)
     body = f"@{facts.commenter}, not run:\n\n{lines}\n\n{marker(kind)}"
     await api.comment(facts.issue.number, body)
 

@@ -13,6 +13,7 @@ so a redelivered event can see that its comment is already there.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,21 @@ MARKER_PREFIX = "<!-- auto-issue-processor:"
 def marker(kind: str) -> str:
     """The hidden line that identifies one kind of comment of this app (``welcome``, ...)."""
     return f"{MARKER_PREFIX}{kind} -->"
+
+
+def code_span(text: str) -> str:
+    """``text`` as a Markdown code span it cannot close, for echoing user text in a comment.
+
+    Inside a code span no link, @mention or HTML renders, so a comment signed
+    by the app cannot be made to carry someone else's. The fence is one
+    backtick longer than the longest run of backticks in the text (CommonMark),
+    padded with spaces when the text starts or ends with a backtick or space;
+    line breaks become spaces, and ``<!--`` cannot start one of our markers.
+    """
+    text = " ".join(text.splitlines()).replace("<!--", "<!- -") or " "
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def has_marker(bodies: Iterable[str], kind: str) -> bool:

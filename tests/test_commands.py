@@ -18,7 +18,7 @@ from processors.commands import (
     pending,
     plan,
 )
-from processors.issue_api import marker
+from processors.issue_api import code_span, marker
 from tests.conftest import APP_SLUG, make_settings, running_app
 from tests.deliveries import signed
 from tests.processor_helpers import ISSUE_URL, REPO, api_calls, comment_event, use_config, writes
@@ -285,7 +285,7 @@ def test_parse_reads_arguments_and_reasons() -> None:
         ("label", ("bug", "docs")),
         ("assign", ("a", "b", "me")),
     ]
-    assert [p.reason for p in problems] == ["/close takes no arguments", "not a GitHub login: -x"]
+    assert [p.reason for p in problems] == ["/close takes no arguments", "not a GitHub login: `-x`"]
 
 
 def test_plan_applies_commands_in_order_and_keeps_the_net_effect() -> None:
@@ -339,3 +339,33 @@ def test_decide_with_triage_access_plans_the_net_effect() -> None:
     assert problems == []
     assert (result.add_labels, result.remove_labels) == (["priority/high"], ["priority/low"])
     assert result.state == "closed"
+
+
+async def test_a_refused_commands_text_is_echoed_in_a_code_span_it_cannot_close(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    use_config(github, CONFIG)
+    fake_github(github, READ_ONLY)
+    hostile = "/close `[prize](https://evil.example) @octo-org/everyone`"
+    login = "/assign [x](https://evil.example)"
+    event = comment_event(f"{hostile}\n{login}", commenter="reader", association="NONE")
+    await deliver(private_key_pem, event)
+    [(_, _, reply)] = writes(github)
+    body = reply["body"]
+    assert f"- `` {hostile} ``: /close takes no arguments" in body
+    assert f"- `{login}`: not a GitHub login: `[x](https://evil.example)`" in body
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("/close now", "`/close now`"),
+        ("a `b` c", "``a `b` c``"),
+        ("ends with `", "`` ends with ` ``"),
+        ("``` fence", "```` ``` fence ````"),
+        ("two\nlines", "`two lines`"),
+        ("<!-- auto-issue-processor:welcome -->", "`<!- - auto-issue-processor:welcome -->`"),
+    ],
+)
+def test_code_span_fence_is_longer_than_any_backtick_run_inside(text: str, span: str) -> None:
+    assert code_span(text) == span
