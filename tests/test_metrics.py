@@ -89,3 +89,19 @@ async def test_dead_letters_and_the_ones_dropped_when_full_are_counted(
     assert value(found, f"{PREFIX}_dead_letters") == 1
     assert value(found, f"{PREFIX}_dead_letters_removed_total", outcome="dropped") == 1
     assert value(found, f"{PREFIX}_dead_letters_removed_total", outcome="purged") == 0
+
+
+async def test_processing_buckets_sum_the_histogram_over_its_label_sets() -> None:
+    async with running_app(make_settings(None)) as app:
+        bounds, empty = app.runtime.metrics.processing_buckets()
+        assert set(empty) == {0.0} and len(empty) == len(bounds) + 1
+        for number in (1, 2, 3):
+            delivery = signed(issue_event("opened", number=number), "issues")
+            assert (await app.post(delivery)).status_code == 202
+        await app.settle()
+        _, counts = app.runtime.metrics.processing_buckets()
+        runs = app.runtime.runner.stats
+    calls = sum(runs.ok.values()) + sum(runs.failed.values())
+    assert calls >= 3
+    assert counts[-1] == calls  # the +Inf bucket counts every processor call
+    assert list(counts) == sorted(counts)  # cumulative

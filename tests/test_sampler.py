@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from github_app.admin.history import History
@@ -19,6 +20,7 @@ from github_app.dispatch.runner import ProcessorStats
 from github_app.github.ratelimit import GatewayStats, InstallationStats
 from github_app.intake.route import IntakeStats
 from github_app.queue.memory import QueueStats
+from tests.conftest import wait_for
 
 BOUNDS = (0.01, 0.1, 1.0)
 
@@ -142,6 +144,28 @@ def test_width_changes_become_marks_with_their_reason_and_holds_do_not() -> None
         ("grow 4 \u2192 8", "throughput rose 30% at width 4"),
         ("backoff 8 \u2192 2", "secondary rate limit"),
     ]
+
+
+@pytest.mark.anyio
+async def test_the_sampling_task_loses_a_failing_reading_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    readings = iter([reading(), RuntimeError("stats broke"), reading(), reading()])
+
+    def read() -> Reading:
+        value = next(readings, reading())
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    history = History(SERIES, 10)
+    sampler = Sampler(history, read, interval=0.01)
+    async with anyio.create_task_group() as group:
+        group.start_soon(sampler.run)
+        await wait_for(lambda: history.next_seq >= 2, what="two samples")
+        group.cancel_scope.cancel()
+    assert "dashboard history: this sample is lost" in caplog.text
+    assert "stats broke" in caplog.text
 
 
 def test_the_sampling_interval_must_be_positive() -> None:

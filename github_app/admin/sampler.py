@@ -14,6 +14,7 @@ change, never as a negative rate.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,8 @@ from github_app.github.transport import WRITE_METHODS
 from github_app.intake.route import IntakeStats
 from github_app.queue.memory import QueueStats
 from github_app.queue.priority import Priority
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
@@ -253,10 +256,16 @@ class Sampler:
         return window
 
     async def run(self) -> None:
-        """Sample on a fixed cadence until cancelled (the runtime's task group owns this)."""
+        """Sample on a fixed cadence until cancelled (the runtime's task group owns this).
+
+        A failing reading costs that sample only: the dashboard must never stop the app.
+        """
         next_at = anyio.current_time()
         while True:
-            self.step()
+            try:
+                self.step()
+            except Exception:
+                log.exception("dashboard history: this sample is lost")
             next_at += self.interval
             now = anyio.current_time()
             if next_at < now:  # fell behind (a stalled loop): keep the cadence from now on
