@@ -206,6 +206,32 @@ async def test_dead_letter_routes_list_redrive_and_purge_real_dead_letters(
         assert (await app.client.get(url, headers=bearer())).json()["count"] == 0
 
 
+async def test_dead_letter_listing_can_be_limited_to_the_oldest_and_says_how_many_in_all(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    github.get(config_url(REPO)).mock(return_value=httpx.Response(404))
+    github.get(config_url("Codertocat/.github")).mock(return_value=httpx.Response(404))
+    github.post(f"{API}/repos/{REPO}/issues/1/labels").mock(
+        return_value=httpx.Response(502, json={"message": "Bad gateway"})
+    )
+    settings = make_settings(private_key_pem, ADMIN_TOKEN=ADMIN, RETRY_ATTEMPTS="1")
+    async with running_app(settings) as app:
+        url = app.url + "/admin/dead-letters"
+        first, second = (signed(app_payload("issues.opened"), "issues") for _ in range(2))
+        for delivery in (first, second):
+            assert (await app.post(delivery)).status_code == 202
+        await app.settle()
+        limited = (await app.client.get(url, params={"limit": "1"}, headers=bearer())).json()
+        assert (limited["count"], limited["total"]) == (1, 2)
+        assert [d["delivery_id"] for d in limited["dead_letters"]] == [first.delivery_id]
+        whole = (await app.client.get(url, headers=bearer())).json()
+        assert (whole["count"], whole["total"]) == (2, 2)
+        for bad in ("0", "-1", "ten", ""):
+            answer = await app.client.get(url, params={"limit": bad}, headers=bearer())
+            assert answer.status_code == 400, bad
+            assert answer.json()["message"] == "limit must be a whole number from 1"
+
+
 async def test_admin_page_is_self_contained_and_holds_no_data_itself() -> None:
     async with running_app(make_settings(None, ADMIN_TOKEN=ADMIN)) as app:
         answer = await app.client.get(app.url + "/admin")

@@ -45,8 +45,12 @@ class DeadLetterAdapter:
     def supported(self) -> bool:
         return True
 
-    def list(self) -> list[dict[str, Any]]:
-        return [describe(entry) for entry in self._queue.list_dead_letters()]
+    def list(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The oldest ``limit`` dead letters (all when ``None``)."""
+        return [describe(entry) for entry in self._queue.list_dead_letters(limit=limit)]
+
+    def __len__(self) -> int:
+        return len(self._queue.list_dead_letters())
 
     def redrive(self, delivery_id: str) -> bool:
         """Put one dead letter back in the queue; ``False`` when there is no such delivery."""

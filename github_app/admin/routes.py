@@ -128,9 +128,21 @@ def admin_routes(
         return JSONResponse(document, headers=NO_STORE)
 
     async def list_dead_letters(request: Request) -> Response:
-        entries = dead_letters.list()
+        limit = request.query_params.get("limit")
+        if limit is not None and not (limit.isdigit() and int(limit) >= 1):
+            return JSONResponse(
+                {"error": "bad_request", "message": "limit must be a whole number from 1"},
+                status_code=400,
+                headers=NO_STORE,
+            )
+        entries = dead_letters.list(None if limit is None else int(limit))
         return JSONResponse(
-            {"supported": dead_letters.supported, "count": len(entries), "dead_letters": entries},
+            {
+                "supported": dead_letters.supported,
+                "count": len(entries),
+                "total": len(dead_letters) if limit is not None else len(entries),
+                "dead_letters": entries,
+            },
             headers=NO_STORE,
         )
 
