@@ -4,7 +4,7 @@ It verifies ``X-Hub-Signature-256`` (HMAC-SHA256, constant-time comparison), par
 body with ``json.loads`` and answers 202, on starlette + uvicorn (uvloop, httptools),
 so the real app's intake can be compared against the bare cost of HTTP + HMAC + JSON.
 
-    python benchmarks/bare_app.py --port 8001 [--secret S] [--path /api/github/webhooks]
+    python -m benchmarks.bare_app --port 8001 [--secret S] [--path /api/github/webhooks]
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import argparse
 import hashlib
 import hmac
 import json
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,16 +20,6 @@ if TYPE_CHECKING:
 
 DEFAULT_SECRET = "benchmark-webhook-secret"
 DEFAULT_PATH = "/api/github/webhooks"
-
-
-def unshadow_stdlib() -> None:
-    """Take this file's folder off ``sys.path`` before uvicorn and starlette are imported.
-
-    Run as a script, the folder comes first there, and a sibling benchmark named like a
-    stdlib module (``benchmarks/queue.py``) would be imported in its place.
-    """
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
 
 
 def create_app(secret: str, path: str = DEFAULT_PATH) -> Starlette:
@@ -73,7 +61,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--secret", default=DEFAULT_SECRET)
     parser.add_argument("--path", default=DEFAULT_PATH)
     args = parser.parse_args(argv)
-    unshadow_stdlib()
     import uvicorn
 
     uvicorn.run(

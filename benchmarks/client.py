@@ -2,13 +2,14 @@
 
 Command (from the repository root)::
 
-    python benchmarks/client.py [--deliveries 600] [--installations 10] [--latency 0.05]
+    python -m benchmarks.client [--deliveries 600] [--installations 10] [--latency 0.05]
         [--workers 8] [--scenario all|burst|tight|overhead]
 
-Each scenario starts ``benchmarks/sim_github.py`` (GitHub's per-installation limits,
-``--latency`` per answer) and the app itself (``python -m github_app serve``, real
-credentials: a generated key, ``GITHUB_API_URL`` pointing at the simulator), each in its
-own process, then:
+Each scenario starts the simulated GitHub (``benchmarks/github_sim.py`` with GitHub's
+per-installation limits: 100 concurrent requests, 80 writes a minute, 5,000 requests an
+hour; ``--latency`` per answer; a labeler config in every repository) and the app
+itself (``python -m github_app serve``, real credentials: a generated key,
+``GITHUB_API_URL`` pointing at the simulator), each in its own process, then:
 
 burst   sends ``--deliveries`` signed ``issues.opened`` deliveries (GitHub's example
         payload) over ``--installations`` installations and 5 repositories each, about
@@ -54,13 +55,14 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 SECRET = "benchmark-webhook-secret"
 WRITE_TITLE = "App crashes on start"
 QUIET_TITLE = "Question about the setup"
 PROBOT = {"seconds": 278.0, "requests_per_delivery": 1.48, "tight_lost": "61 of 91"}
+LABELER_CONFIG = (
+    b"labeler:\n  rules:\n    - label: bug\n      keywords: [crash, crashes, traceback]\n"
+)
 
 
 def free_port() -> int:
@@ -97,13 +99,18 @@ def process(
 
 @contextlib.contextmanager
 def simulator(latency: float, writes_per_minute: int) -> Iterator[str]:
+    """The simulated GitHub with GitHub's per-installation limits, in its own process."""
     port = free_port()
-    args = [sys.executable, str(REPO / "benchmarks" / "sim_github.py"), "--port", str(port)]
-    args += ["--latency", str(latency), "--writes-per-minute", str(writes_per_minute)]
-    with process(args):
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/_sim/stats")
-        yield url
+    with tempfile.TemporaryDirectory() as directory:
+        config = Path(directory) / "auto-issue-processor.yml"
+        config.write_bytes(LABELER_CONFIG)
+        args = [sys.executable, "-m", "benchmarks.github_sim", "--port", str(port)]
+        args += ["--latency", str(latency), "--installation-writes", str(writes_per_minute)]
+        args += ["--installation-concurrency", "100", "--budget", "5000"]
+        with process([*args, "--repo-config", str(config)], cwd=str(REPO)):
+            url = f"http://127.0.0.1:{port}"
+            wait_http(url + "/_sim/stats")
+            yield url
 
 
 def private_key_file(directory: str) -> str:

@@ -4,18 +4,20 @@ Command (from the repository root; needs the ``bench`` extra for the plot; about
 10 minutes on 2 cores)::
 
     .venv/bin/pip install -e '.[dev,bench]'
-    .venv/bin/python benchmarks/concurrency.py [--events 2000] [--widths 1,2,4,8,16,32,64,128]
+    .venv/bin/python -m benchmarks.concurrency [--events 2000] [--widths 1,2,4,8,16,32,64,128]
         [--only sweep|halve|slower|installations] [--plot out.png] [--decisions out.jsonl]
 
-Every run starts a fresh simulator (``sim_concurrency.py``, its own uvicorn
+Every run starts a fresh simulated GitHub (``github_sim.py``, its own uvicorn
 process) and a fresh app (``serve_adaptive.py``: the real app with app
 credentials from a freshly generated RSA key, ``GITHUB_API_URL`` = the
 simulator), then POSTs ``--events`` signed ``issues.opened`` deliveries over
 HTTP as a burst and waits until each was processed (or the run's time cap).
 
-Backend: ``--service-ms`` per request while at most ``--capacity`` are in
+Backend: ``--service-ms`` (+/- 10 %) per request while at most ``--capacity`` are in
 service, slower in proportion beyond; secondary-limit 403 + retry-after past
-``--secondary-cap`` concurrent requests. Scenarios:
+``--secondary-cap`` concurrent requests, and 403 to the offender (everyone, for the
+global cap) until the retry-after has passed. The repositories have no config file
+(404): the labeler runs with its defaults. Scenarios:
 
 1. sweep: fixed widths 1, 2, 4 ... 128 (``--widths`` for fewer),
    then the adaptive controller;
@@ -88,14 +90,17 @@ class Backend:
         return [f"--github-concurrency={concurrency}", f"--write-interval={interval:.3f}"]
 
     def argv(self) -> list[str]:
+        """The simulated GitHub's options for this backend."""
         return [
             f"--capacity={self.capacity}",
             f"--service-ms={self.service_ms}",
+            "--jitter=0.1",
             f"--secondary-cap={self.secondary_cap}",
             f"--retry-after={self.retry_after}",
-            f"--inst-concurrency={self.inst_concurrency}",
-            f"--inst-writes={self.inst_writes}",
-            f"--inst-window={self.inst_window}",
+            "--hold-offenders",
+            f"--installation-concurrency={self.inst_concurrency}",
+            f"--installation-writes={self.inst_writes}",
+            f"--write-window={self.inst_window}",
         ]
 
 
@@ -129,8 +134,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def process(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
-    # -P: benchmarks/ is not put first on sys.path (its queue.py would shadow the stdlib's)
-    proc = subprocess.Popen([sys.executable, "-P", *argv], cwd=REPO)
+    """Run ``python -m argv...`` from the checkout."""
+    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO)
     try:
         yield proc
     finally:
@@ -216,9 +221,9 @@ def run(
     sim = f"http://127.0.0.1:{sim_port}"
     app = f"http://127.0.0.1:{app_port}"
     low, high = (width, width) if width else (1, 128)
-    sim_argv = [str(BENCH / "sim_concurrency.py"), f"--port={sim_port}", *backend.argv()]
+    sim_argv = ["benchmarks.github_sim", f"--port={sim_port}", *backend.argv()]
     app_argv = [
-        str(BENCH / "serve_adaptive.py"),
+        "benchmarks.serve_adaptive",
         f"--port={app_port}",
         f"--api={sim}",
         f"--key-file={key_file}",
@@ -490,7 +495,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Run as a script, benchmarks/ is first on sys.path, and its queue.py would shadow the
-    # stdlib's (anyio imports it when the event loop starts).
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
     main()

@@ -17,7 +17,7 @@ Get the examples (npm only, nothing else)::
 Write training samples (one compact JSON body per line) for
 ``python -m github_app.queue.compression train``::
 
-    python benchmarks/corpus.py --examples /tmp/package/api.github.com/index.json \\
+    python -m benchmarks.corpus --examples /tmp/package/api.github.com/index.json \\
         --seed 1 --count 20000 --out /tmp/webhooks-train.jsonl
 """
 

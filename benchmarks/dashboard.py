@@ -2,8 +2,8 @@
 
 Commands (from the repository root; chromium installed; not part of CI)::
 
-    .venv/bin/python benchmarks/dashboard.py [--loads 7]
-    .venv/bin/python benchmarks/dashboard.py --screenshot docs/dashboard.png
+    .venv/bin/python -m benchmarks.dashboard [--loads 7]
+    .venv/bin/python -m benchmarks.dashboard --screenshot docs/dashboard.png
 
 The first prints three figures:
 
@@ -19,11 +19,11 @@ browser  the page's own ``performance.now()`` around each render (merge the samp
          each load draws the whole hour, the later ones add the new samples; medians
          over ``--loads`` fresh page loads.
 
-The second runs the app (``python -m github_app serve``) against
-``benchmarks/sim_github.py`` (40 writes a minute per installation, so GitHub's
-secondary limit answers now and then), sends three waves of deliveries over 16
-installations a minute apart (the third spread over 30 s), and captures the page as
-the third ends.
+The second runs the app (``python -m github_app serve``) against the simulated
+GitHub (``benchmarks/github_sim.py`` as the client benchmark sets it up, with 40
+writes a minute per installation, so GitHub's secondary limit answers now and then),
+sends three waves of deliveries over 16 installations a minute apart (the third
+spread over 30 s), and captures the page as the third ends.
 """
 
 from __future__ import annotations
@@ -43,12 +43,7 @@ from typing import Any
 
 import anyio
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != REPO / "benchmarks"]
-
-from benchmarks.client import (  # noqa: E402
+from benchmarks.client import (
     SECRET,
     build_deliveries,
     free_port,
@@ -58,9 +53,11 @@ from benchmarks.client import (  # noqa: E402
     simulator,
     wait_http,
 )
-from github_app.admin.history import History  # noqa: E402
-from github_app.admin.sampler import SERIES  # noqa: E402
-from tests.chromium import devtools, find_browser  # noqa: E402
+from github_app.admin.history import History
+from github_app.admin.sampler import SERIES
+from tests.chromium import devtools, find_browser
+
+REPO = Path(__file__).resolve().parent.parent
 
 ADMIN = "dashboard-benchmark-admin-token"
 HOUR = 1800  # 2-second samples

@@ -1,11 +1,11 @@
 """Webhook intake benchmark: the real app against a bare starlette endpoint, in one run.
 
-    /work/venv/bin/python benchmarks/ingest.py [--duration 10] [--rounds 3] [--connections 64]
+    .venv/bin/python -m benchmarks.ingest [--duration 10] [--rounds 3] [--connections 64]
 
 Needs wrk (``apt-get install wrk``); not part of CI. Each round runs, in alternating
 order, two servers on core 0 (uvicorn, uvloop + httptools, access log off):
-A = the app via ``serve_app.py`` with its dispatcher paused (intake only: verify, dedupe,
-classify, compress, enqueue); B = ``bare_app.py`` (HMAC check + ``json.loads`` + 202).
+A = the app via ``benchmarks.serve_app`` with its dispatcher paused (intake only: verify, dedupe,
+classify, compress, enqueue); B = ``benchmarks.bare_app`` (HMAC check + ``json.loads`` + 202).
 wrk on core 1 (2 threads) warms each up for 2 s, then POSTs the signed ``issues.opened``
 fixture (+ ``installation``, compact, ~12 KB), a fresh ``X-GitHub-Delivery`` each time.
 
@@ -77,15 +77,14 @@ class BenchmarkError(Exception):
 class Server:
     key: str  # "A" or "B"
     name: str
-    script: Path
+    module: str
 
     def argv(self, port: int) -> list[str]:
-        # -P: the script's folder is not put on sys.path (benchmarks/queue.py is not ``queue``)
-        return [sys.executable, "-P", str(self.script), "--port", str(port), "--secret", SECRET]
+        return [sys.executable, "-m", self.module, "--port", str(port), "--secret", SECRET]
 
 
-APP = Server("A", "app (paused dispatcher)", BENCH_DIR / "serve_app.py")
-BARE = Server("B", "bare starlette", BENCH_DIR / "bare_app.py")
+APP = Server("A", "app (paused dispatcher)", "benchmarks.serve_app")
+BARE = Server("B", "bare starlette", "benchmarks.bare_app")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Command (from the repository root; not part of CI)::
 
-    .venv/bin/python benchmarks/observability.py [--events 20000] [--rounds 7]
+    .venv/bin/python -m benchmarks.observability [--events 20000] [--rounds 7]
 
 In one process, side by side and in alternating order per round:
 

@@ -2,14 +2,14 @@
 
 Command (from the repository root)::
 
-    python benchmarks/processors.py [--events 1000] [--repos 20] [--issues 10000] [--rounds 3]
+    python -m benchmarks.processors [--events 1000] [--repos 20] [--issues 10000] [--rounds 3]
 
 Part 1 runs the real app (runtime, intake, queue, dispatcher, runner, every
-processor enabled) against a local fake GitHub (an ``httpx.MockTransport``:
-nothing leaves the process) and feeds it a seeded, realistic mix of
-``--events`` deliveries across ``--repos`` repositories (half configured by
-their own file, half by the org's ``.github`` file; each with 150-450 open
-issues for the duplicates index). It prints the API calls GitHub would have
+processor enabled) against the simulated GitHub (``benchmarks/github_sim.py``
+called through ``httpx.ASGITransport``: nothing leaves the process) and feeds it
+a seeded, realistic mix of ``--events`` deliveries across ``--repos`` repositories
+(half configured by their own file, half by the org's ``.github`` file; each with
+150-450 open issues for the duplicates index). It prints the API calls GitHub would have
 seen: total, reads, writes and 304s, per event and by kind.
 
 Part 2 builds the duplicates index for ``--issues`` synthetic issues and
@@ -28,7 +28,6 @@ import json
 import logging
 import random
 import statistics
-import sys
 import time
 import tracemalloc
 from collections import Counter
@@ -43,16 +42,11 @@ import anyio.to_thread
 import httpx
 from githubkit.webhooks import sign
 
-# Run as a file: its folder is sys.path[0], where benchmarks/queue.py would shadow the
-# stdlib's queue (anyio's asyncio backend imports it) and this file the processors package.
-for _entry in [p for p in sys.path if Path(p or ".").resolve() == Path(__file__).parent.resolve()]:
-    sys.path.remove(_entry)
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from github_app.config import load_settings  # noqa: E402 - after the sys.path fix above
-from github_app.runtime import Runtime  # noqa: E402
-from github_app.server import create_app  # noqa: E402
-from processors.similarity import (  # noqa: E402
+from benchmarks.github_sim import GitHubSim, World
+from github_app.config import load_settings
+from github_app.runtime import Runtime
+from github_app.server import create_app
+from processors.similarity import (
     SimilarityIndex,
     features,
     features_many,
@@ -89,69 +83,71 @@ def synthetic_issue(rng: random.Random) -> tuple[str, str]:
 # --- part 1: API calls per event -------------------------------------------------------------
 
 
-class FakeGitHub:
-    """Answers every endpoint the processors use; counts what it was asked."""
+def sim_world(repos: list[str], seed: int) -> World:
+    """Half the repositories configured by their own file, half by the org's ``.github``
+    file; each with 150-450 open issues; every author has opened an issue before; the
+    maintainers may triage."""
+    rng = random.Random(seed)
+    open_issues: dict[str, list[dict[str, Any]]] = {}
+    for repo in repos:
+        issues = []
+        for number in range(1, rng.randint(150, 450)):
+            title, body = synthetic_issue(rng)
+            issues.append({"number": number, "title": title, "body": body})
+        open_issues[repo] = issues
+    own_config = {repo for i, repo in enumerate(repos) if i % 2 == 0}
+    org_config = {repo.split("/")[0] + "/.github" for repo in repos}
+    return World(
+        config=CONFIG.encode(),
+        config_repos=frozenset(own_config | org_config),
+        open_issues=open_issues,
+        creator_issues=[{"number": 1}],
+        roles={f"maintainer{n}": "triage" for n in range(1, 6)},
+    )
 
-    def __init__(self, repos: list[str], seed: int) -> None:
-        rng = random.Random(seed)
-        self.open: dict[str, list[dict[str, Any]]] = {}
-        for repo in repos:
-            issues = []
-            for number in range(1, rng.randint(150, 450)):
-                title, body = synthetic_issue(rng)
-                issues.append({"number": number, "title": title, "body": body})
-            self.open[repo] = issues
-        self.own_config = {repo for i, repo in enumerate(repos) if i % 2 == 0}
+
+def call_kind(request: httpx.Request) -> str | None:
+    """What a processor asked GitHub for (None for the app's own token and identity calls)."""
+    path = request.url.path
+    method = request.method
+    if path == "/app" or path.endswith("/access_tokens"):
+        return None
+    parts = path.strip("/").split("/")
+    tail = "/".join(parts[3:])
+    if method == "GET":
+        if tail.startswith("contents/"):
+            return "read: config file"
+        if tail == "issues":
+            if "creator" in request.url.params:
+                return "read: author's issues (welcome)"
+            return "read: open issues page (duplicates)"
+        if tail.endswith("/comments"):
+            return "read: comments (marker check)"
+        if tail.endswith("/permission"):
+            return "read: collaborator permission"
+        return f"read: other {tail}"
+    kind = "comment" if tail.endswith("/comments") else tail.split("/")[-1]
+    if kind.isdigit():
+        kind = "issue state"
+    elif tail.count("/") >= 3 and "/labels/" in tail:
+        kind = "remove label"
+    return f"write: {method} {kind}"
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The app's transport to the simulated GitHub, counting calls by kind and answers by status."""
+
+    def __init__(self, sim: GitHubSim) -> None:
+        self._sim = httpx.ASGITransport(app=sim)
         self.calls: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        response = self._answer(request)
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if (kind := call_kind(request)) is not None:
+            self.calls[kind] += 1
+        response = await self._sim.handle_async_request(request)
         self.statuses[response.status_code] += 1
         return response
-
-    def _answer(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        method = request.method
-        if path == "/app" or path.endswith("/access_tokens"):
-            if path == "/app":
-                return httpx.Response(200, json={"slug": "bench-app"})
-            return httpx.Response(
-                201, json={"token": "ghs_bench", "expires_at": "2099-01-01T00:00:00Z"}
-            )
-        parts = path.strip("/").split("/")
-        repo = f"{parts[1]}/{parts[2]}" if len(parts) > 2 else ""
-        tail = "/".join(parts[3:])
-        if method == "GET" and tail.startswith("contents/"):
-            self.calls["read: config file"] += 1
-            has_file = repo in self.own_config or repo.endswith("/.github")
-            return httpx.Response(200, text=CONFIG) if has_file else httpx.Response(404)
-        if method == "GET" and tail == "issues":
-            if "creator" in request.url.params:
-                self.calls["read: author's issues (welcome)"] += 1
-                return httpx.Response(200, json=[{"number": 1}])
-            self.calls["read: open issues page (duplicates)"] += 1
-            page = int(request.url.params.get("page", "1"))
-            issues = self.open.get(repo, [])
-            return httpx.Response(200, json=issues[(page - 1) * 100 : page * 100])
-        if method == "GET" and tail.endswith("/comments"):
-            self.calls["read: comments (marker check)"] += 1
-            return httpx.Response(200, json=[])
-        if method == "GET" and tail.endswith("/permission"):
-            self.calls["read: collaborator permission"] += 1
-            login = parts[-2]
-            role = "triage" if login.startswith("maintainer") else "read"
-            return httpx.Response(200, json={"permission": "read", "role_name": role})
-        if method == "GET":
-            self.calls[f"read: other {tail}"] += 1
-            return httpx.Response(404)
-        kind = "comment" if tail.endswith("/comments") else tail.split("/")[-1]
-        if kind.isdigit():
-            kind = "issue state"
-        elif tail.count("/") >= 3 and "/labels/" in tail:
-            kind = "remove label"
-        self.calls[f"write: {method} {kind}"] += 1
-        return httpx.Response(200, json=[] if "labels" in tail else {})
 
 
 def _fixture(name: str) -> dict[str, Any]:
@@ -241,7 +237,7 @@ def make_events(count: int, repos: list[str], seed: int) -> list[tuple[str, dict
 
 async def api_calls(n_events: int, n_repos: int, seed: int) -> dict[str, Any]:
     repos = [f"org{i % 2}/repo{i}" for i in range(n_repos)]
-    fake = FakeGitHub(repos, seed)
+    fake = CountingTransport(GitHubSim(world=sim_world(repos, seed)))
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -264,7 +260,7 @@ async def api_calls(n_events: int, n_repos: int, seed: int) -> dict[str, Any]:
         },
         env_file=None,
     )
-    runtime = Runtime(settings, transport=httpx.MockTransport(fake))
+    runtime = Runtime(settings, transport=fake)
     app = create_app(settings, runtime=runtime)
     events = make_events(n_events, repos, seed)
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """Run the real app for ``benchmarks/concurrency.py``: credentials, GitHub = the simulator.
 
-    python benchmarks/serve_adaptive.py --port P --api http://127.0.0.1:S --key-file K
+    python -m benchmarks.serve_adaptive --port P --api http://127.0.0.1:S --key-file K
         --workers-min 1 --workers-max 128
 
 The app is built exactly as ``serve`` builds it (settings, Runtime, create_app);
@@ -12,14 +12,11 @@ observer, chained) and each controller decision are kept and served as JSON at
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-REPO = Path(__file__).resolve().parent.parent
 SECRET = "benchmark-webhook-secret"
 
 
@@ -34,8 +31,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write-interval", type=float, default=1.0)
     args = parser.parse_args(argv)
 
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route

@@ -1,6 +1,6 @@
 """Run the real app for ``benchmarks/ingest.py``: intake only, dispatcher paused.
 
-    python benchmarks/serve_app.py --port 8000 [--secret S]
+    python -m benchmarks.serve_app --port 8000 [--secret S]
 
 The queue is made large enough (2,000,000 events, 8 GiB) that a benchmark run never
 fills it, and its consumer stays idle (``paused=True``), so what is measured is the
@@ -11,23 +11,8 @@ No credentials are given: the app runs in dry-run mode and makes no outbound cal
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SECRET = "benchmark-webhook-secret"
-
-
-def unshadow_stdlib() -> None:
-    """Take this file's folder off ``sys.path`` (and put the checkout on it) before imports.
-
-    Run as a script, the folder comes first there, and a sibling benchmark named like a
-    stdlib module (``benchmarks/queue.py``) would be imported in its place.
-    """
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    if str(REPO) not in sys.path:  # a checkout, the package not installed
-        sys.path.insert(0, str(REPO))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,7 +22,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--secret", default=DEFAULT_SECRET)
     parser.add_argument("--queue-max-events", default="2000000", help="to test a full queue")
     args = parser.parse_args(argv)
-    unshadow_stdlib()
     import uvicorn
 
     from github_app.config import load_settings

@@ -3,7 +3,7 @@
 Webhook bodies are 5-20 KB of JSON that repeat the same keys and URL shapes in
 every delivery; a dictionary gives zstd that shared part up front, so each
 frame holds mostly what is particular to the event (about 13x instead of 7x on
-a randomised mix, see benchmarks/queue.py). The dictionary ships with the
+a randomised mix, see benchmarks/queue_burst.py). The dictionary ships with the
 package (``github_app/queue/dictionaries/``); ``CURRENT`` names the one new frames
 use, and every ``*.zdict`` there is loaded for reading. Each frame carries its
 dictionary id, so a new dictionary can replace an old one while events

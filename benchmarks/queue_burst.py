@@ -3,7 +3,7 @@
 Command (from the repository root; the examples come from npm, see benchmarks/corpus.py)::
 
     cd /tmp && npm pack @octokit/webhooks-examples && tar xzf octokit-webhooks-examples-*.tgz
-    /work/venv/bin/python benchmarks/queue.py --examples /tmp/package/api.github.com/index.json
+    .venv/bin/python -m benchmarks.queue_burst --examples /tmp/package/api.github.com/index.json
 
 The deliveries are built by ``benchmarks/corpus.py`` with ``--seed`` (default 7); the
 shipped dictionary was trained on seed 1, so training and measuring use different
@@ -27,12 +27,10 @@ the priority-order fraction, and Jain's index. Not part of CI.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import multiprocessing
 import resource
 import statistics
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -41,23 +39,12 @@ from typing import Any
 import psutil
 import zstandard
 
-BENCH_DIR = Path(__file__).resolve().parent
-# This file is named queue.py: keep its folder off the path so the stdlib's queue wins.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-sys.path.insert(0, str(BENCH_DIR.parent))
-_spec = importlib.util.spec_from_file_location("corpus", BENCH_DIR / "corpus.py")
-assert _spec is not None
-assert _spec.loader is not None
-corpus = importlib.util.module_from_spec(_spec)
-sys.modules["corpus"] = corpus
-_spec.loader.exec_module(corpus)
-PayloadFactory = corpus.PayloadFactory
-
-from github_app.envelope import Envelope  # noqa: E402
-from github_app.intake.webhooks import routing_fields  # noqa: E402
-from github_app.queue.compression import DEFAULT_LEVEL, PayloadCodec  # noqa: E402
-from github_app.queue.memory import MemoryQueue  # noqa: E402
-from github_app.queue.priority import Priority, PriorityRules  # noqa: E402
+from benchmarks.corpus import PayloadFactory
+from github_app.envelope import Envelope
+from github_app.intake.webhooks import routing_fields
+from github_app.queue.compression import DEFAULT_LEVEL, PayloadCodec
+from github_app.queue.memory import MemoryQueue
+from github_app.queue.priority import Priority, PriorityRules
 
 BATCH = 100
 
