@@ -194,42 +194,51 @@ async def test_shutdown_refuses_new_deliveries_and_finishes_in_flight_work(
 
 async def test_a_closed_gate_with_an_overdue_retry_waits_instead_of_spinning() -> None:
     """While GitHub asked for a pause, an overdue retry must not make the dispatcher loop hot."""
-    import time as _time
-
     from github_app.dispatch.dispatcher import Dispatcher
     from github_app.envelope import Envelope
     from github_app.queue.event import QueuedEvent
     from github_app.queue.memory import MemoryQueue
     from github_app.queue.priority import Priority
 
-    class PausedGate:
-        def __init__(self, seconds: float) -> None:
-            self.until = _time.monotonic() + seconds
+    class ClosedGate:
+        """Closed until the test opens it; asks to be looked at again in an hour."""
+
+        def __init__(self) -> None:
+            self.open = False
             self.checks = 0
 
         def allow(self) -> bool:
             self.checks += 1
-            return _time.monotonic() >= self.until
+            return self.open
 
         def wait_hint(self) -> float:
-            return max(0.0, self.until - _time.monotonic())
+            return 3600.0
 
-    queue = MemoryQueue(10, 1_000_000)
+    clock = [100.0]  # the queue's clock moves only when the test moves it
+    queue = MemoryQueue(10, 1_000_000, clock=lambda: clock[0])
     envelope = Envelope("d1", "issues", "opened", 1, "o/r", 1, "u", "User", 0.0, b"x", 1)
     assert queue.offer(envelope, Priority.HIGH).admitted
     taken = queue.take()
     assert taken is not None
-    queue.retry(taken, _time.monotonic(), "GitHub answered 403")  # due at once: overdue soon
+    queue.retry(taken, clock[0] + 1.0, "GitHub answered 403")
+    clock[0] += 2.0  # the retry is overdue, and stays so: the clock stands still from here
+    assert queue.next_due_in() == 0
     ran: list[QueuedEvent] = []
 
     async def handler(item: QueuedEvent) -> None:
         ran.append(item)
 
-    gate = PausedGate(0.3)
-    dispatcher = Dispatcher(queue, handler, width=2, gate=gate)
+    gate = ClosedGate()
+    dispatcher = Dispatcher(queue, handler, width=2, gate=gate, clock=lambda: clock[0])
     async with anyio.create_task_group() as group:
         group.start_soon(dispatcher.run)
-        await wait_for(lambda: bool(ran), what="the retried event after the pause")
+        await wait_for(lambda: gate.checks >= 1, what="the dispatcher to look at the gate")
+        for _ in range(100):  # a loop waiting on the overdue retry would look on every turn
+            await anyio.lowlevel.checkpoint()
+        checks_while_closed = gate.checks
+        gate.open = True
+        dispatcher.notify()
+        await wait_for(lambda: bool(ran), what="the retried event once the gate opens")
         dispatcher.stop()
+    assert checks_while_closed == 1
     assert [item.envelope.delivery_id for item in ran] == ["d1"]
-    assert gate.checks < 20  # a hot loop checks thousands of times in 0.3 s

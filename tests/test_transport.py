@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -108,22 +106,51 @@ async def test_200_requests_across_20_installations_reuse_the_pooled_connections
     assert gateway.tokens.minted == 20
 
 
+class FakeTime:
+    """A monotonic clock that moves only when told, and a sleep that records each wait.
+
+    The pacer books each write's instant on the clock and sleeps until it, so the
+    waits it asks for show the booked instants without any time passing. With
+    ``advance`` a sleep moves the clock on by its seconds (one writer at a time);
+    with ``hold`` sleepers wait until the test sets ``release``."""
+
+    def __init__(self, now: float = 1000.0, *, advance: bool = False, hold: bool = False) -> None:
+        self.now = now
+        self.advance = advance
+        self.waits: list[float] = []
+        self.release = anyio.Event()
+        if not hold:
+            self.release.set()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.advance:
+            self.now += seconds
+        await self.release.wait()
+
+
 async def test_writes_of_one_installation_are_spaced_and_two_installations_do_not_wait(
     private_key_pem: str,
 ) -> None:
-    sent: dict[int, list[float]] = {7: [], 8: []}
+    sent: dict[int, int] = {7: 0, 8: 0}
 
     def record(request: httpx.Request) -> httpx.Response:
-        installation = int(request.url.path.split("/")[3].removeprefix("r"))
-        sent[installation].append(time.monotonic())
+        sent[int(request.url.path.split("/")[3].removeprefix("r"))] += 1
         return httpx.Response(200, json=[])
 
     interval = 0.25
+    frozen = FakeTime()
     with respx.mock(assert_all_mocked=True) as router:
         any_token(router)
         router.post(url__regex=rf"{API}/repos/o/r\d+/issues/\d+/labels").mock(side_effect=record)
-        gateway = GitHubGateway(make_settings(private_key_pem, GITHUB_WRITE_INTERVAL=str(interval)))
-        started = time.monotonic()
+        gateway = GitHubGateway(
+            make_settings(private_key_pem, GITHUB_WRITE_INTERVAL=str(interval)),
+            monotonic=frozen.monotonic,
+            sleep=frozen.sleep,
+        )
         async with anyio.create_task_group() as group:
             for installation in (7, 8):
                 for number in range(3):
@@ -132,18 +159,15 @@ async def test_writes_of_one_installation_are_spaced_and_two_installations_do_no
                         "POST",
                         f"/repos/o/r{installation}/issues/{number}/labels",
                     )
-        elapsed = time.monotonic() - started
         stats = gateway.stats()
         await gateway.aclose()
-    for installation in (7, 8):
-        times = sorted(sent[installation])
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert len(times) == 3
-        assert min(gaps) >= interval - 0.02
-    # Installation 8 does not queue behind 7: both start at once, both take ~2 intervals.
-    assert abs(min(sent[7]) - min(sent[8])) < interval / 2
-    assert elapsed < 4 * interval
+    assert sent == {7: 3, 8: 3}
+    # Each installation's writes are booked one interval apart: the first at once, the
+    # next two 1 and 2 intervals later. Installation 8 does not queue behind 7 (its
+    # writes would then be booked 3, 4 and 5 intervals on).
+    assert sorted(frozen.waits) == [interval, interval, 2 * interval, 2 * interval]
     assert stats.installations[7].paced_writes == 2
+    assert stats.installations[8].paced_writes == 2
     assert stats.installations[8].calls == {"POST": 3}
     assert stats.app.calls == {"POST": 2}  # the two token mints, on the app's own budget
     assert stats.total.calls["POST"] == 8
@@ -311,21 +335,28 @@ async def test_an_installation_with_a_write_waiting_for_its_turn_holds_its_next_
         router.post(f"{API}/repos/o/r/issues/1/labels").mock(
             return_value=httpx.Response(200, json=[])
         )
-        gateway = GitHubGateway(make_settings(private_key_pem, GITHUB_WRITE_INTERVAL="0.3"))
+        frozen = FakeTime(hold=True)
+        gateway = GitHubGateway(
+            make_settings(private_key_pem, GITHUB_WRITE_INTERVAL="0.25"),
+            monotonic=frozen.monotonic,
+            sleep=frozen.sleep,
+        )
         client = gateway.installation(7)
         holds: list[tuple[float, str] | None] = []
         async with anyio.create_task_group() as group:
             for _ in range(2):
                 group.start_soon(client.arequest, "POST", "/repos/o/r/issues/1/labels")
             await wait_for(lambda: gateway.stats().installations[7].calls.get("POST") == 1)
+            await wait_for(lambda: frozen.waits == [0.25], what="the second write to wait its turn")
             waiting = gateway.hold_until(7)  # the second write now waits for its turn
             holds.append(gateway.hold_until(8))
+            frozen.release.set()
         holds.append(gateway.hold_until(7))  # both sent: nothing waits any more
         stats = gateway.stats().installations[7]
         await gateway.aclose()
     other, after = holds
     assert waiting is not None and "waiting for their turn" in waiting[1]
-    assert waiting[0] > time.monotonic() - 1
+    assert waiting[0] == 1000.25  # until its turn: one interval after the first write
     assert other is None and after is None
     assert stats.waits == 1
 
@@ -334,18 +365,24 @@ async def test_a_write_waiting_for_its_turn_reports_the_wait_to_the_events_feedb
     private_key_pem: str,
 ) -> None:
     seen: list[Observation] = []
-    interval = 0.2
+    interval = 0.25  # a binary fraction: the fake clock's sums are exact
     with respx.mock(assert_all_mocked=True) as router:
         any_token(router)
         router.post(f"{API}/repos/o/r/issues/1/labels").mock(return_value=httpx.Response(200))
-        gateway = GitHubGateway(make_settings(private_key_pem, GITHUB_WRITE_INTERVAL=str(interval)))
+        clock = FakeTime(advance=True)  # GitHub answers in no time; only the pacing waits
+        gateway = GitHubGateway(
+            make_settings(private_key_pem, GITHUB_WRITE_INTERVAL=str(interval)),
+            monotonic=clock.monotonic,
+            sleep=clock.sleep,
+        )
         github = gateway.installation(7)
-        with reporting(seen.append, installation=7) as report:
+        with reporting(seen.append, installation=7, clock=clock.monotonic) as report:
             note_work()
             for _ in range(3):  # the second and third wait for their turns
                 await github.arequest("POST", "/repos/o/r/issues/1/labels")
             waited = report.waited
         await gateway.aclose()
-    assert waited >= 2 * interval - 0.05
+    assert clock.waits == [interval, interval]
+    assert waited == 2 * interval
     assert len(seen) == 1 and seen[0].installation == 7
-    assert seen[0].latency < waited  # the controller sees GitHub's time, not the pacing
+    assert seen[0].latency == 0.0  # the controller sees GitHub's time, not the pacing

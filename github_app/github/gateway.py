@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio
 import httpx
 from cachetools import LRUCache
 from githubkit import AppAuthStrategy, GitHub, UnauthAuthStrategy
@@ -29,7 +30,7 @@ from github_app.config import Settings
 from github_app.errors import GitHubError, InstallationGone, RetryableGitHubError, SettingsError
 from github_app.github.app_auth import PreloadedAppAuthStrategy
 from github_app.github.etag_cache import DEFAULT_MAX_BYTES, ETagCache
-from github_app.github.pacing import InstallationPacer
+from github_app.github.pacing import InstallationPacer, Sleep
 from github_app.github.ratelimit import GatewayStats, RateLimitLedger, rate_limit_of, total_of
 from github_app.github.tokens import CachedToken, InstallationAuthStrategy, TokenCache
 from github_app.github.transport import (
@@ -114,6 +115,7 @@ class GitHubGateway:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
         max_connections: int = 64,
         max_installations: int = 4096,
         etag_max_bytes: int = DEFAULT_MAX_BYTES,
@@ -123,6 +125,7 @@ class GitHubGateway:
         self._settings = settings
         self._clock = clock
         self._monotonic = monotonic
+        self._sleep = sleep  # waits measured on ``monotonic`` (an installation's write turn)
         if transport is None and settings.has_credentials:
             transport = httpx.AsyncHTTPTransport(
                 limits=httpx.Limits(
@@ -189,6 +192,7 @@ class GitHubGateway:
                         interval if interval is not None else self._settings.github_write_interval
                     ),
                     clock=self._monotonic,
+                    sleep=self._sleep,
                 ),
             )
             self._installations[key] = state

@@ -15,12 +15,13 @@ after a quiet period.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 DEFAULT_CONCURRENCY = 8  # GitHub refuses beyond about 100; a handful is plenty per installation
 DEFAULT_WRITE_INTERVAL = 1.0  # GitHub: wait at least one second between writes
@@ -38,7 +39,10 @@ class InstallationPacer:
         write_interval: float = DEFAULT_WRITE_INTERVAL,
         max_interval: float = MAX_WRITE_INTERVAL,
         clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
     ) -> None:
+        """``clock`` and ``sleep`` are the monotonic clock and the wait that go with it
+        (a test passes a fake pair and sees each wait without waiting)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._slots = anyio.Semaphore(concurrency)
@@ -46,15 +50,17 @@ class InstallationPacer:
         self.interval = write_interval
         self._max_interval = max(max_interval, write_interval)
         self._clock = clock
+        self._sleep = sleep
         self._next_write = 0.0
         self._slowed_at: float | None = None
         self.waiting_writers = 0
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Held while a request is on the wire."""
+    async def slot(self) -> AsyncIterator[float]:
+        """Held while a request is on the wire; gives the seconds waited for it."""
+        asked = self._clock()
         async with self._slots:
-            yield
+            yield self._clock() - asked
 
     async def write_turn(self) -> float:
         """Wait for this installation's next write turn; returns the seconds waited."""
@@ -66,7 +72,7 @@ class InstallationPacer:
         if wait > 0:
             self.waiting_writers += 1
             try:
-                await anyio.sleep(wait)
+                await self._sleep(wait)
             finally:
                 self.waiting_writers -= 1
         return wait

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -278,9 +277,8 @@ class GitHubTransport(httpx.AsyncBaseTransport):
         attempt = 0
         while True:
             if self._pacer is not None:
-                asked = time.perf_counter()
-                async with self._pacer.slot():
-                    note_wait(time.perf_counter() - asked)
+                async with self._pacer.slot() as waited:
+                    note_wait(waited)
                     response = await self._inner.handle_async_request(request)
             else:
                 response = await self._inner.handle_async_request(request)
