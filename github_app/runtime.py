@@ -44,6 +44,8 @@ from github_app.queue.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 IDENTIFY_TIMEOUT = 10.0
+IDENTIFY_RETRY_FIRST = 1.0  # then doubling, up to IDENTIFY_RETRY_MAX, until GitHub answers
+IDENTIFY_RETRY_MAX = 300.0
 INITIAL_WIDTH = 4
 
 
@@ -198,6 +200,24 @@ class Runtime:
         with anyio.move_on_after(IDENTIFY_TIMEOUT):
             await self.gateway.identify()
 
+    async def _identify_until_known(self) -> None:
+        """Ask again, backing off, until GitHub says who the app is.
+
+        Without its identity the app cannot tell its own events from others
+        (it would react to its own label changes); meanwhile the runner skips
+        every bot sender, which includes the app.
+        """
+        delay = IDENTIFY_RETRY_FIRST
+        while self.gateway.app is not None and self.gateway.app_slug is None:
+            await anyio.sleep(delay)
+            delay = min(delay * 2, IDENTIFY_RETRY_MAX)
+            try:
+                with anyio.move_on_after(IDENTIFY_TIMEOUT):
+                    await self.gateway.identify()
+            except SettingsError as exc:  # credentials revoked meanwhile: nothing will work
+                log.error("%s", exc)
+                return
+
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Runtime]:
         """Run the dispatcher for the duration of the block, then shut down gracefully."""
@@ -207,6 +227,7 @@ class Runtime:
                 warm_up(event for processor in self.registry for event in processor.events)
                 self.gateway.warm_up()
                 group.start_soon(self.dispatcher.run)
+                group.start_soon(self._identify_until_known)
                 group.start_soon(self.host.run)
                 group.start_soon(self.autoscaler.run)
                 group.start_soon(self.sampler.run)

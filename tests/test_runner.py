@@ -12,7 +12,16 @@ import respx
 
 from github_app.dispatch.registry import Registry
 from github_app.processor import Context, Processor, ProcessorConfig
-from tests.conftest import API, APP_SLUG, config_url, github_calls, make_settings, running_app
+from tests.conftest import (
+    API,
+    APP_SLUG,
+    app_response,
+    config_url,
+    github_calls,
+    make_settings,
+    running_app,
+    wait_for,
+)
 from tests.deliveries import app_payload, issue_event, signed
 
 pytestmark = pytest.mark.anyio
@@ -161,6 +170,31 @@ async def test_events_sent_by_the_app_itself_are_ignored(
         await app.settle()
         assert app.runtime.runner.stats.own_events_skipped == 1
     assert labels.call_count == 0
+
+
+async def test_identity_is_asked_again_until_known_and_bots_are_skipped_meanwhile(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    no_config_anywhere(github)
+    labels = github.post(LABELS_URL).mock(return_value=httpx.Response(200, json=[]))
+    outage = httpx.Response(502, json={"message": "Bad gateway"})
+    github.routes["app"].mock(side_effect=[outage, outage, app_response()])
+    own = issue_event(number=1, sender=f"{APP_SLUG}[bot]", labels=[])
+    other_bot = issue_event(number=1, sender="other-app[bot]", labels=[])
+    async with running_app(make_settings(private_key_pem)) as app:
+        gateway, stats = app.runtime.gateway, app.runtime.runner.stats
+        assert gateway.app_slug is None  # GitHub did not answer at start-up
+        assert (await app.post(signed(own, "issues"))).status_code == 202
+        assert (await app.post(signed(other_bot, "issues"))).status_code == 202
+        await app.settle()
+        assert stats.own_events_skipped == 2  # any bot may be this app while it is unknown
+        await wait_for(lambda: gateway.app_slug == APP_SLUG, what="the identity", timeout=8)
+        assert (await app.post(signed(own, "issues"))).status_code == 202
+        assert (await app.post(signed(other_bot, "issues"))).status_code == 202
+        await app.settle()
+        assert stats.own_events_skipped == 3  # now only the app's own
+    assert github.routes["app"].call_count == 3
+    assert labels.call_count == 1  # the other bot's issue, once the app knew itself
 
 
 async def test_catastrophic_pattern_in_a_repository_config_cannot_stall_the_app(

@@ -132,6 +132,12 @@ class EventRunner:
             self.stats.own_events_skipped += 1
             log.debug("skipped: sent by this app")
             return True
+        if bot is None and self._gateway.app is not None and envelope.sender_type == "Bot":
+            # Who the app is is not known yet (GitHub did not answer GET /app): any bot may
+            # be this app, and reacting to its own changes could loop.
+            self.stats.own_events_skipped += 1
+            log.info("skipped: sent by a bot while this app's own identity is not known yet")
+            return True
         if self._gateway.app is not None and envelope.installation_id is None:
             log.warning("skipped: the delivery names no installation, so the app cannot act on it")
             return True
