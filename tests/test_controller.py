@@ -1,8 +1,14 @@
-"""The width controller with scripted inputs: a fake clock and a backend model, no I/O."""
+"""The width controller with scripted inputs: a fake clock and a backend model, no I/O.
+
+The controller hears of every request on the wire (``request_started`` /
+``request_finished``) and of every event's outcome (``observe``); the harnesses
+here script both, as the transport and the runner would.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -42,6 +48,24 @@ class Harness:
     controller: WidthController
     clock: FakeClock
     carry: float = 0.0
+    on_wire: int = 0  # requests the controller was told are in flight
+
+    def keep_in_flight(self, count: int) -> None:
+        """Requests on the wire from now on: start more, or drop some unanswered."""
+        while self.on_wire < count:
+            self.controller.request_started()
+            self.on_wire += 1
+        while self.on_wire > count:
+            self.controller.request_finished(None)
+            self.on_wire -= 1
+
+    def complete(self, latency: float, count: int) -> None:
+        """``count`` one-request events come back after ``latency`` s, each replaced by a new
+        one (the requests in flight stay as many)."""
+        for _ in range(count):
+            self.controller.request_finished(latency)
+            self.controller.request_started()
+            self.controller.observe(latency, Outcome.OK)
 
     def run(
         self,
@@ -57,10 +81,10 @@ class Harness:
         for _ in range(ticks):
             width = self.controller.width
             latency = backend.latency(width)
+            self.keep_in_flight(width)
             self.carry += width * TICK / latency
             completed, self.carry = int(self.carry), self.carry - int(self.carry)
-            for _ in range(completed):
-                self.controller.observe(latency, Outcome.OK)
+            self.complete(latency, completed)
             self.clock.now += TICK
             busy = width if ready else 0
             decisions.append(
@@ -346,8 +370,8 @@ def test_a_throttle_storm_lowers_the_ceiling_once_per_pause() -> None:
 
 def test_slow_start_judges_an_epoch_on_fewer_completions() -> None:
     h = harness(start=4)
-    for _ in range(8):
-        h.controller.observe(0.1, Outcome.OK)
+    h.keep_in_flight(4)
+    h.complete(0.1, 8)
     h.clock.now += TICK
     assert h.controller.tick(Backlog(1000, 4)).action == "grow"
 
@@ -371,7 +395,7 @@ class SharedBackend:
 
         self.h = h
         self.random = random.Random(seed)
-        self.jobs: list[list[float]] = []  # [work left, started]
+        self.jobs: list[list[float]] = []  # [work left, started]: one request per event
 
     def run(self, seconds: float, base: float, capacity: int) -> list[Decision]:
         controller, clock = self.h.controller, self.h.clock
@@ -381,12 +405,14 @@ class SharedBackend:
         while clock.now < end:
             while len(self.jobs) < controller.width:
                 self.jobs.append([base * self.random.uniform(0.9, 1.1), clock.now])
+                controller.request_started()
             rate = min(1.0, capacity / len(self.jobs))
             clock.now += self.SLICE
             for job in list(self.jobs):
                 job[0] -= rate * self.SLICE
                 if job[0] <= 0:
                     self.jobs.remove(job)
+                    controller.request_finished(clock.now - job[1])
                     controller.observe(clock.now - job[1], Outcome.OK)
             if clock.now >= next_tick:
                 next_tick += TICK
@@ -466,8 +492,8 @@ def test_a_rebaseline_the_restored_width_contradicts_is_undone() -> None:
     actions = []
     for width, latency in script:
         assert h.controller.width == width
-        for _ in range(40):
-            h.controller.observe(latency, Outcome.OK)
+        h.keep_in_flight(width)
+        h.complete(latency, 40)
         h.clock.now += TICK
         actions.append(h.controller.tick(Backlog(1000, width)).action)
     assert actions == ["hold", "shrink", "hold", "rebaseline", "hold", "shrink"]
@@ -475,3 +501,119 @@ def test_a_rebaseline_the_restored_width_contradicts_is_undone() -> None:
     last = h.controller.stats().last_decision
     assert last is not None and "ours after all" in last.reason
     assert h.controller.stats().baseline == pytest.approx(0.1)
+
+
+# -- a realistic mix: events make 0, 1 or 3 requests; GitHub sees only the requests ------------
+
+
+class MixedBackend:
+    """Events of many installations against GitHub modelled per request (processor sharing).
+
+    The first event of an installation mints a token, reads the config and writes a label
+    (3 requests); a later one writes a label after its installation's write turn (a wait
+    of the app's own, off the wire) or makes no request at all. Each request needs
+    ``base`` s (+-10 %) of service; at most ``capacity`` requests in flight get it at
+    full speed, the rest share it. The controller hears of requests as the transport
+    tells it and of events as the runner does.
+    """
+
+    SLICE = 0.005
+
+    def __init__(self, h: Harness, *, installations: int = 200, seed: int = 0) -> None:
+        import random
+
+        self.h = h
+        self.random = random.Random(seed)
+        self.installations = installations
+        self.next_event = 0
+        self.events: list[dict[str, Any]] = []  # in flight: steps left, started, request
+        self.in_flight_samples: list[tuple[float, int]] = []  # (time, requests on the wire)
+        self.completed: list[float] = []  # event completion times
+
+    def _steps(self) -> list[tuple[str, float]]:
+        n = self.next_event
+        self.next_event += 1
+        if n < self.installations:
+            return [("request", 1.0), ("request", 1.0), ("request", 1.0)]
+        if self.random.random() < 0.5:
+            return []
+        return [("wait", self.random.uniform(0.2, 1.0)), ("request", 1.0)]
+
+    def run(self, seconds: float, base: float, capacity: int) -> list[Decision]:
+        controller, clock = self.h.controller, self.h.clock
+        decisions: list[Decision] = []
+        next_tick = clock.now + TICK
+        end = clock.now + seconds
+        while clock.now < end:
+            while len(self.events) < controller.width:
+                event = {"steps": self._steps(), "started": clock.now, "request": None}
+                self.events.append(event)
+                self._advance(event)
+            on_wire = [e for e in self.events if e["request"] is not None]
+            rate = min(1.0, capacity / len(on_wire)) if on_wire else 1.0
+            self.in_flight_samples.append((clock.now, len(on_wire)))
+            clock.now += self.SLICE
+            for event in list(self.events):
+                if event["request"] is not None:
+                    event["request"][0] -= rate * self.SLICE / base
+                    if event["request"][0] <= 0:
+                        controller.request_finished(clock.now - event["request"][1])
+                        event["request"] = None
+                        event["steps"].pop(0)
+                elif event["steps"] and event["steps"][0][0] == "wait":
+                    event["steps"][0] = ("wait", event["steps"][0][1] - self.SLICE)
+                    if event["steps"][0][1] <= 0:
+                        event["steps"].pop(0)
+                self._advance(event)
+            if clock.now >= next_tick:
+                next_tick += TICK
+                decisions.append(controller.tick(Backlog(1000, len(self.events))))
+        return decisions
+
+    def _advance(self, event: dict[str, Any]) -> None:
+        """Start the event's next request, or finish it when no step is left."""
+        controller, clock = self.h.controller, self.h.clock
+        if event["request"] is not None:
+            return
+        if not event["steps"]:
+            self.events.remove(event)
+            controller.observe(clock.now - event["started"], Outcome.OK)
+            self.completed.append(clock.now)
+        elif event["steps"][0][0] == "request":
+            event["request"] = [self.random.uniform(0.9, 1.1), clock.now]
+            controller.request_started()
+
+    def mean_in_flight(self, since: float) -> float:
+        samples = [n for t, n in self.in_flight_samples if t >= since]
+        return sum(samples) / len(samples)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_mix_of_events_costing_0_1_and_3_requests_at_flat_latency_never_shrinks(
+    seed: int,
+) -> None:
+    """Event latency falls from 3 requests to 1 or none and varies with the app's own write
+    turns; GitHub's latency per request stays flat, so the width only grows."""
+    h = harness(max_width=64, start=4)
+    backend = MixedBackend(h, seed=seed)
+    decisions = backend.run(30, base=0.15, capacity=10_000)
+    assert not [d for d in decisions if d.width < d.previous]
+    assert h.controller.width == 64
+    reached = next(d for d in decisions if d.width >= 32)
+    assert reached.at - decisions[0].at <= 5  # slow start: 4 to 32 within a few seconds
+    stats = h.controller.stats()
+    assert stats.baseline is not None and stats.baseline == pytest.approx(0.15, rel=0.1)
+    assert stats.event_latency is not None  # kept for the status page, not steered by
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_mix_against_a_knee_of_16_requests_shrinks_to_it_and_stays(seed: int) -> None:
+    """Request latency rising with requests in flight is queueing we cause: taken back."""
+    h = harness(max_width=64, start=4)
+    backend = MixedBackend(h, seed=seed)
+    decisions = backend.run(60, base=0.15, capacity=16)
+    assert [d for d in decisions if d.action == "shrink" and "latency" in d.reason]
+    later = h.clock.now - 30
+    assert 16 * 0.8 <= backend.mean_in_flight(later) <= 16 * 1.5
+    stats = h.controller.stats()
+    assert stats.baseline is not None and stats.baseline <= 0.15 * 1.3

@@ -1,8 +1,21 @@
 """Finds the dispatcher's width by itself: numbers in, a width and its reason out.
 
-Pure and synchronous, with an injected clock: the runtime feeds it each event's
-latency and outcome (``observe``) and calls ``tick`` every ``tick`` seconds
-with the backlog and the host load; ``tick`` answers a ``Decision``.
+Pure and synchronous, with an injected clock: the transport tells it of every
+request to GitHub (``request_started`` / ``request_finished``, the seconds it
+was on the wire), the runner of each event's outcome (``observe``), and the
+runtime calls ``tick`` every ``tick`` seconds with the backlog and the host
+load; ``tick`` answers a ``Decision``.
+
+It steers by what GitHub does: the latency of its requests and how many were
+in flight, measured where every call passes (the transport, below the
+per-installation pacing). An event's latency says little about GitHub: events
+differ in how many requests they make (the first of an installation mints a
+token and reads the config, a later one makes one write or none), so it moves
+with the mix of events. Waiting the app imposes on itself (an installation's
+write turn or request slot, a token being minted by another event, a
+deferral) happens before a request goes on the wire and is never read as
+GitHub slowing. Event latency is kept for the status page; the app's own
+health is read from the host (CPU, event-loop lag).
 
 Signals, strongest first:
 
@@ -16,10 +29,11 @@ Signals, strongest first:
    queue), and the controller only holds its growth for that tick.
 2. Errors (5xx, timeouts) above a share of outcomes: a gentle decrease.
 3. Host load: CPU near a core or event-loop lag stops growth.
-4. Latency against a baseline. Both are EWMAs; the baseline follows a faster
-   backend at once and a slower one slowly. Latency well above the baseline
-   shrinks the width only when throughput stops growing with width: the width
-   is probed down, and if throughput falls with it the slowness is GitHub's
+4. Request latency against a baseline. Both are EWMAs; the baseline follows a
+   faster backend at once and a slower one slowly. Latency well above the
+   baseline shrinks the width only when GitHub's throughput stops growing with
+   the requests in flight: the width is probed down, and if throughput falls
+   with it the slowness is GitHub's
    (not ours), so the baseline moves up and the width is restored. A uniformly
    slower GitHub therefore keeps its width (pure gradient limiters collapse
    there), while queueing we caused is taken back. "GitHub is slower" is
@@ -32,11 +46,14 @@ Signals, strongest first:
    all queued work waits on per-installation limits (the client layer's).
 
 Changes are measured in epochs: after a width change one tick is skipped,
-then throughput and latency are measured at the new width until enough events
-completed; only events started at the new width count for its latency. Two
-epochs are compared only across a step large enough (``judge_step``) for the
-difference to stand out of an epoch's noise: verdicts drawn from +1 steps
-ratcheted the baseline, and the width with it, upwards.
+then request latency and requests in flight are measured at the new width
+until enough requests came back; only requests started at the new width count
+for its latency. An epoch in which nothing was on the wire (events that make
+no request) leaves GitHub idle: it gives no latency and does not stop growth.
+Two epochs are compared only across a change of requests in flight large
+enough (``judge_step``) for the difference to stand out of an epoch's noise:
+verdicts drawn from +1 steps ratcheted the baseline, and the width with it,
+upwards.
 """
 
 from __future__ import annotations
@@ -64,16 +81,17 @@ class ControllerSettings:
     min_width: int = 1
     max_width: int = 64
     tick: float = 0.5  # seconds between decisions
-    latency_alpha: float = 0.4  # weight of a new epoch's latency in the fast EWMA
+    latency_alpha: float = 0.4  # weight of a new tick's request latency in the fast EWMA
     baseline_rise: float = 0.01  # the baseline follows a slower backend this slowly...
     baseline_fall: float = 1.0  # ...and a faster one at once
     grow_below: float = 1.2  # latency under this many baselines counts as baseline latency
     brake_above: float = 1.5  # latency over this many baselines is "well above"
-    min_gain: float = 0.5  # throughput following width less than this: the width is too much
+    # GitHub's throughput following its requests in flight less than this: too wide
+    min_gain: float = 0.5
     follow_gain: float = 0.8  # more than this: the latency is GitHub's, not queueing we caused
     max_gain: float = 2.0  # beyond this the backend changed along with the width: no verdict
-    # A width change smaller than this (relative) gives no verdict on gain: a +1 step at
-    # width 20 moves latency less than an epoch's noise does.
+    # A change of requests in flight smaller than this (relative) gives no verdict on gain:
+    # a +1 step at width 20 moves latency less than an epoch's noise does.
     judge_step: float = 0.15
     slow_start: float = 2.0  # growth factor until a limit has been seen
     step: float = 0.1  # then additive growth of this fraction (at least 1)
@@ -90,10 +108,10 @@ class ControllerSettings:
     error_share: float = 0.1
     error_factor: float = 0.9
     min_outcomes: int = 5  # fewer outcomes than this in a tick: no error-rate judgement
-    min_samples: int = 20  # completions an epoch needs before it is judged...
+    min_samples: int = 20  # requests back an epoch needs before it is judged...
     max_epoch_ticks: int = 4  # ...unless it has been measured this many ticks
     # In slow start only the latency is judged (no throughput gain yet), and a burst's
-    # first seconds at a narrow width cost the most: fewer completions will do.
+    # first seconds at a narrow width cost the most: fewer requests will do.
     slow_start_samples: int = 8
     cpu_limit: float = 0.9  # fraction of one core (the event loop is one thread)
     lag_limit: float = 0.25  # seconds of event-loop lag
@@ -141,8 +159,8 @@ class ControllerStats:
     width: int
     min_width: int
     max_width: int
-    latency: float | None  # fast EWMA of event latency, seconds
-    baseline: float | None  # slow EWMA, seconds
+    latency: float | None  # fast EWMA of GitHub's request latency, seconds
+    baseline: float | None  # slow EWMA of it, seconds
     throughput: float | None  # events/s at the last judged epoch
     ceiling: int | None  # set by throttling
     pause_left: float  # seconds of the throttle pause still to run
@@ -153,15 +171,25 @@ class ControllerStats:
     throttled: int
     errors: int
     local_throttles: int = 0  # throttled outcomes left to their installation (no back-off)
+    requests_in_flight: int = 0  # on the wire to GitHub now
+    requests_in_flight_mean: float | None = None  # over the last judged epoch
+    requests: int = 0  # answered by GitHub since the start
+    event_latency: float | None = None  # fast EWMA of event latency (health, not steering)
 
 
 @dataclass(frozen=True)
 class _Point:
-    """One judged epoch: the width, and the throughput and latency measured at it."""
+    """One judged epoch: the width, and what was measured at it.
+
+    ``latency`` is the mean latency of the requests started at this width
+    (``None``: nothing went on the wire, GitHub was idle), ``in_flight`` the
+    mean number of requests on the wire, ``throughput`` events/s.
+    """
 
     width: int
     throughput: float
-    latency: float
+    latency: float | None
+    in_flight: float = 0.0
 
 
 class _Window:
@@ -169,9 +197,12 @@ class _Window:
 
     def __init__(self) -> None:
         self.ok = 0
-        self.latency_sum = 0.0
-        self.at_width_ok = 0  # completions of events started at the current width
+        self.latency_sum = 0.0  # of events (health, not steering)
+        self.requests = 0  # answered by GitHub
+        self.request_latency_sum = 0.0
+        self.at_width_requests = 0  # of requests started at the current width
         self.at_width_latency_sum = 0.0
+        self.in_flight_area = 0.0  # request-seconds on the wire: requests in flight, integrated
         self.throttled = 0
         self.errors = 0
         self.retry_after: float | None = None
@@ -184,6 +215,10 @@ class _Window:
         return self.ok + self.throttled + self.errors
 
 
+def _ewma(previous: float | None, value: float, alpha: float) -> float:
+    return value if previous is None else alpha * value + (1 - alpha) * previous
+
+
 class WidthController:
     """The EWMA controller for the dispatcher's global width; see the module docstring."""
 
@@ -194,8 +229,12 @@ class WidthController:
         self._width = min(max(first, settings.min_width), settings.max_width)
         self._window = _Window()
         self._last_tick = clock()
-        self._latency: float | None = None
+        self._latency: float | None = None  # GitHub's request latency, fast EWMA
         self._baseline: float | None = None
+        self._event_latency: float | None = None
+        self._requests_in_flight = 0
+        self._area_since = self._last_tick  # in-flight requests integrated up to here
+        self._requests = 0
         self._slow_start = True
         self._ceiling: int | None = None
         self._ceiling_at = 0.0
@@ -208,6 +247,7 @@ class WidthController:
         self._epoch_ok = 0
         self._epoch_at_width = 0
         self._epoch_latency = 0.0
+        self._epoch_area = 0.0
         self._fresh = False  # the next judged epoch is the first since a change
         self._changed_at = -math.inf  # when the width last changed
         # After "GitHub is slower; width restored": the baseline before the move and the
@@ -223,6 +263,7 @@ class WidthController:
         self._previous: _Point | None = None  # the judged epoch before the last change
         self._current: _Point | None = None  # the last judged epoch at this width
         self._throughput: float | None = None
+        self._in_flight_mean: float | None = None
         self._decisions = 0
         self._last: Decision | None = None
         self._completed = 0
@@ -239,6 +280,34 @@ class WidthController:
         """Seconds GitHub's last retry-after still asks us to take no new work."""
         return max(0.0, max(self._paused_until, self._pause_pending) - self._clock())
 
+    def request_started(self) -> None:
+        """A request to GitHub went on the wire (after any pacing wait of the app's own)."""
+        self._integrate()
+        self._requests_in_flight += 1
+
+    def request_finished(self, latency: float | None) -> None:
+        """A request came back after ``latency`` seconds on the wire; ``None``: no answer
+        (a timeout or a broken connection, which the event's outcome reports)."""
+        self._integrate()
+        self._requests_in_flight = max(0, self._requests_in_flight - 1)
+        if latency is None:
+            return
+        latency = max(0.0, latency)
+        window = self._window
+        window.requests += 1
+        window.request_latency_sum += latency
+        self._requests += 1
+        if self._clock() - latency >= self._changed_at:
+            # Started at the current width: only such requests measure it (one started
+            # before a shrink carries the queueing of the wider width with it).
+            window.at_width_requests += 1
+            window.at_width_latency_sum += latency
+
+    def _integrate(self) -> None:
+        now = self._clock()
+        self._window.in_flight_area += self._requests_in_flight * max(0.0, now - self._area_since)
+        self._area_since = now
+
     def observe(
         self,
         latency: float,
@@ -247,19 +316,16 @@ class WidthController:
         installation: int | None = None,
     ) -> None:
         """One event finished: its processing time (s), what GitHub's answers said, and
-        the installation it acted as (``None``: the app itself, or unknown)."""
+        the installation it acted as (``None``: the app itself, or unknown).
+
+        The event's latency is kept for the status page only; GitHub's latency
+        comes from its requests (``request_finished``)."""
         window = self._window
         if installation is not None:
             window.installations.add(installation)
         if outcome is Outcome.OK:
-            latency = max(0.0, latency)
             window.ok += 1
-            window.latency_sum += latency
-            if self._clock() - latency >= self._changed_at:
-                # Started at the current width: only such events measure it (one started
-                # before a shrink carries the queueing of the wider width with it).
-                window.at_width_ok += 1
-                window.at_width_latency_sum += latency
+            window.latency_sum += max(0.0, latency)
             self._completed += 1
         elif outcome is Outcome.THROTTLED:
             window.throttled += 1
@@ -286,6 +352,7 @@ class WidthController:
         now = self._clock()
         elapsed = max(0.0, now - self._last_tick)
         self._last_tick = now
+        self._integrate()
         window, self._window = self._window, _Window()
         previous_installations, self._last_installations = (
             self._last_installations,
@@ -344,7 +411,7 @@ class WidthController:
         if judged is None:
             return self._decide(now, self._width, "hold", "measuring the current width")
         base = self._baseline
-        if base is not None and judged.latency > s.grow_below * base:
+        if base is not None and judged.latency is not None and judged.latency > s.grow_below * base:
             ratio = judged.latency / base
             return self._decide(now, self._width, "hold", f"latency {ratio:.2f}x baseline")
         return self._grow(now)
@@ -385,12 +452,13 @@ class WidthController:
     def _measure(self, window: _Window, elapsed: float, in_use: bool) -> _Point | None:
         """Add this tick to the epoch; returns the epoch's point when it is ready to judge."""
         s = self.settings
+        alpha = s.latency_alpha
         if window.ok:
-            mean = window.latency_sum / window.ok
-            alpha = s.latency_alpha
-            previous = self._latency
-            self._latency = mean if previous is None else alpha * mean + (1 - alpha) * previous
-            if self._baseline is None or (not in_use and window.ok >= s.min_samples):
+            self._event_latency = _ewma(self._event_latency, window.latency_sum / window.ok, alpha)
+        if window.requests:
+            mean = window.request_latency_sum / window.requests
+            self._latency = _ewma(self._latency, mean, alpha)
+            if self._baseline is None or (not in_use and window.requests >= s.min_samples):
                 # unloaded moments show the backend's own latency
                 self._follow_baseline(mean)
         if self._skip:
@@ -403,24 +471,33 @@ class WidthController:
         self._epoch_ticks += 1
         self._epoch_time += elapsed
         self._epoch_ok += window.ok
-        self._epoch_at_width += window.at_width_ok
+        self._epoch_at_width += window.at_width_requests
         self._epoch_latency += window.at_width_latency_sum
+        self._epoch_area += window.in_flight_area
         needed = s.slow_start_samples if self._slow_start else s.min_samples
         if self._epoch_at_width < needed and self._epoch_ticks < s.max_epoch_ticks:
             return None
-        if self._epoch_at_width == 0 or self._epoch_time <= 0:
+        if self._epoch_time <= 0:
             self._reset_epoch()
-            if self._baseline is None:
-                # nothing has finished yet: no latency to judge, so width is the only lever
-                return _Point(self._width, 0.0, 0.0)
             return None
+        latency: float | None = None
+        if self._epoch_at_width:
+            latency = self._epoch_latency / self._epoch_at_width
+        elif self._epoch_area > 0 and self._baseline is not None:
+            # Requests on the wire and none back in the whole epoch: wait for them.
+            self._reset_epoch()
+            return None
+        # (Nothing on the wire, or nothing back before any baseline: GitHub shows no
+        # load to judge, so width is the only lever.)
         point = _Point(
             self._width,
             self._epoch_ok / self._epoch_time,
-            self._epoch_latency / self._epoch_at_width,
+            latency,
+            self._epoch_area / self._epoch_time,
         )
         self._current = point
         self._throughput = point.throughput
+        self._in_flight_mean = point.in_flight
         self._reset_epoch()
         return point
 
@@ -428,7 +505,8 @@ class WidthController:
         """The latency brake; None when latency gives no reason to act (growth may follow)."""
         s = self.settings
         base = self._baseline
-        if base is None:  # nothing has finished yet
+        if base is None or point.latency is None:  # nothing back yet, or nothing on the wire
+            self._fresh = False
             return None
         gain = self._gain(point)
         previous = self._previous
@@ -543,12 +621,14 @@ class WidthController:
             self._baseline = s.baseline_rise * latency + (1 - s.baseline_rise) * base
 
     def _gain(self, point: _Point) -> float | None:
-        """How much throughput followed the last width change (1 = in proportion).
+        """How much GitHub's throughput followed the last change (1 = in proportion).
 
-        With the width in use, throughput is width / latency (Little's law), so the
-        gain is read from the latencies: 1 - d(log latency) / d(log width). Latency
-        averaged over an epoch's events is steadier than a count of completions, and
-        only events started at each width enter it. Only the first epoch after a
+        GitHub's throughput is its requests in flight / their latency (Little's
+        law), so the gain is read from the latencies against the requests in
+        flight: 1 - d(log latency) / d(log requests in flight). Both are what
+        GitHub saw, whatever the mix of events behind them. Latency averaged over
+        an epoch's requests is steadier than a count of completions, and only
+        requests started at each width enter it. Only the first epoch after a
         change is compared with the one before it (later ones may straddle a change
         of GitHub's), and only after a step large enough to stand out of the noise.
         """
@@ -557,14 +637,18 @@ class WidthController:
         if (
             not fresh
             or previous is None
+            or previous.latency is None
+            or point.latency is None
             or previous.latency <= 0
             or point.latency <= 0
-            or abs(math.log(point.width / previous.width)) < math.log1p(self.settings.judge_step)
+            or previous.in_flight <= 0
+            or point.in_flight <= 0
         ):
             return None
-        elasticity = math.log(point.latency / previous.latency) / math.log(
-            point.width / previous.width
-        )
+        step = math.log(point.in_flight / previous.in_flight)
+        if abs(step) < math.log1p(self.settings.judge_step):
+            return None
+        elasticity = math.log(point.latency / previous.latency) / step
         gain = 1.0 - elasticity
         return gain if abs(gain) <= self.settings.max_gain else None
 
@@ -617,6 +701,7 @@ class WidthController:
         self._epoch_ok = 0
         self._epoch_at_width = 0
         self._epoch_latency = 0.0
+        self._epoch_area = 0.0
 
     def _decide(self, now: float, width: int, action: str, reason: str) -> Decision:
         decision = Decision(now, width, self._width, action, reason)
@@ -642,4 +727,8 @@ class WidthController:
             throttled=self._throttled,
             errors=self._errors,
             local_throttles=self._local_throttles,
+            requests_in_flight=self._requests_in_flight,
+            requests_in_flight_mean=self._in_flight_mean,
+            requests=self._requests,
+            event_latency=self._event_latency,
         )
