@@ -166,9 +166,12 @@ class Settings(BaseSettings):
         1, ge=1, description="fewest events processed at once (`--workers N` sets both)"
     )
     workers_max: int = Field(
-        8,
+        64,
         ge=1,
-        description="most events processed at once; equal to WORKERS_MIN gives a fixed width",
+        description="most events processed at once; the width controller looks for GitHub's "
+        "knee below it (an app on many organisations needs room: each installation's "
+        "requests stay under GITHUB_CONCURRENCY anyway); equal to WORKERS_MIN gives a "
+        "fixed width",
         json_schema_extra=shown("{default}, or WORKERS_MIN if higher"),
     )
     github_concurrency: int = Field(

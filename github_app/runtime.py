@@ -83,15 +83,18 @@ class Runtime:
             ageing=settings.queue_ageing,
             dead_letters=DeadLetterQueue(settings.dead_letter_max, clock=clock),
         )
-        self.gateway = GitHubGateway(settings, transport=transport, clock=clock)
-        self.configs = RepoConfigStore(self.registry)
-        self.metrics = Metrics(clock=clock)
-        # The width starts modestly (well under GitHub's limits) and the controller moves it.
+        # The width starts modestly (well under GitHub's limits) and the controller moves it,
+        # steered by the requests the gateway's transport puts on the wire.
         self.controller = WidthController(
             ControllerSettings(min_width=settings.workers_min, max_width=settings.workers_max),
             clock=time.monotonic,
             start=min(settings.workers_max, max(settings.workers_min, INITIAL_WIDTH)),
         )
+        self.gateway = GitHubGateway(
+            settings, transport=transport, clock=clock, meter=self.controller
+        )
+        self.configs = RepoConfigStore(self.registry)
+        self.metrics = Metrics(clock=clock)
         self.breaker = CircuitBreaker(clock=time.monotonic)
         self.gate = GitHubGate(self.controller, self.breaker, on_observation=on_observation)
         self.runner = EventRunner(

@@ -386,3 +386,77 @@ async def test_a_write_waiting_for_its_turn_reports_the_wait_to_the_events_feedb
     assert waited == 2 * interval
     assert len(seen) == 1 and seen[0].installation == 7
     assert seen[0].latency == 0.0  # the controller sees GitHub's time, not the pacing
+
+
+class RecordingMeter:
+    """The width controller's side of the transport: requests on the wire, and their latency."""
+
+    def __init__(self) -> None:
+        self.on_wire = 0
+        self.most_on_wire = 0
+        self.latencies: list[float | None] = []
+
+    def request_started(self) -> None:
+        self.on_wire += 1
+        self.most_on_wire = max(self.most_on_wire, self.on_wire)
+
+    def request_finished(self, latency: float | None) -> None:
+        self.on_wire -= 1
+        self.latencies.append(latency)
+
+
+async def test_the_meter_hears_every_request_on_the_wire_and_none_of_the_pacing_wait(
+    private_key_pem: str,
+) -> None:
+    meter = RecordingMeter()
+    interval = 0.25
+    with respx.mock(assert_all_mocked=True) as router:
+        mint = any_token(router)
+        router.post(f"{API}/repos/o/r/issues/1/labels").mock(return_value=httpx.Response(200))
+        clock = FakeTime(advance=True)  # GitHub answers in no time; only the pacing waits
+        gateway = GitHubGateway(
+            make_settings(private_key_pem, GITHUB_WRITE_INTERVAL=str(interval)),
+            monotonic=clock.monotonic,
+            sleep=clock.sleep,
+            meter=meter,
+        )
+        github = gateway.installation(7)
+        with reporting(None, installation=7, clock=clock.monotonic) as report:
+            for _ in range(3):  # the second and third wait for their write turns
+                await github.arequest("POST", "/repos/o/r/issues/1/labels")
+        await gateway.aclose()
+    assert mint.call_count == 1
+    assert report.waited == 2 * interval
+    # the token mint and the three writes, each once, one at a time, and GitHub's time only
+    assert meter.latencies == [0.0, 0.0, 0.0, 0.0]
+    assert meter.on_wire == 0 and meter.most_on_wire == 1
+
+
+async def test_a_request_that_gets_no_answer_leaves_the_wire_without_a_latency(
+    private_key_pem: str,
+) -> None:
+    meter = RecordingMeter()
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        router.get(f"{API}/repos/o/r/issues/1").mock(side_effect=httpx.ConnectError("refused"))
+        gateway = GitHubGateway(make_settings(private_key_pem), meter=meter)
+        with pytest.raises(GitHubException):
+            await gateway.installation(7).arequest("GET", "/repos/o/r/issues/1")
+        await gateway.aclose()
+    assert meter.on_wire == 0
+    assert len(meter.latencies) == 2 and meter.latencies[-1] is None  # mint answered, GET not
+
+
+async def test_writes_a_dry_run_only_logs_never_reach_the_meter(private_key_pem: str) -> None:
+    meter = RecordingMeter()
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        router.get(f"{API}/repos/o/r/issues/1").mock(return_value=httpx.Response(200, json={}))
+        gateway = GitHubGateway(make_settings(private_key_pem, DRY_RUN="true"), meter=meter)
+        github = gateway.installation(7)
+        await github.arequest("GET", "/repos/o/r/issues/1")
+        await github.arequest("POST", "/repos/o/r/issues/1/labels")
+        writes = list(gateway.dry_run_transport.writes) if gateway.dry_run_transport else []
+        await gateway.aclose()
+    assert len(writes) == 1
+    assert len(meter.latencies) == 2  # the mint and the read went to GitHub; the write did not

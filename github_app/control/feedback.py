@@ -8,6 +8,9 @@ catches, and when the event ends the report's worst outcome and the event's
 duration go to the observer. Events that never reached a processor (no
 subscriber, the app's own events) did no GitHub work and are not reported:
 their near-zero durations would drag the latency baseline down.
+
+GitHub's own latency reaches the controller by another way: the transport
+tells a ``RequestMeter`` of every request while it is on the wire.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Protocol
 
 from github_app.control.controller import Outcome
 from github_app.errors import GitHubError, RetryableGitHubError
@@ -31,6 +35,21 @@ class Observation:
 
 
 Observer = Callable[[Observation], None]
+
+
+class RequestMeter(Protocol):
+    """Told of every request to GitHub while it is on the wire (the width controller).
+
+    The transport calls it around the send itself, after any wait of the app's
+    own (an installation's write turn or request slot, a token mint another
+    event started), so only GitHub's time is measured.
+    """
+
+    def request_started(self) -> None: ...
+
+    def request_finished(self, latency: float | None) -> None:
+        """``latency``: seconds until GitHub answered; ``None``: no answer (timeout, error)."""
+
 
 _SEVERITY = {Outcome.OK: 0, Outcome.ERROR: 1, Outcome.THROTTLED: 2}
 

@@ -27,6 +27,7 @@ from githubkit.auth.base import BaseAuthStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 
 from github_app.config import Settings
+from github_app.control.feedback import RequestMeter
 from github_app.errors import GitHubError, InstallationGone, RetryableGitHubError, SettingsError
 from github_app.github.app_auth import PreloadedAppAuthStrategy
 from github_app.github.etag_cache import DEFAULT_MAX_BYTES, ETagCache
@@ -121,7 +122,9 @@ class GitHubGateway:
         etag_max_bytes: int = DEFAULT_MAX_BYTES,
         not_found_delays: Sequence[float] = NOT_FOUND_DELAYS,
         max_waiting_writers: int = MAX_WAITING_WRITERS,
+        meter: RequestMeter | None = None,
     ) -> None:
+        """``meter`` is told of every request on the wire (the width controller)."""
         self._settings = settings
         self._clock = clock
         self._monotonic = monotonic
@@ -135,7 +138,9 @@ class GitHubGateway:
                 ),
                 retries=0,
             )
-        self._pool = SharedTransport(transport) if transport is not None else None
+        self._pool = (
+            SharedTransport(transport, meter, clock=monotonic) if transport is not None else None
+        )
         self.dry_run_transport: DryRunTransport | None = None
         outbound: httpx.AsyncBaseTransport | None = self._pool
         if settings.dry_run or outbound is None:

@@ -2,7 +2,11 @@
 
 ``SharedTransport`` wraps the process-wide connection pool; its ``aclose`` does
 nothing because githubkit closes its client after every call, and the pool
-must outlive those clients (the gateway closes it for real at shutdown).
+must outlive those clients (the gateway closes it for real at shutdown). Every
+request to GitHub passes it, and only on its way to the wire: it tells the
+``RequestMeter`` (the width controller) of each one, with the seconds GitHub
+took to answer. Waits of the app's own happen above it (pacing, a token mint
+in progress) and writes a dry run only logs never reach it.
 
 ``GitHubTransport`` is the per-installation layer every request of that
 installation passes through, in this order:
@@ -25,14 +29,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 import anyio
 import httpx
 
-from github_app.control.feedback import note_wait
+from github_app.control.feedback import RequestMeter, note_wait
 from github_app.errors import RetryableGitHubError
 from github_app.github.etag_cache import MAX_ENTRY_BYTES, CacheKey, ETagCache
 from github_app.github.pacing import InstallationPacer
@@ -74,13 +79,33 @@ def naming_objects(repository: str | None, issue_number: int | None) -> Iterator
 
 
 class SharedTransport(httpx.AsyncBaseTransport):
-    """A pooled transport that outlives the short-lived clients githubkit makes per call."""
+    """A pooled transport that outlives the short-lived clients githubkit makes per call,
+    and meters every request on the wire (``meter``)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        meter: RequestMeter | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._inner = inner
+        self._meter = meter
+        self._clock = clock
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._inner.handle_async_request(request)
+        meter = self._meter
+        if meter is None:
+            return await self._inner.handle_async_request(request)
+        meter.request_started()
+        started = self._clock()
+        latency: float | None = None
+        try:
+            response = await self._inner.handle_async_request(request)
+            latency = self._clock() - started  # until the answer's headers: GitHub's time
+        finally:
+            meter.request_finished(latency)
+        return response
 
     async def aclose(self) -> None:
         """Clients call this when they are done; the pool stays open for the next one."""
