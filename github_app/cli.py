@@ -6,8 +6,9 @@ reference; ``--update README.md`` rewrites it there).
 
 ``serve`` owns signal handling (uvicorn's own is turned off): the first
 SIGTERM/SIGINT makes the webhook answer 503, lets in-flight events finish
-within SHUTDOWN_TIMEOUT and logs how many queued events remain; a second one
-stops at once.
+within SHUTDOWN_TIMEOUT and logs how many queued events remain (in the spool,
+for the next start); a second one stops at once: in-flight events are cut
+off and stay queued, the spool is left consistent, the process exits.
 """
 
 from __future__ import annotations
@@ -273,7 +274,7 @@ async def serve(settings: Settings, runtime: Runtime, env_file: Path = Path(".en
         group.start_soon(_watch_signals, runtime, server)
         await server.serve()
         group.cancel_scope.cancel()
-    return 1 if server.force_exit else 0
+    return 1 if server.force_exit or runtime.stopped_at_once else 0
 
 
 async def _watch_signals(runtime: Runtime, server: uvicorn.Server) -> None:
@@ -282,9 +283,10 @@ async def _watch_signals(runtime: Runtime, server: uvicorn.Server) -> None:
             async for signum in signals:
                 if runtime.shutting_down:
                     log.warning("second %s: stopping now", signal.Signals(signum).name)
-                    server.force_exit = True
+                    # The shutdown under way ends without waiting for in-flight events; the
+                    # lifespan still runs to its end, so the spool's last writes are committed.
+                    runtime.stop_now()
                     server.should_exit = True
-                    group.cancel_scope.cancel()
                     return
                 log.info("received %s", signal.Signals(signum).name)
                 group.start_soon(_shutdown, runtime, server)

@@ -257,6 +257,21 @@ class Settings(BaseSettings):
         description="dead-letter entries kept; beyond that the oldest is dropped with a "
         "counter and a log line",
     )
+    queue_backend: Annotated[Literal["sqlite", "memory"], BeforeValidator(_lower)] = Field(
+        "sqlite",
+        description="`sqlite`: admitted events are committed to a spool in STATE_DIR before "
+        "the 202 and survive kill -9, restarts and deploys; `memory`: kept in this process "
+        "only, lost if it dies",
+    )
+    state_dir: Path = Field(
+        Path(".auto-issue-processor"),
+        description="folder of the spool and its lock (created mode 0700); one process per folder",
+    )
+    spool_sync: Annotated[Literal["normal", "full"], BeforeValidator(_lower)] = Field(
+        "normal",
+        description="`normal`: a committed event survives a crash of the process; `full`: "
+        "also a power loss or OS crash (an fsync per commit group, slower)",
+    )
 
     _webhook_secret_generated: bool = PrivateAttr(False)
 

@@ -1,10 +1,13 @@
 """Wires the parts from settings and owns their lifetime (no setup at import time).
 
 Start-up and shutdown order live here so the CLI, the tests and any embedding
-program go through the same steps: the dispatcher runs in a task group owned
-by ``running()``; shutdown refuses new deliveries first (503), lets in-flight
-work finish within the timeout, logs what is still queued, then closes the
-GitHub connections.
+program go through the same steps. Construction opens the state directory
+(with ``QUEUE_BACKEND=sqlite``: locks it, opens the spool and replays it);
+the dispatcher and the spool's commit writer run in a task group owned by
+``running()``; shutdown refuses new deliveries first (503), lets in-flight
+work finish within the timeout (``stop_now`` cuts that short), logs what is
+still queued, commits the spool's last writes, then closes the GitHub
+connections and the spool.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 import httpx
+from anyio.abc import TaskGroup
 
 from github_app.admin.history import HOUR, History
 from github_app.admin.metrics import Metrics
@@ -37,9 +41,15 @@ from github_app.intake.route import WebhookIntake
 from github_app.logs import install_context
 from github_app.queue.compression import PayloadCodec
 from github_app.queue.dead_letters import DeadLetterQueue
+from github_app.queue.deliveries import RecentDeliveries
+from github_app.queue.journal import SpoolJournal
 from github_app.queue.memory import MemoryQueue
 from github_app.queue.priority import Priority, PriorityRules
 from github_app.queue.retry import RetryPolicy
+from github_app.queue.spool import GroupCommitter, SpoolStore
+from github_app.queue.spooled import SpooledQueue, replay
+from github_app.queue.state_lock import StateLock, open_state_dir
+from github_app.queue.succeeded import REDELIVERY_WINDOW, SucceededProcessors
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +81,22 @@ class Runtime:
         self.started_at = clock()
         self.registry = registry if registry is not None else Registry.load()
         self.codec = PayloadCodec()
-        self.queue = MemoryQueue(
+        self._lock: StateLock | None = None
+        self._store: SpoolStore | None = None
+        self._committer: GroupCommitter | None = None
+        journal: SpoolJournal | None = None
+        if settings.queue_backend == "sqlite":
+            self._lock = open_state_dir(settings.state_dir)
+            try:
+                self._store = SpoolStore(settings.state_dir, sync=settings.spool_sync)
+            except BaseException:
+                self._lock.release()
+                raise
+            self._committer = GroupCommitter(self._store, window=REDELIVERY_WINDOW, clock=clock)
+            journal = SpoolJournal(self._committer, wall_clock=clock)
+        deliveries = RecentDeliveries(journal=journal, clock=clock)
+        self.succeeded = SucceededProcessors(journal=journal, clock=clock)
+        memory = MemoryQueue(
             settings.queue_max_events,
             settings.queue_max_bytes,
             ttl={
@@ -82,7 +107,20 @@ class Runtime:
             },
             ageing=settings.queue_ageing,
             dead_letters=DeadLetterQueue(settings.dead_letter_max, clock=clock),
+            deliveries=deliveries,
+            journal=journal,
         )
+        self.queue: MemoryQueue | SpooledQueue = memory
+        if self._store is not None and self._committer is not None:
+            replay(
+                self._store,
+                memory,
+                deliveries,
+                self.succeeded,
+                window=REDELIVERY_WINDOW,
+                clock=clock,
+            )
+            self.queue = SpooledQueue(memory, self._store, self._committer)
         # The width starts modestly (well under GitHub's limits) and the controller moves it,
         # steered by the requests the gateway's transport puts on the wire.
         self.controller = WidthController(
@@ -102,6 +140,7 @@ class Runtime:
             gateway=self.gateway,
             configs=self.configs,
             codec=self.codec,
+            succeeded=self.succeeded,
             dry_run=settings.dry_run,
             observer=self.metrics,
             feedback=self.gate.observe,
@@ -165,6 +204,8 @@ class Runtime:
         self._identity_checked = False
         self._shutdown_started = False
         self._shutdown_done = anyio.Event()
+        self._stop_now = False
+        self._drain_scope: anyio.CancelScope | None = None
 
     def backlog(self) -> Backlog:
         """The queue for the controller: takeable work, and work that must wait.
@@ -225,24 +266,53 @@ class Runtime:
     async def running(self) -> AsyncIterator[Runtime]:
         """Run the dispatcher for the duration of the block, then shut down gracefully."""
         try:
-            async with anyio.create_task_group() as group:
-                await self.identify()
-                warm_up(event for processor in self.registry for event in processor.events)
-                self.gateway.warm_up()
-                group.start_soon(self.dispatcher.run)
-                group.start_soon(self._identify_until_known)
-                group.start_soon(self.host.run)
-                group.start_soon(self.autoscaler.run)
-                group.start_soon(self.sampler.run)
-                try:
-                    yield self
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await self.shutdown()
-                    group.cancel_scope.cancel()  # the controller's loops run until told to stop
+            async with anyio.create_task_group() as spool_group:
+                if self._committer is not None:
+                    await spool_group.start(self._committer.run)
+                async with anyio.create_task_group() as group:
+                    await self._run(group)
+                    try:
+                        yield self
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await self.shutdown()
+                        group.cancel_scope.cancel()  # the controller's loops run until told
+                # the commit writer stops last: it commits what the shutdown left to write
+                spool_group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.gateway.aclose()
+            self.close()
+
+    async def _run(self, group: TaskGroup) -> None:
+        """Start the parts that run for the life of the app."""
+        await self.identify()
+        warm_up(event for processor in self.registry for event in processor.events)
+        self.gateway.warm_up()
+        group.start_soon(self.dispatcher.run)
+        group.start_soon(self._identify_until_known)
+        group.start_soon(self.host.run)
+        group.start_soon(self.autoscaler.run)
+        group.start_soon(self.sampler.run)
+
+    def close(self) -> None:
+        """Close the spool and let go of the state directory (after ``running`` ends)."""
+        if self._store is not None:
+            self._store.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    @property
+    def stopped_at_once(self) -> bool:
+        """``stop_now`` was called: in-flight events were not waited for."""
+        return self._stop_now
+
+    def stop_now(self) -> None:
+        """A second signal: stop waiting for in-flight events; they stay queued (in the spool)."""
+        self._stop_now = True
+        if self._drain_scope is not None:
+            self._drain_scope.cancel()
 
     async def shutdown(self) -> None:
         """Refuse new deliveries, finish in-flight work within the timeout, report what remains.
@@ -260,17 +330,30 @@ class Runtime:
             in_flight,
             self.settings.shutdown_timeout,
         )
-        cut_off = await self.dispatcher.drain(self.settings.shutdown_timeout)
+        with anyio.CancelScope() as self._drain_scope:
+            if self._stop_now:
+                self._drain_scope.cancel()
+            await self.dispatcher.drain(self.settings.shutdown_timeout)
+        cut_off = self.dispatcher.cancel_running()
         remaining = len(self.queue)
         if cut_off:
-            log.error("shutdown timeout: %d in-flight event(s) were cancelled unfinished", cut_off)
-        log.info(
-            "shutdown: %d queued event(s) remain unprocessed%s",
-            remaining,
-            " (GitHub shows them as delivered; redeliver them from the app's settings)"
-            if remaining
-            else "",
-        )
+            log.error("shutdown: %d in-flight event(s) were cut off unfinished", cut_off)
+        if self._store is not None:
+            log.info(
+                "shutdown: %d queued event(s) stay in the spool %s; "
+                "they will be processed after the restart",
+                remaining + cut_off,
+                self._store.path,
+            )
+        elif remaining + cut_off:
+            log.info(
+                "shutdown: %d queued event(s) remain unprocessed and are lost "
+                "(QUEUE_BACKEND=memory; GitHub shows them as delivered: redeliver them "
+                "from the app's settings)",
+                remaining + cut_off,
+            )
+        else:
+            log.info("shutdown: no queued event remains")
         self._shutdown_done.set()
 
 

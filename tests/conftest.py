@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,21 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+_state_root: str | None = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every ``make_settings`` gets its own STATE_DIR under pytest's temporary folder."""
+    global _state_root
+    _state_root = str(tmp_path_factory.mktemp("state"))
+
+
+def fresh_state_dir() -> str:
+    """A new, empty STATE_DIR: no two apps of the test run share a spool, none is in the repo."""
+    return tempfile.mkdtemp(prefix="spool-", dir=_state_root)
+
+
 @pytest.fixture(scope="session")
 def private_key_pem() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -61,6 +77,7 @@ def make_settings(private_key: str | None, **env: str) -> Settings:
         # GitHub's 1 s between writes would make every multi-write test wait; the pacing
         # tests set their own interval.
         "GITHUB_WRITE_INTERVAL": "0.01",
+        "STATE_DIR": fresh_state_dir(),
     }
     if private_key is not None:
         base |= {"APP_ID": "12345", "PRIVATE_KEY": private_key}

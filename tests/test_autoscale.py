@@ -129,7 +129,8 @@ def test_reporting_scopes_the_outcome_to_the_events_installation() -> None:
 
 
 def test_the_runtime_counts_deferred_events_as_blocked_not_ready() -> None:
-    runtime = Runtime(make_settings(None))
+    runtime = Runtime(make_settings(None, QUEUE_BACKEND="memory"))
+    assert isinstance(runtime.queue, MemoryQueue)
     for n in range(3):
         runtime.queue.offer(envelope(f"d-{n}", issue_number=n + 1), Priority.NORMAL)
     item = runtime.queue.take()

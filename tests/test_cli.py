@@ -132,7 +132,7 @@ def test_sigterm_stops_gracefully_and_reports_what_remains(
     assert process.wait(timeout=20) == 0
     log = err.read_text()
     assert "received SIGTERM" in log
-    assert "0 queued event(s) remain" in log
+    assert "0 queued event(s) stay in the spool" in log
     assert "Traceback" not in log
 
 

@@ -189,7 +189,7 @@ async def test_shutdown_refuses_new_deliveries_and_finishes_in_flight_work(
             assert ready.status_code == 503
             recorder.release.set()
     assert recorder.seen == ["inflight"]
-    assert any("1 queued event(s) remain" in r.getMessage() for r in caplog.records)
+    assert any("1 queued event(s) stay in the spool" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_closed_gate_with_an_overdue_retry_waits_instead_of_spinning() -> None:

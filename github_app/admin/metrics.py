@@ -171,6 +171,19 @@ class StatusCollector(Collector):
             queue["bytes_by_priority"],
         )
         yield _gauge("queue_in_flight", "Events taken and not yet done.", queue["in_flight"])
+        spool = queue.get("spool")
+        if isinstance(spool, Mapping):
+            yield _gauge(
+                "spool_bytes", "Size of the spool on disk (database and WAL).", spool["bytes"]
+            )
+            yield _gauge(
+                "spool_available",
+                "1 when the spool's last commit succeeded.",
+                int(not spool["problem"]),
+            )
+            yield CounterMetricFamily(
+                f"{PREFIX}_spool_commits", "Commit groups written to the spool.", spool["commits"]
+            )
         refused = CounterMetricFamily(
             f"{PREFIX}_queue_refused",
             "Offers refused (queue full), per priority.",

@@ -72,6 +72,9 @@ def readiness(*, accepting: bool, queue: EventQueue, breaker: CircuitBreaker) ->
     """Why the app cannot accept work now, or ``None`` when it can."""
     if not accepting:
         return "shutting down"
+    unavailable = queue.unavailable
+    if unavailable is not None:
+        return unavailable
     if not queue.accepts(Priority.NORMAL):
         return "queue full: NORMAL events are refused"
     if breaker.state is BreakerState.OPEN:

@@ -259,6 +259,10 @@ class Dispatcher:
         self.stop()
         with anyio.move_on_after(timeout if math.isfinite(timeout) else None):
             await self.wait_idle()
+        return self.cancel_running()
+
+    def cancel_running(self) -> int:
+        """Cancel the events still running (they go back to the queue); returns how many."""
         unfinished = self._in_flight
         if unfinished and self._cancel_scope is not None:
             self._cancel_scope.cancel()

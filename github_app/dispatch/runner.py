@@ -12,8 +12,9 @@ event's delivery, so GitHub's redelivery of it is accepted again.
 Failures that may pass are not handled here but raised to the dispatcher,
 which owns retries: a ``RetryableGitHubError`` (after the other processors
 had their turn), ``InstallationGone`` and ``Deferred``. The processors that
-succeeded are recorded on the queued event, so a retry runs only the others
-and no write is made twice.
+succeeded are recorded per delivery (``SucceededProcessors``, kept by the
+queue's backend), so a retry, a replay after a restart or GitHub's
+redelivery runs only the others and no write is made twice.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
-from cachetools import TTLCache
 from githubkit.exception import GitHubException
 from pydantic import ValidationError
 
@@ -40,6 +40,7 @@ from github_app.logs import event_context
 from github_app.processor import Context, Processor
 from github_app.queue.compression import CompressionError, PayloadCodec
 from github_app.queue.event import QueuedEvent
+from github_app.queue.succeeded import SucceededProcessors
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class EventRunner:
         gateway: GitHubGateway,
         configs: RepoConfigStore,
         codec: PayloadCodec,
+        succeeded: SucceededProcessors,
         dry_run: bool,
         observer: RunObserver | None = None,
         feedback: Observer | None = None,
@@ -91,15 +93,13 @@ class EventRunner:
         self._gateway = gateway
         self._configs = configs
         self._codec = codec
+        self._succeeded = succeeded
         self._dry_run = dry_run
         self._feedback = feedback  # told each event's latency and outcome (the width controller)
         self.stats = ProcessorStats()
         self.states: dict[str, Any] = {
             p.name: p.state_factory() for p in registry if p.state_factory is not None
         }
-        # (delivery id, processor) pairs that succeeded: when a redelivery follows a partial
-        # failure, only the processors that failed run again.
-        self._completed: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=86_400)
 
     async def __call__(self, item: QueuedEvent) -> bool:
         """Run ``item`` through its processors; ``False`` when one of them failed for good."""
@@ -114,6 +114,7 @@ class EventRunner:
             self._observer.event_finished(item, ok)
         if ok:
             self.stats.events_ok += 1
+            self._succeeded.clear(envelope.delivery_id)
         else:
             self.stats.events_failed += 1
         return ok
@@ -167,15 +168,13 @@ class EventRunner:
             return False
         ok = True
         retryable: RetryableGitHubError | None = None
+        already = self._succeeded.of(envelope.delivery_id)
         for processor in processors:
-            if processor.name in item.completed:
-                continue  # succeeded on an earlier attempt
+            if processor.name in already:
+                log.debug("processor %s already handled this delivery", processor.name)
+                continue
             processor_config = config.for_processor(processor)
             if not processor_config.enabled:
-                continue
-            done_key = (envelope.delivery_id, processor.name)
-            if done_key in self._completed:
-                log.debug("processor %s already handled this delivery", processor.name)
                 continue
             context: Context[Any] = Context(
                 envelope=envelope,
@@ -197,8 +196,7 @@ class EventRunner:
                 continue
             self._observe(item, processor.name, started, ok=succeeded)
             if succeeded:
-                item.completed += (processor.name,)
-                self._completed[done_key] = True
+                self._succeeded.add(envelope.delivery_id, processor.name)
             ok = succeeded and ok
         if retryable is not None:
             raise retryable

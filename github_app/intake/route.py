@@ -3,7 +3,8 @@
 GitHub waits 10 s for an answer and does not retry by itself, so the route
 does the least that makes a delivery safe to acknowledge: check size and
 content type before reading, verify the signature, read the routing fields,
-compress, and offer the envelope to the queue. 202 means it will be
+compress, and admit the envelope to the queue, which returns once the event is
+stored (the spool: committed to disk). 202 means it will be
 processed; 503 (with Retry-After) means it was not taken, so GitHub shows the
 delivery as failed and it can be redelivered. Nothing is lost silently.
 """
@@ -150,13 +151,17 @@ class WebhookIntake:
             compress=self._codec.compress,
         )
         priority = self._rules.classify(envelope)
-        admission = self._queue.offer(envelope, priority)
+        admission = await self._queue.admit(envelope, priority)
         if not admission.admitted:
             self.stats.refused += 1
             log.warning(
                 "refused delivery %s (%s): %s", delivery_id, envelope.name, admission.reason
             )
-            body = {"error": "queue_full", "message": admission.reason, "priority": priority.name}
+            body = {
+                "error": admission.error,
+                "message": admission.reason,
+                "priority": priority.name,
+            }
             return 503, body, [(b"retry-after", str(admission.retry_after).encode())]
         self.stats.queued += 1
         self.stats.queued_by_event[envelope.name] += 1

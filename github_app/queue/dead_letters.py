@@ -98,6 +98,7 @@ class DeadLetterQueue:
         self._redriven = 0
         self._purged = 0
         self._superseded = 0
+        self._overflow: list[DeadLetter] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -105,7 +106,10 @@ class DeadLetterQueue:
     def __contains__(self, delivery_id: object) -> bool:
         return delivery_id in self._entries
 
-    def add(self, item: QueuedEvent, reason: str, error: str | None) -> DeadLetter:
+    def add(
+        self, item: QueuedEvent, reason: str, error: str | None, *, at: float | None = None
+    ) -> DeadLetter:
+        """Keep ``item`` (``at``: when it was given up, if not now); the oldest goes when full."""
         envelope = item.envelope
         entry = DeadLetter(
             delivery_id=envelope.delivery_id,
@@ -119,7 +123,7 @@ class DeadLetterQueue:
             reason=reason,
             last_error=error,
             received_at=envelope.received_at,
-            dead_lettered_at=self._clock(),
+            dead_lettered_at=self._clock() if at is None else at,
             item=item,
         )
         self._entries.pop(entry.delivery_id, None)
@@ -128,6 +132,7 @@ class DeadLetterQueue:
         while len(self._entries) > self._capacity:
             _, dropped = self._entries.popitem(last=False)
             self._dropped += 1
+            self._overflow.append(dropped)
             log.error(
                 "dead-letter queue full (%d): dropped delivery %s (%s, %s); "
                 "redeliver it from GitHub if it still matters",
@@ -137,6 +142,11 @@ class DeadLetterQueue:
                 dropped.reason,
             )
         return entry
+
+    def overflow(self) -> list[DeadLetter]:
+        """The entries dropped for room since the last call (a durable backend deletes them)."""
+        dropped, self._overflow = self._overflow, []
+        return dropped
 
     def entries(self, *, limit: int | None = None, reason: str | None = None) -> list[DeadLetter]:
         """Entries oldest first, optionally only those with ``reason``."""
@@ -165,16 +175,18 @@ class DeadLetterQueue:
     def count_redriven(self, count: int) -> None:
         self._redriven += count
 
-    def purge(self, delivery_ids: Iterable[str] | None = None) -> int:
-        """Delete entries for good (all when ``delivery_ids`` is None); returns how many."""
-        removed = len(self.remove(delivery_ids))
-        self._purged += removed
+    def purge(self, delivery_ids: Iterable[str] | None = None) -> list[DeadLetter]:
+        """Delete entries for good (all when ``delivery_ids`` is None); returns them."""
+        removed = self.remove(delivery_ids)
+        self._purged += len(removed)
         return removed
 
-    def supersede(self, delivery_id: str) -> None:
+    def supersede(self, delivery_id: str) -> list[DeadLetter]:
         """GitHub redelivered this delivery and it is queued again: the dead letter goes, or
-        a re-drive of it would process the event a second time."""
-        self._superseded += len(self.remove((delivery_id,)))
+        a re-drive of it would process the event a second time. Returns what went."""
+        removed = self.remove((delivery_id,))
+        self._superseded += len(removed)
+        return removed
 
     def stats(self) -> DeadLetterStats:
         return DeadLetterStats(

@@ -23,19 +23,22 @@ class State(IntEnum):
 class QueuedEvent:
     """An admitted envelope and the queue's bookkeeping about it.
 
-    ``attempts`` counts the tries made (a deferral does not count);
-    ``completed`` names the processors that already succeeded on it, so a
-    retry does not repeat their writes.
+    ``seq`` is its arrival order and its key in a durable backend; ``size`` is
+    its compressed payload's length (what admission counts), kept apart from the
+    payload because a spooled event's payload waits on disk, not in
+    ``envelope.payload``. ``attempts`` counts the tries made (a deferral does not
+    count). Which processors already succeeded is not kept here but per delivery
+    (``queue.succeeded``), the one memory of it.
     """
 
     envelope: Envelope
     priority: Priority
     seq: int
     enqueued_at: float
+    size: int
     attempts: int = 0
     not_before: float = 0.0
     last_error: str | None = None
-    completed: tuple[str, ...] = ()  # a tuple of names stays out of the GC's tracking
     state: State = State.LANE
     gen: int = 0
     ready_since: float = 0.0

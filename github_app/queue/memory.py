@@ -28,7 +28,9 @@ Rules it keeps:
   (a processor failed for good), is forgotten, so GitHub's redelivery of it
   is accepted again.
 
-Another backend (a spool, Redis Streams) implements the ``EventQueue`` protocol.
+Another backend implements the ``EventQueue`` protocol; the contract a backend
+keeps is written on the protocol. The SQLite spool (``queue.spooled``) keeps
+this class as its scheduler and hears of every change through ``QueueJournal``.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class Admission:
     admitted: bool
     reason: str = ""
     retry_after: int = 0
+    error: str = "queue_full"  # the error name a refused delivery is answered with
 
 
 ADMITTED = Admission(True)
@@ -111,16 +114,34 @@ class QueueStats:
     dead_letters: DeadLetterStats | None = None
     oldest_wait: float | None = None  # seconds the longest-waiting event has been queued
     waiting_by_installation: dict[int | None, int] = field(default_factory=dict)
+    spool: object | None = None  # the durable backend's own stats (``SpoolStats``)
 
 
 class EventQueue(Protocol):
     """What the intake, the dispatcher and the admin endpoints need from a queue backend.
 
-    Every taken event is settled exactly once: ``done``, ``retry``, ``defer``
-    or ``dead_letter``.
+    The contract (a later backend, e.g. Redis, keeps it too):
+
+    - ``admit`` returns an admission only once the event is as durable as the
+      backend promises (the spool: committed; memory: in this process). The
+      intake answers 202 only then. A backend that cannot store the event says
+      so in a refusal (``error`` ``spool_unavailable``), never by admitting it.
+      An event becomes takeable only after it was admitted.
+    - ``take`` hands out an event with its compressed payload in
+      ``envelope.payload`` (a backend may keep payloads elsewhere while queued);
+      it counts one attempt. Every taken event is settled exactly once:
+      ``done``, ``retry``, ``defer`` or ``dead_letter``; until then it counts
+      as in flight, and a process that dies with it in flight finds it queued
+      again at its next start, that attempt counted.
+    - What the backend keeps across a restart: the queued events with their
+      priority, arrival order, attempts, not-before time and last error; the
+      dead letters; the delivery ids seen recently (``RecentDeliveries``); the
+      processors that succeeded per delivery (``SucceededProcessors``).
+    - The scheduling rules (admission bounds, priorities, ageing,
+      installations in turn, per-issue lanes, TTL) are ``MemoryQueue``'s.
     """
 
-    def offer(self, envelope: Envelope, priority: Priority) -> Admission: ...
+    async def admit(self, envelope: Envelope, priority: Priority) -> Admission: ...
 
     def knows(self, delivery_id: str) -> bool: ...
 
@@ -150,9 +171,34 @@ class EventQueue(Protocol):
 
     def accepts(self, priority: Priority) -> bool: ...
 
+    @property
+    def unavailable(self) -> str | None:
+        """Why the backend cannot store events now (``/readyz`` says it), or ``None``."""
+        ...
+
     def __len__(self) -> int: ...
 
     def stats(self) -> QueueStats: ...
+
+
+class QueueJournal(Protocol):
+    """Told of every change to what the queue holds, so a durable backend can record it.
+
+    Admission is not here: a durable backend stores an event before it gives it
+    to the queue (``MemoryQueue.enqueue``).
+    """
+
+    def taken(self, item: QueuedEvent) -> None: ...
+
+    def requeued(self, item: QueuedEvent) -> None: ...
+
+    def finished(self, item: QueuedEvent) -> None: ...
+
+    def dead_lettered(self, entry: DeadLetter) -> None: ...
+
+    def redriven(self, old_seq: int, item: QueuedEvent) -> None: ...
+
+    def dropped(self, entries: Iterable[DeadLetter]) -> None: ...
 
 
 class _Level:
@@ -187,6 +233,7 @@ class MemoryQueue:
         ageing: float = DEFAULT_AGEING,
         dead_letters: DeadLetterQueue | None = None,
         deliveries: RecentDeliveries | None = None,
+        journal: QueueJournal | None = None,
     ) -> None:
         if max_events < 1 or max_bytes < 1:
             raise ValueError("queue bounds must be positive")
@@ -202,6 +249,7 @@ class MemoryQueue:
         self._ageing = ageing
         self._dlq = dead_letters if dead_letters is not None else DeadLetterQueue()
         self._deliveries = deliveries if deliveries is not None else RecentDeliveries()
+        self._journal = journal
         self._levels = {p: _Level() for p in Priority}
         self._delayed: list[tuple[float, int, int, QueuedEvent]] = []
         self._lanes: dict[IssueKey, deque[QueuedEvent]] = {}
@@ -227,39 +275,141 @@ class MemoryQueue:
     def __len__(self) -> int:
         return self._count
 
+    @property
+    def unavailable(self) -> str | None:
+        return None  # memory always has room for what admission lets in
+
     # --- admission ----------------------------------------------------------------------------
 
-    def accepts(self, priority: Priority, size: int = 0) -> bool:
-        """Would an event of this level (and compressed size) be admitted now?"""
+    def accepts(self, priority: Priority, size: int = 0, events: int = 1) -> bool:
+        """Would ``events`` more events of this level (``size`` compressed bytes) fit now?"""
         return (
-            self._held + 1 <= self._event_limit[priority]
+            self._held + events <= self._event_limit[priority]
             and self._held_bytes + size <= self._byte_limit[priority]
         )
 
+    def admission(
+        self, priority: Priority, size: int, *, pending_events: int = 0, pending_bytes: int = 0
+    ) -> Admission:
+        """May an event of ``size`` compressed bytes come in, counting those still being stored?
+
+        A refusal is counted; an admission reserves nothing (the caller counts its pending).
+        """
+        events = pending_events + 1
+        if self.accepts(priority, pending_bytes + size, events):
+            return ADMITTED
+        self._refused[priority] += 1
+        full = "events" if self._held + events > self._event_limit[priority] else "bytes"
+        return Admission(False, f"queue full for {priority.name} ({full})", self._retry_after)
+
     def offer(self, envelope: Envelope, priority: Priority) -> Admission:
-        size = len(envelope.payload)
-        if not self.accepts(priority, size):
-            self._refused[priority] += 1
-            full = "events" if self._held + 1 > self._event_limit[priority] else "bytes"
-            return Admission(False, f"queue full for {priority.name} ({full})", self._retry_after)
-        self._admit(envelope, priority)
+        admission = self.admission(priority, len(envelope.payload))
+        if admission.admitted:
+            self.enqueue(envelope, priority, len(envelope.payload))
+        return admission
+
+    async def admit(self, envelope: Envelope, priority: Priority) -> Admission:
+        """``offer``: in this backend an event is as durable as it will be once it is in memory."""
+        return self.offer(envelope, priority)
+
+    def next_seq(self) -> int:
+        """Claim the next arrival number (a durable backend keys its record with it)."""
+        self._seq += 1
+        return self._seq
+
+    def enqueue(
+        self, envelope: Envelope, priority: Priority, size: int, *, seq: int | None = None
+    ) -> QueuedEvent:
+        """Admit without asking (``admission`` was asked before the event was stored)."""
+        item = self._admit(envelope, priority, size, seq=seq)
         self._deliveries.remember(envelope.delivery_id)
         self._admitted += 1
         # An event is queued or dead, never both: a redelivery replaces its dead letter.
-        self._dlq.supersede(envelope.delivery_id)
-        return ADMITTED
+        superseded = self._dlq.supersede(envelope.delivery_id)
+        if superseded and self._journal is not None:
+            self._journal.dropped(superseded)
+        return item
 
     def knows(self, delivery_id: str) -> bool:
         """Was this delivery admitted recently (and not given up)? Then a redelivery of it
         is a duplicate."""
         return delivery_id in self._deliveries
 
-    def _admit(self, envelope: Envelope, priority: Priority) -> QueuedEvent:
-        self._seq += 1
+    def restore(
+        self,
+        envelope: Envelope,
+        priority: Priority,
+        size: int,
+        *,
+        seq: int,
+        age: float,
+        attempts: int,
+        not_before_in: float,
+        last_error: str | None,
+    ) -> QueuedEvent:
+        """Put back an event recorded by a previous process (start-up replay, arrival order).
+
+        ``age`` is how long ago it was admitted; ``not_before_in`` how long it must still wait.
+        """
         now = self._clock()
-        item = QueuedEvent(envelope, priority, self._seq, now)
+        return self._admit(
+            envelope,
+            priority,
+            size,
+            seq=seq,
+            enqueued_at=now - age,
+            attempts=attempts,
+            not_before=now + not_before_in if not_before_in > 0 else 0.0,
+            last_error=last_error,
+        )
+
+    def restore_dead_letter(
+        self,
+        envelope: Envelope,
+        priority: Priority,
+        size: int,
+        *,
+        seq: int,
+        attempts: int,
+        reason: str,
+        last_error: str | None,
+        at: float,
+    ) -> None:
+        """Put back a dead letter recorded by a previous process."""
+        self._seq = max(self._seq, seq)
+        item = QueuedEvent(envelope, priority, seq, self._clock(), size, attempts=attempts)
+        item.state = State.FINISHED
+        self._dlq.add(item, reason, last_error, at=at)
+
+    def _admit(
+        self,
+        envelope: Envelope,
+        priority: Priority,
+        size: int,
+        *,
+        seq: int | None = None,
+        enqueued_at: float | None = None,
+        attempts: int = 0,
+        not_before: float = 0.0,
+        last_error: str | None = None,
+    ) -> QueuedEvent:
+        if seq is None:
+            seq = self.next_seq()
+        else:
+            self._seq = max(self._seq, seq)
+        now = self._clock()
+        item = QueuedEvent(
+            envelope,
+            priority,
+            seq,
+            now if enqueued_at is None else enqueued_at,
+            size,
+            attempts=attempts,
+            not_before=not_before,
+            last_error=last_error,
+        )
         self._held += 1
-        self._held_bytes += len(envelope.payload)
+        self._held_bytes += size
         self._wait(item)
         key = envelope.issue_key
         if key is None:
@@ -306,6 +456,8 @@ class MemoryQueue:
             item.attempts += 1
             self._in_flight += 1
             self._taken += 1
+            if self._journal is not None:
+                self._journal.taken(item)
             return item
 
     def _choose_level(self, now: float) -> Priority | None:
@@ -393,6 +545,8 @@ class MemoryQueue:
 
     def _requeue(self, item: QueuedEvent, not_before: float) -> None:
         item.not_before = not_before
+        if self._journal is not None:
+            self._journal.requeued(item)
         self._wait(item)
         key = item.envelope.issue_key
         if key is not None:
@@ -457,24 +611,29 @@ class MemoryQueue:
         entries = self._dlq.remove(delivery_ids)
         moved = 0
         for index, entry in enumerate(entries):
-            envelope = entry.item.envelope
-            if not self.accepts(Priority.CRITICAL, len(envelope.payload)):
+            old = entry.item
+            if not self.accepts(Priority.CRITICAL, old.size):
                 self._dlq.put_back(entries[index:])
                 break
-            self._admit(envelope, entry.item.priority)
+            item = self._admit(old.envelope, old.priority, old.size)
             # remembered again, so GitHub's redelivery of it is not queued twice
-            self._deliveries.remember(envelope.delivery_id)
+            self._deliveries.remember(old.envelope.delivery_id)
             moved += 1
+            if self._journal is not None:
+                self._journal.redriven(old.seq, item)
         self._dlq.count_redriven(moved)
         return moved
 
     def purge_dead_letters(self, delivery_ids: Iterable[str] | None = None) -> int:
-        return self._dlq.purge(delivery_ids)
+        purged = self._dlq.purge(delivery_ids)
+        if self._journal is not None:
+            self._journal.dropped(purged)
+        return len(purged)
 
     # --- internals ----------------------------------------------------------------------------
 
     def _wait(self, item: QueuedEvent) -> None:
-        size = len(item.envelope.payload)
+        size = item.size
         self._count += 1
         self._bytes += size
         self._count_by[item.priority] += 1
@@ -482,7 +641,7 @@ class MemoryQueue:
         self._waiting_by_installation.setdefault(item.envelope.installation_id, {})[item.seq] = item
 
     def _unwait(self, item: QueuedEvent) -> None:
-        size = len(item.envelope.payload)
+        size = item.size
         self._count -= 1
         self._bytes -= size
         self._count_by[item.priority] -= 1
@@ -497,11 +656,18 @@ class MemoryQueue:
         """The queue lets go of ``item``: processed (no reason) or dead-lettered."""
         item.state = State.FINISHED
         self._held -= 1
-        self._held_bytes -= len(item.envelope.payload)
+        self._held_bytes -= item.size
+        journal = self._journal
         if reason is None:
+            if journal is not None:
+                journal.finished(item)
             return
         item.last_error = error if error is not None else item.last_error
-        self._dlq.add(item, reason, item.last_error)
+        entry = self._dlq.add(item, reason, item.last_error)
+        dropped = self._dlq.overflow()
+        if journal is not None:
+            journal.dead_lettered(entry)
+            journal.dropped(dropped)
         # given up: forgotten, so GitHub's redelivery of it is accepted again
         self._deliveries.forget(item.envelope.delivery_id)
 

@@ -1,0 +1,373 @@
+"""Spool benchmark: ``QUEUE_BACKEND=memory`` against ``sqlite``, side by side in one run.
+
+    cd /tmp && npm pack @octokit/webhooks-examples && tar xzf octokit-webhooks-examples-*.tgz
+    python -m benchmarks.spool --examples /tmp/package/api.github.com/index.json \\
+        [--burst 2000] [--queued 20000] [--restart 100000] [--rounds 3]
+
+Deliveries are the realistic randomised mix of ``benchmarks/corpus.py`` (seed 7), kept to
+the events some processor subscribes to (the others are answered 202 ``ignored`` and never
+queued). Each server is the app as ``serve`` runs it (``github_app.cli.serve``: same
+settings loading, signal handling, gc freeze, uvicorn with uvloop), its dispatcher paused
+so admitted events stay queued, no credentials (dry run), each with a fresh STATE_DIR.
+The client (httpx, 32 connections) runs in this process.
+
+Measured, per backend, alternating memory/sqlite each round; medians printed:
+
+- ingest: a burst of ``--burst`` signed deliveries after 200 to warm up; server CPU
+  microseconds per delivery (psutil user+system), ack latency p50/p99 as the client saw it;
+- memory: resident memory of the server process before and after ``--queued`` deliveries
+  were admitted, per queued event, over the raw payload bytes of those deliveries;
+- disk: the spool's bytes on disk (database + WAL) per queued event (sqlite);
+- restart: a spool holding ``--restart`` queued events (written as the app writes them),
+  then ``python -m github_app serve`` as a user starts it; seconds from the start of the
+  process to the first healthy answer, next to the same start on an empty STATE_DIR.
+
+Targets (issue 11): sqlite ingest CPU at most 1.25x memory's, ack p99 at most +5 ms; RSS
+growth per queued event at most 5% of its raw bytes; restart with 100,000 queued under 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from benchmarks.corpus import PayloadFactory
+
+SECRET = "benchmark-webhook-secret"
+WEBHOOK = "/api/github/webhooks"
+WARM_UP = 200
+CONNECTIONS = 32
+BACKENDS = ("memory", "sqlite")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    event: str
+    body: bytes
+
+
+def deliveries(examples: Path, count: int, seed: int = 7) -> list[Delivery]:
+    """``count`` randomised deliveries of events a processor subscribes to."""
+    from github_app.dispatch.registry import Registry
+
+    registry = Registry.load()
+    factory = PayloadFactory(examples, seed)
+    found: list[Delivery] = []
+    while len(found) < count:
+        sample = factory.sample()
+        if registry.subscribes(sample.event, sample.action):
+            found.append(Delivery(sample.event, sample.body))
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def env_for(backend: str, state_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "PRIVATE_KEY"))}
+    env.update(
+        WEBHOOK_SECRET=SECRET,
+        QUEUE_BACKEND=backend,
+        STATE_DIR=str(state_dir),
+        QUEUE_MAX_EVENTS="2000000",
+        QUEUE_MAX_BYTES=str(8 * 2**30),
+        LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+class PausedServer:
+    """``python -m benchmarks.spool serve``: the app as ``serve`` runs it, dispatcher paused."""
+
+    def __init__(self, backend: str, state_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}{WEBHOOK}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.spool", "serve", "--port", str(self.port)],
+            env=env_for(backend, state_dir),
+            stdout=subprocess.DEVNULL,
+        )
+        self.ps = psutil.Process(self.process.pid)
+        deadline = time.monotonic() + 60
+        while not healthy(self.port):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"{backend} server did not start")
+            time.sleep(0.05)
+
+    def cpu(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def rss(self) -> int:
+        return int(self.ps.memory_info().rss)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def post_all(url: str, batch: Sequence[Delivery]) -> list[float]:
+    """Post every delivery (``CONNECTIONS`` at a time); ack seconds of each; all must be 202."""
+    latencies: list[float] = []
+    pending = iter(batch)
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def worker() -> None:
+            for delivery in pending:
+                signature = hmac.new(SECRET.encode(), delivery.body, hashlib.sha256).hexdigest()
+                headers = {
+                    "content-type": "application/json",
+                    "x-github-event": delivery.event,
+                    "x-github-delivery": str(uuid.uuid4()),
+                    "x-hub-signature-256": f"sha256={signature}",
+                }
+                started = time.perf_counter()
+                answer = await client.post(url, content=delivery.body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                if answer.status_code != 202 or answer.json().get("status") != "queued":
+                    raise RuntimeError(f"answer {answer.status_code}: {answer.text[:200]}")
+
+        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    return latencies
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+@dataclass
+class Run:
+    cpu_us: float
+    p50_ms: float
+    p99_ms: float
+
+
+def ingest(backend: str, batch: Sequence[Delivery], folder: Path) -> Run:
+    server = PausedServer(backend, folder)
+    try:
+        asyncio.run(post_all(server.url, batch[:WARM_UP]))
+        before = server.cpu()
+        latencies = asyncio.run(post_all(server.url, batch[WARM_UP:]))
+        spent = server.cpu() - before
+    finally:
+        server.stop()
+    count = len(batch) - WARM_UP
+    return Run(
+        spent / count * 1e6, percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3
+    )
+
+
+@dataclass
+class Held:
+    rss_per_event: float
+    raw_per_event: float
+    disk_per_event: float
+
+
+def held(backend: str, batch: Sequence[Delivery], folder: Path) -> Held:
+    server = PausedServer(backend, folder)
+    try:
+        asyncio.run(post_all(server.url, batch[:WARM_UP]))
+        time.sleep(1.0)
+        before = server.rss()
+        queued = batch[WARM_UP:]
+        asyncio.run(post_all(server.url, queued))
+        time.sleep(1.0)
+        after = server.rss()
+        disk = sum(p.stat().st_size for p in folder.glob("spool.sqlite3*"))
+    finally:
+        server.stop()
+    count = len(queued)
+    raw = sum(len(d.body) for d in queued) / count
+    return Held((after - before) / count, raw, disk / count)
+
+
+def write_spool(folder: Path, batch: Sequence[Delivery], count: int) -> None:
+    """A spool holding ``count`` queued events, written with the app's own statements."""
+    from github_app.intake.webhooks import decode_body, make_envelope
+    from github_app.queue.compression import PayloadCodec
+    from github_app.queue.priority import PriorityRules
+    from github_app.queue.spool import SpoolStore, insert_event
+    from github_app.queue.state_lock import open_state_dir
+
+    codec, rules = PayloadCodec(), PriorityRules()
+    lock = open_state_dir(folder)
+    store = SpoolStore(folder)
+    try:
+        ops = []
+        for seq in range(1, count + 1):
+            delivery = batch[seq % len(batch)]
+            json_body, payload = decode_body(delivery.body, "json")
+            envelope = make_envelope(
+                delivery_id=str(uuid.uuid4()),
+                event=delivery.event,
+                json_body=json_body,
+                payload=payload,
+                received_at=time.time(),
+                compress=codec.compress,
+            )
+            ops += insert_event(seq, envelope, rules.classify(envelope), envelope.payload)
+            if len(ops) > 10_000:
+                store.apply(ops)
+                ops = []
+        store.apply(ops)
+    finally:
+        store.close()
+        lock.release()
+
+
+def restart_seconds(folder: Path) -> tuple[float, str]:
+    """Seconds from ``python -m github_app serve`` to its first healthy answer, and its log."""
+    port = free_port()
+    log = folder.parent / f"{folder.name}.log"
+    started = time.perf_counter()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "github_app",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env_for("sqlite", folder, LOG_LEVEL="INFO"),
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+        try:
+            while not healthy(port):
+                if process.poll() is not None:
+                    raise RuntimeError(log.read_text()[-2000:])
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - started
+        finally:
+            process.terminate()
+            process.wait(60)
+    return elapsed, log.read_text()
+
+
+def serve(port: int) -> int:
+    """The server side: what ``python -m github_app serve`` runs, the dispatcher paused."""
+    import anyio
+
+    from github_app.cli import serve as serve_app
+    from github_app.config import load_settings
+    from github_app.runtime import Runtime
+
+    settings = load_settings(env_file=None, overrides={"HOST": "127.0.0.1", "PORT": str(port)})
+    runtime = Runtime(settings, paused=True)
+    result: int = anyio.run(serve_app, settings, runtime, backend_options={"use_uvloop": True})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.spool", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    server = commands.add_parser("serve")
+    server.add_argument("--port", type=int, required=True)
+    parser.add_argument("--examples", type=Path, help="webhooks-examples index.json")
+    parser.add_argument("--burst", type=int, default=2000)
+    parser.add_argument("--queued", type=int, default=20_000)
+    parser.add_argument("--restart", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args.port)
+    if args.examples is None:
+        parser.error("--examples is required")
+    started = time.perf_counter()
+    batch = deliveries(args.examples, WARM_UP + max(args.burst, args.queued))
+    print(f"{len(batch)} deliveries built in {time.perf_counter() - started:.0f}s", flush=True)
+    root = Path(tempfile.mkdtemp(prefix="spool-bench-"))
+    try:
+        runs: dict[str, list[Run]] = {b: [] for b in BACKENDS}
+        for round_ in range(args.rounds):
+            order = BACKENDS if round_ % 2 == 0 else BACKENDS[::-1]
+            for backend in order:
+                run = ingest(backend, batch[: WARM_UP + args.burst], root / f"i{round_}{backend}")
+                runs[backend].append(run)
+                print(
+                    f"round {round_ + 1} {backend:6}: {run.cpu_us:6.0f} us CPU/delivery, "
+                    f"ack p50 {run.p50_ms:5.1f} ms p99 {run.p99_ms:5.1f} ms",
+                    flush=True,
+                )
+        fields = ("cpu_us", "p50_ms", "p99_ms")
+        medians = {
+            b: Run(*(statistics.median(getattr(r, f) for r in runs[b]) for f in fields))
+            for b in BACKENDS
+        }
+        memory, sqlite = medians["memory"], medians["sqlite"]
+        print(
+            f"ingest medians: memory {memory.cpu_us:.0f} us, p50 {memory.p50_ms:.1f} ms, "
+            f"p99 {memory.p99_ms:.1f} ms | sqlite {sqlite.cpu_us:.0f} us, "
+            f"p50 {sqlite.p50_ms:.1f} ms, p99 {sqlite.p99_ms:.1f} ms | CPU ratio "
+            f"{sqlite.cpu_us / memory.cpu_us:.2f}x (target <= 1.25x), p99 "
+            f"{sqlite.p99_ms - memory.p99_ms:+.1f} ms (target <= +5 ms)",
+            flush=True,
+        )
+        for backend in BACKENDS:
+            h = held(backend, batch[: WARM_UP + args.queued], root / f"h{backend}")
+            print(
+                f"{args.queued} queued, {backend:6}: RSS +{h.rss_per_event:.0f} B/event over "
+                f"{h.raw_per_event:.0f} raw B/event = {h.rss_per_event / h.raw_per_event:.1%} "
+                f"(target <= 5% for sqlite); spool on disk {h.disk_per_event:.0f} B/event",
+                flush=True,
+            )
+        full = root / "restart-full"
+        write_spool(full, batch, args.restart)
+        empty = root / "restart-empty"
+        seconds, log = restart_seconds(full)
+        baseline, _ = restart_seconds(empty)
+        recovered = re.search(r"recovered (\d+) queued event", log)
+        size = sum(p.stat().st_size for p in full.glob("spool.sqlite3*"))
+        print(
+            f"restart with {recovered[1] if recovered else '?'} queued events: {seconds:.2f}s to "
+            f"healthy (empty STATE_DIR: {baseline:.2f}s; target < 5 s); spool "
+            f"{size / 2**20:.0f} MiB = {size / args.restart:.0f} B/event",
+            flush=True,
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

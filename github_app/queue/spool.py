@@ -1,0 +1,486 @@
+"""The spool: admitted events, dead letters and the delivery memory in SQLite, under STATE_DIR.
+
+One file, ``spool.sqlite3``, in WAL mode, written by one connection:
+
+- ``events``: one row per queued or dead-lettered event, keyed by its arrival
+  number (``seq``), with what the queue knows about it (priority, attempts,
+  not-before as wall-clock time, last error, the dead-letter reason);
+  ``payloads`` holds its compressed body apart, so a start-up replay reads
+  the small rows only and a take reads one payload by key.
+- ``deliveries``: the delivery ids admitted in GitHub's redelivery window.
+- ``succeeded``: per delivery, the processors that already succeeded.
+
+Writes are grouped: every write asked for while the previous transaction
+commits goes into the next one (``GroupCommitter``), which runs in a worker
+thread, never on the event loop. A write that must be durable before the
+caller goes on (an admission, before its 202) awaits its group; the others
+(attempts, deletes of finished events) ride along. ``SPOOL_SYNC=normal``
+survives a crash of the process (SQLite's ``synchronous=NORMAL`` in WAL
+mode); ``full`` also survives power loss (an fsync per commit group).
+
+A file that is not a readable spool stops start-up with one line naming it;
+it is never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from github_app.envelope import Envelope
+from github_app.errors import SettingsError
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "spool.sqlite3"
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x41495031  # "AIP1": this app's spool, not any SQLite file
+SYNC_MODES = ("normal", "full")
+WAL_LIMIT = 64 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint
+MAINTENANCE_EVERY = 30.0  # seconds between checkpoints, incremental vacuum and pruning
+RETRY_PAUSE = 1.0  # after a failed commit, before writes that need no answer are tried again
+
+SCHEMA = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    delivery_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    action TEXT,
+    installation_id INTEGER,
+    repository TEXT,
+    issue_number INTEGER,
+    sender_login TEXT,
+    sender_type TEXT,
+    received_at REAL NOT NULL,
+    raw_size INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    dead_reason TEXT,
+    dead_at REAL
+);
+CREATE INDEX events_delivery ON events (delivery_id);
+CREATE TABLE payloads (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE succeeded (
+    delivery_id TEXT PRIMARY KEY, processors TEXT NOT NULL, at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+Op = tuple[str, Sequence[Any]]
+
+
+class SpoolError(Exception):
+    """The spool cannot store what it was given now (disk full, I/O error, read-only)."""
+
+
+class SpoolUnreadable(SettingsError):
+    """The spool file is damaged or not a spool: start-up stops rather than overwrite it."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledEvent:
+    """One row of ``events`` as a previous process left it (no payload: it stays on disk)."""
+
+    seq: int
+    envelope: Envelope
+    size: int
+    priority: int
+    attempts: int
+    not_before: float  # wall clock; 0 when none
+    last_error: str | None
+    dead_reason: str | None
+    dead_at: float | None
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    path: str
+    sync: str
+    bytes: int  # database and WAL files on disk
+    refused: int  # deliveries refused because a commit failed
+    commits: int
+    writes: int
+    largest_group: int
+    failed_commits: int
+    problem: str | None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # Transactions are explicit (BEGIN ... COMMIT); one connection is used by one thread at a time.
+    return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if "disk" in text or "full" in text else f"I/O error: {text}"
+
+
+class SpoolStore:
+    """The SQLite file: opening and checking it, reads, and applying one group of writes."""
+
+    def __init__(self, directory: Path, *, sync: str = "normal") -> None:
+        if sync not in SYNC_MODES:
+            raise SettingsError(f"SPOOL_SYNC must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
+        self.path = directory / FILE_NAME
+        self.sync = sync
+        if not self.path.exists():
+            self._create()
+        self._writer = self._open(self.path)
+        self._reader = self._open(self.path)
+
+    def _create(self) -> None:
+        """A new spool is built under a temporary name and renamed: a file named like the
+        spool is always one this app finished creating."""
+        fresh = self.path.with_name(FILE_NAME + ".new")
+        fresh.unlink(missing_ok=True)
+        connection = _connect(fresh)
+        try:
+            connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.executescript(SCHEMA)
+            connection.execute("PRAGMA journal_mode = WAL")
+        finally:
+            connection.close()
+        os.chmod(fresh, 0o600)  # SQLite gives its WAL the database's mode
+        os.replace(fresh, self.path)
+
+    def _open(self, path: Path) -> sqlite3.Connection:
+        what_to_do = (
+            "move it aside to start with an empty spool (its events are then lost "
+            "unless redelivered from GitHub), or restore it from a backup"
+        )
+        if path.stat().st_size == 0:
+            raise SpoolUnreadable(f"spool {path} is empty (truncated?): {what_to_do}")
+        connection = _connect(path)
+        try:
+            application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if application_id != APPLICATION_ID:
+                raise SpoolUnreadable(f"{path} is not a spool of this app: {what_to_do}")
+            if version != SCHEMA_VERSION:
+                raise SpoolUnreadable(
+                    f"spool {path} has format {version}, this version reads {SCHEMA_VERSION}"
+                )
+            check = connection.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise SpoolUnreadable(f"spool {path} is damaged ({check}): {what_to_do}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {self.sync.upper()}")
+            connection.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            raise SpoolUnreadable(f"spool {path} cannot be read ({exc}): {what_to_do}") from None
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+    # --- reads (the event loop's connection) --------------------------------------------------
+
+    def events(self) -> Iterator[SpooledEvent]:
+        """Every event row in arrival order (queued, in flight when the process died, or dead)."""
+        rows = self._reader.execute(
+            "SELECT id, delivery_id, event, action, installation_id, repository, issue_number,"
+            " sender_login, sender_type, received_at, raw_size, size, priority, attempts,"
+            " not_before, last_error, dead_reason, dead_at FROM events ORDER BY id"
+        )
+        for row in rows:
+            envelope = Envelope(
+                row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], b"", row[10]
+            )
+            yield SpooledEvent(
+                row[0], envelope, row[11], row[12], row[13], row[14], row[15], row[16], row[17]
+            )
+
+    def deliveries(self, since: float) -> Iterator[str]:
+        rows = self._reader.execute(
+            "SELECT delivery_id FROM deliveries WHERE seen_at >= ? ORDER BY seen_at", (since,)
+        )
+        return (row[0] for row in rows)
+
+    def succeeded(self, since: float) -> Iterator[tuple[str, tuple[str, ...], float]]:
+        rows = self._reader.execute(
+            "SELECT delivery_id, processors, at FROM succeeded WHERE at >= ? ORDER BY at", (since,)
+        )
+        return ((row[0], tuple(filter(None, row[1].split(","))), row[2]) for row in rows)
+
+    def payload(self, seq: int) -> bytes:
+        try:
+            row = self._reader.execute("SELECT data FROM payloads WHERE id = ?", (seq,)).fetchone()
+        except sqlite3.Error as exc:
+            raise SpoolError(_describe(exc)) from None
+        if row is None:
+            raise SpoolError(f"payload of event {seq} is missing from the spool")
+        data: bytes = row[0]
+        return data
+
+    def size_on_disk(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(str(self.path) + suffix).st_size
+        return total
+
+    # --- writes (a worker thread, one group at a time) ----------------------------------------
+
+    def apply(self, ops: Sequence[Op]) -> None:
+        """Run ``ops`` in one transaction; all or nothing."""
+        connection = self._writer
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in ops:
+                    connection.execute(sql, params)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            raise SpoolError(_describe(exc)) from None
+
+    def maintain(self, prune_before: float) -> None:
+        """Drop delivery memory older than the window, give free pages back, cut the WAL."""
+        self.apply(
+            [
+                ("DELETE FROM deliveries WHERE seen_at < ?", (prune_before,)),
+                ("DELETE FROM succeeded WHERE at < ?", (prune_before,)),
+            ]
+        )
+        connection = self._writer
+        try:
+            free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+            if free > 256:
+                # executescript steps the pragma to its end (execute frees one page)
+                connection.executescript("PRAGMA incremental_vacuum;")
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            raise SpoolError(_describe(exc)) from None
+
+
+# --- the writes, as statements ----------------------------------------------------------------
+
+
+def insert_event(seq: int, envelope: Envelope, priority: int, payload: bytes) -> list[Op]:
+    """A new arrival; it replaces the dead letter of the same delivery (GitHub redelivered it)."""
+    e = envelope
+    return [
+        (
+            "DELETE FROM payloads WHERE id IN (SELECT id FROM events"
+            " WHERE delivery_id = ? AND dead_reason IS NOT NULL)",
+            (e.delivery_id,),
+        ),
+        ("DELETE FROM events WHERE delivery_id = ? AND dead_reason IS NOT NULL", (e.delivery_id,)),
+        (
+            "INSERT INTO events (id, delivery_id, event, action, installation_id, repository,"
+            " issue_number, sender_login, sender_type, received_at, raw_size, size, priority)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq,
+                e.delivery_id,
+                e.event,
+                e.action,
+                e.installation_id,
+                e.repository,
+                e.issue_number,
+                e.sender_login,
+                e.sender_type,
+                e.received_at,
+                e.raw_size,
+                len(payload),
+                priority,
+            ),
+        ),
+        ("INSERT INTO payloads (id, data) VALUES (?, ?)", (seq, payload)),
+    ]
+
+
+def delete_event(seq: int) -> list[Op]:
+    return [
+        ("DELETE FROM payloads WHERE id = ?", (seq,)),
+        ("DELETE FROM events WHERE id = ?", (seq,)),
+    ]
+
+
+def update_attempts(seq: int, attempts: int, not_before: float, last_error: str | None) -> Op:
+    return (
+        "UPDATE events SET attempts = ?, not_before = ?, last_error = ? WHERE id = ?",
+        (attempts, not_before, last_error, seq),
+    )
+
+
+def mark_dead(seq: int, reason: str, at: float, attempts: int, last_error: str | None) -> Op:
+    return (
+        "UPDATE events SET dead_reason = ?, dead_at = ?, attempts = ?, last_error = ? WHERE id = ?",
+        (reason, at, attempts, last_error, seq),
+    )
+
+
+def redrive_event(old_seq: int, new_seq: int) -> list[Op]:
+    """A re-driven dead letter is a new arrival: new number, attempts start again."""
+    return [
+        (
+            "UPDATE events SET id = ?, dead_reason = NULL, dead_at = NULL, attempts = 0,"
+            " not_before = 0, last_error = NULL WHERE id = ?",
+            (new_seq, old_seq),
+        ),
+        ("UPDATE payloads SET id = ? WHERE id = ?", (new_seq, old_seq)),
+    ]
+
+
+def remember_delivery(delivery_id: str, at: float) -> Op:
+    return ("INSERT OR REPLACE INTO deliveries VALUES (?, ?)", (delivery_id, at))
+
+
+def forget_delivery(delivery_id: str) -> Op:
+    return ("DELETE FROM deliveries WHERE delivery_id = ?", (delivery_id,))
+
+
+def record_succeeded(delivery_id: str, processors: Iterable[str], at: float) -> Op:
+    return (
+        "INSERT OR REPLACE INTO succeeded VALUES (?, ?, ?)",
+        (delivery_id, ",".join(processors), at),
+    )
+
+
+def clear_succeeded(delivery_id: str) -> Op:
+    return ("DELETE FROM succeeded WHERE delivery_id = ?", (delivery_id,))
+
+
+# --- grouping ---------------------------------------------------------------------------------
+
+
+class _Group:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.error: str | None = None
+
+
+class GroupCommitter:
+    """Collects writes and commits them in groups, one transaction at a time, off the loop.
+
+    ``commit`` waits for the group its writes went into; ``write`` does not. A
+    failed group fails every ``commit`` in it (their callers refuse the
+    delivery); the writes nobody waits for are kept and tried again first, so
+    a full disk that frees up loses none of them.
+    """
+
+    def __init__(self, store: SpoolStore, *, window: float, clock: Any = time.time) -> None:
+        self._store = store
+        self._window = window
+        self._clock = clock
+        self._ops: list[Op] = []  # nobody waits for these
+        self._awaited: list[Op] = []
+        self._retry: list[Op] = []
+        self._group = _Group()
+        self._wake = anyio.Event()
+        self._running = False
+        self._flushing = False
+        self.problem: str | None = None
+        self.commits = 0
+        self.writes = 0
+        self.largest_group = 0
+        self.failed_commits = 0
+
+    @property
+    def pending(self) -> bool:
+        """Writes asked for and not committed yet?"""
+        return self._flushing or bool(self._ops or self._awaited or self._retry)
+
+    def write(self, ops: Iterable[Op]) -> None:
+        self._ops.extend(ops)
+        self._wake.set()
+
+    async def commit(self, ops: Iterable[Op]) -> None:
+        """Return once ``ops`` are committed; ``SpoolError`` if their group failed."""
+        if not self._running:
+            raise SpoolError("the spool is closed")
+        group = self._group
+        self._awaited.extend(ops)
+        self._wake.set()
+        await group.done.wait()
+        if group.error is not None:
+            raise SpoolError(group.error)
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Commit groups until cancelled; what was asked before the cancel is committed first."""
+        self._running = True
+        task_status.started()
+        next_maintenance = time.monotonic() + MAINTENANCE_EVERY
+        try:
+            while True:
+                wait = max(0.0, next_maintenance - time.monotonic())
+                with anyio.move_on_after(RETRY_PAUSE if self._retry else wait):
+                    await self._wake.wait()
+                if time.monotonic() >= next_maintenance:
+                    next_maintenance = time.monotonic() + MAINTENANCE_EVERY
+                    with anyio.CancelScope(shield=True):
+                        await self._maintain()
+                with anyio.CancelScope(shield=True):
+                    await self.flush()
+        finally:
+            self._running = False
+            with anyio.CancelScope(shield=True):
+                await self.flush()
+                self._fail_waiting("the spool is closed")
+
+    async def flush(self) -> None:
+        """Commit what was asked so far (one group)."""
+        self._wake = anyio.Event()
+        ops, awaited, retry = self._ops, self._awaited, self._retry
+        if not ops and not awaited and not retry:
+            return
+        group, self._group = self._group, _Group()
+        self._ops, self._awaited, self._retry = [], [], []
+        batch = retry + ops + awaited
+        self._flushing = True
+        try:
+            await anyio.to_thread.run_sync(self._store.apply, batch)
+        except SpoolError as exc:
+            self.failed_commits += 1
+            if self.problem is None:
+                log.error("spool %s: cannot commit: %s", self._store.path, exc)
+            self.problem = str(exc)
+            group.error = str(exc)
+            self._retry = retry + ops  # nobody waits for these: again; the awaited were refused
+        else:
+            if self.problem is not None:
+                log.info("spool %s: commits succeed again", self._store.path)
+            self.problem = None
+            self.commits += 1
+            self.writes += len(batch)
+            self.largest_group = max(self.largest_group, len(batch))
+        finally:
+            self._flushing = False
+        group.done.set()
+
+    async def _maintain(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self._store.maintain, self._clock() - self._window)
+        except SpoolError as exc:
+            log.warning("spool maintenance failed: %s", exc)
+
+    def _fail_waiting(self, reason: str) -> None:
+        group = self._group
+        group.error = reason
+        group.done.set()

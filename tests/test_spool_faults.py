@@ -1,0 +1,272 @@
+"""A 202 is a promise: faults against the real server (``serve`` as a subprocess, kill -9),
+and the spool's faults while running (a full disk) and at start-up (damaged file, second owner).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+from github_app.queue.spool import FILE_NAME
+from processors.issue_api import marker
+from tests.conftest import make_settings, running_app
+from tests.deliveries import SECRET, Delivery, issue_event, signed
+from tests.fake_github import FakeGitHub, fake_github
+from tests.test_cli import clean_env, free_port, healthy, poll, serve_command
+from tests.test_spool import file_size_limit
+
+WELCOME = marker("welcome")
+ADMIN = "admin-token-for-fault-tests"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/github/webhooks"
+
+    def status(self) -> dict[str, object]:
+        answer = httpx.get(
+            f"http://127.0.0.1:{self.port}/admin/status",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=5,
+        )
+        document: dict[str, object] = answer.json()
+        return document
+
+
+def start(folder: Path, github: FakeGitHub, private_key: str, **env: str) -> Server:
+    """``python -m github_app serve`` as an operator starts it, its log appended to a file."""
+    port = free_port()
+    log = folder / "serve.log"
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            serve_command(port),
+            cwd=folder,
+            env=clean_env(
+                APP_ID="12345",
+                PRIVATE_KEY=private_key,
+                WEBHOOK_SECRET=SECRET,
+                GITHUB_API_URL=github.url,
+                GITHUB_WRITE_INTERVAL="0",
+                DRY_RUN="false",
+                ADMIN_TOKEN=ADMIN,
+                STATE_DIR=str(folder / "state"),
+                **env,
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    server = Server(process, port, log)
+    poll(lambda: healthy(port) or process.poll() is not None, "the server to start", 60)
+    assert process.poll() is None, log.read_text()[-3000:]
+    return server
+
+
+@contextmanager
+def stopped_at_the_end(servers: list[Server]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for server in servers:
+            if server.process.poll() is None:
+                server.process.kill()
+                server.process.wait(10)
+
+
+def newcomer_issue(number: int) -> Delivery:
+    """``issues.opened`` by a first-time contributor: the welcome processor comments, with its
+    hidden marker, after checking the issue's comments for that marker."""
+    payload = issue_event(number=number)
+    payload["issue"]["author_association"] = "FIRST_TIME_CONTRIBUTOR"
+    return signed(payload, "issues")
+
+
+def post(client: httpx.Client, url: str, delivery: Delivery) -> int:
+    try:
+        return client.post(url, content=delivery.body, headers=delivery.headers).status_code
+    except httpx.HTTPError:
+        return 0  # the server died mid-request: not acknowledged
+
+
+@dataclass
+class Chain:
+    """Servers started one after another on one STATE_DIR, each killed during a burst."""
+
+    folder: Path
+    seed: int
+    github: FakeGitHub = field(init=False)
+    acknowledged: list[int] = field(default_factory=list)
+    servers: list[Server] = field(default_factory=list)
+
+    def run(self, private_key: str, trials: int, first_issue: int, burst: int = 12) -> None:
+        rng = random.Random(self.seed)  # fixed seed: the same kill moments each run
+        number = first_issue
+        with httpx.Client(timeout=10) as client, ThreadPoolExecutor(burst) as pool:
+            for _trial in range(trials):
+                server = start(self.folder, self.github, private_key)
+                self.servers.append(server)
+                numbers = list(range(number, number + burst))
+                number += burst
+                answers = [
+                    pool.submit(post, client, server.webhook_url, newcomer_issue(n))
+                    for n in numbers
+                ]
+                time.sleep(rng.uniform(0.0, 0.25))  # a random moment of the burst or after it
+                server.process.send_signal(signal.SIGKILL)
+                server.process.wait(10)
+                self.acknowledged += [
+                    n for n, a in zip(numbers, answers, strict=True) if a.result() == 202
+                ]
+        self.servers.append(start(self.folder, self.github, private_key))
+
+
+def test_kill_9_during_bursts_loses_no_acknowledged_delivery_and_repeats_no_marked_write(
+    tmp_path: Path, private_key_pem: str
+) -> None:
+    """20 trials in two chains of 10 run side by side (each its own STATE_DIR and GitHub)."""
+    chains = [Chain(tmp_path / "a", 11), Chain(tmp_path / "b", 12)]
+    with (
+        fake_github() as chains[0].github,
+        fake_github() as chains[1].github,
+        stopped_at_the_end(chains[0].servers),
+        stopped_at_the_end(chains[1].servers),
+    ):
+        for chain in chains:
+            chain.folder.mkdir()
+        with ThreadPoolExecutor(2) as runner:
+            for done in [
+                runner.submit(chain.run, private_key_pem, 10, 1000 * n + 1)
+                for n, chain in enumerate(chains)
+            ]:
+                done.result()
+        for chain in chains:
+            acknowledged = chain.acknowledged
+            assert len(acknowledged) >= 10  # the kills did not all land before the first 202
+
+            def all_welcomed(chain: Chain = chain) -> bool:
+                return all(chain.github.comment_count(n, WELCOME) for n in chain.acknowledged)
+
+            poll(all_welcomed, "every acknowledged delivery to be processed", timeout=60)
+            with chain.github.lock:
+                doubled = [n for n, bodies in chain.github.comments.items() if len(bodies) > 1]
+            assert doubled == []
+            assert "recovered" in chain.servers[-1].log.read_text()
+
+
+def test_a_second_signal_stops_at_once_and_the_spool_keeps_the_rest(
+    tmp_path: Path, private_key_pem: str
+) -> None:
+    servers: list[Server] = []
+    with fake_github() as github, stopped_at_the_end(servers), httpx.Client(timeout=10) as client:
+        github.holding = True  # every event stays in flight, on its comment read
+        server = start(tmp_path, github, private_key_pem, SHUTDOWN_TIMEOUT="120", WORKERS_MAX="2")
+        servers.append(server)
+        for n in range(1, 6):
+            assert post(client, server.webhook_url, newcomer_issue(n)) == 202
+        poll(lambda: github.held >= 2, "two events to be in flight")
+        server.process.send_signal(signal.SIGTERM)
+        poll(lambda: "shutting down" in server.log.read_text(), "the shutdown to start")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(15) == 1  # far sooner than SHUTDOWN_TIMEOUT
+        log = server.log.read_text()
+        assert "second SIGTERM: stopping now" in log
+        assert "5 queued event(s) stay in the spool" in log
+        assert "Traceback" not in log
+
+        github.holding = False
+        github.release.set()
+        again = start(tmp_path, github, private_key_pem)
+        servers.append(again)
+        poll(
+            lambda: all(github.comment_count(n, WELCOME) == 1 for n in range(1, 6)),
+            "the five events to be processed after the restart",
+        )
+
+
+def test_a_damaged_spool_stops_serve_with_one_line_and_is_not_overwritten(
+    tmp_path: Path, private_key_pem: str
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    damaged = b"SQLite format 3\x00" + os.urandom(8000)
+    (state / FILE_NAME).write_bytes(damaged)
+    port = free_port()
+    result = subprocess.run(
+        serve_command(port),
+        cwd=tmp_path,
+        env=clean_env(STATE_DIR=str(state)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    [line] = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith("error: spool ") and str(state / FILE_NAME) in line
+    assert "move it aside" in line
+    assert (state / FILE_NAME).read_bytes() == damaged
+
+
+def test_a_second_serve_on_one_state_dir_refuses_naming_the_holder(
+    tmp_path: Path, private_key_pem: str
+) -> None:
+    servers: list[Server] = []
+    with fake_github() as github, stopped_at_the_end(servers):
+        first = start(tmp_path, github, private_key_pem)
+        servers.append(first)
+        result = subprocess.run(
+            serve_command(free_port()),
+            cwd=tmp_path,
+            env=clean_env(STATE_DIR=str(tmp_path / "state")),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 2
+        [line] = [x for x in result.stderr.splitlines() if x.strip()]
+        assert f"in use by process {first.process.pid}" in line
+        assert first.process.poll() is None and healthy(first.port)
+
+
+@pytest.mark.anyio
+async def test_a_full_disk_answers_503_with_retry_after_and_readyz_says_why(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    async with running_app(make_settings(private_key_pem), paused=True) as app:
+        big = signed(issue_event(number=7, body=os.urandom(600_000).hex()), "issues")
+        with file_size_limit(256 * 1024):
+            refused = await app.post(big)
+            ready = await app.client.get(app.url + "/readyz")
+            alive = await app.client.get(app.url + "/healthz")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "30"
+        assert refused.json()["error"] == "spool_unavailable"
+        assert ready.status_code == 503
+        assert "spool cannot store events" in ready.json()["reason"]
+        assert alive.status_code == 200
+        assert len(app.runtime.queue) == 0
+        # room again: the same delivery is accepted (GitHub's redelivery keeps its id)
+        accepted = await app.post(big)
+        assert accepted.status_code == 202
+        ready = await app.client.get(app.url + "/readyz")
+        assert ready.status_code == 200
+        metrics = (await app.client.get(app.url + "/metrics")).text
+        assert "auto_issue_processor_spool_bytes" in metrics
