@@ -28,7 +28,9 @@ async def test_while_github_answers_502_the_breaker_opens_and_events_wait_in_the
     )
     async with running_app(settings) as app:
         runtime = app.runtime
-        runtime.breaker.settings = BreakerSettings(failures=3, cooldown=0.3, probe_interval=0.2)
+        # The cooldown is long enough that no probe can go out before the assertions below
+        # read the open breaker, even on a loaded machine (0.3 s raced them under load).
+        runtime.breaker.settings = BreakerSettings(failures=3, cooldown=2.0, probe_interval=0.2)
         for number in range(1, 9):
             delivery = signed(
                 issue_event(number=number, title="Crash on start", labels=[]), "issues"
