@@ -9,7 +9,9 @@ through the ``auto_issue_processor.processors`` entry-point group.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -18,6 +20,30 @@ from pydantic import ConfigDict
 
 from github_app.envelope import Envelope
 from github_app.processor_help import HelpRecord, ProcessorHelp, config_keys
+
+_CONFIG_BUDGET: ContextVar[Callable[[], None] | None] = ContextVar("config_budget", default=None)
+
+
+@contextmanager
+def config_budget(check: Callable[[], None]) -> Iterator[None]:
+    """While a repository's config is validated, ``check`` raises once its time is up."""
+    token = _CONFIG_BUDGET.set(check)
+    try:
+        yield
+    finally:
+        _CONFIG_BUDGET.reset(token)
+
+
+def check_config_budget() -> None:
+    """Called by config validators before each costly item (compiling a pattern, ...).
+
+    A config is read within a time budget, and one item's validation may be
+    the costly part: checking between items bounds the overrun to one item.
+    Outside a config read it does nothing.
+    """
+    check = _CONFIG_BUDGET.get()
+    if check is not None:
+        check()
 
 
 @dataclass(frozen=True)

@@ -268,3 +268,13 @@ def test_extends_outside_githubs_name_shapes_is_refused(value: object) -> None:
 
 def test_check_config_reports_a_bad_extends(parser: ConfigParser) -> None:
     assert only_error(parser.parse("_extends: ../../orgs/x\n", SOURCE)).startswith("_extends:")
+
+
+def test_the_time_budget_is_checked_between_patterns_inside_one_section(
+    parser: ConfigParser,
+) -> None:
+    ticks = iter(range(1000))
+    budget = Budget(2.0, clock=lambda: float(next(ticks)))  # each look at the clock: 1 s later
+    rules = "".join(f"    - {{label: l{i}, pattern: 'w{i}'}}\n" for i in range(5))
+    error = only_error(parser.parse("labeler:\n  rules:\n" + rules, SOURCE, budget))
+    assert "longer than 2 s" in error  # one section: only the checks per pattern could see it

@@ -42,7 +42,7 @@ from githubkit.exception import RequestError, RequestFailed
 from pydantic import TypeAdapter, ValidationError
 
 from github_app.github.gateway import as_github_error
-from github_app.processor import Processor, ProcessorConfig
+from github_app.processor import Processor, ProcessorConfig, config_budget
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,13 @@ class ConfigParser:
         ``MAX_REPORTED_ERRORS`` errors are returned, the last one counting the rest.
         """
         budget = budget or Budget()
+        with config_budget(budget.check):
+            sections, errors = self._validate(document, budget)
+        return sections, capped(errors)
+
+    def _validate(
+        self, document: Mapping[str, Any], budget: Budget
+    ) -> tuple[dict[str, ProcessorConfig], list[str]]:
         sections: dict[str, ProcessorConfig] = {}
         errors: list[str] = []
         for name, section in document.items():
@@ -167,7 +174,7 @@ class ConfigParser:
                 for problem in exc.errors():
                     location = ".".join(str(part) for part in (name, *problem["loc"]))
                     errors.append(f"{location}: {problem['msg']}")
-        return sections, capped(errors)
+        return sections, errors
 
     def parse(self, text: str | bytes, source: str, budget: Budget | None = None) -> RepoConfig:
         """Parse one file on its own (no ``_extends``): used by ``check-config`` and tests."""
