@@ -39,14 +39,20 @@ MAX_KEYWORDS = 100  # per rule
 MAX_KEYWORD_LENGTH = 100
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
-# Bounds the compiled program's memory per pattern, and with it the time a compile holds the
-# GIL (RE2 compiles without releasing it): about 30 ms at 2 MiB, 110 ms at 8 MiB.
-_RE2_OPTIONS.max_mem = 2 << 20
+_RE2_OPTIONS.max_mem = 8 << 20  # bound the compiled program's (and its DFA's) memory per pattern
+# RE2 compiles without releasing the GIL, for as long as the program it builds is large:
+# ~110 ms for one that ends up past 8 MiB, and every such compile stalls the event loop.
+# A pattern is first compiled with a small bound, where an oversized program fails within a
+# few ms, and only then for real.
+_RE2_PROBE = re2.Options()
+_RE2_PROBE.log_errors = False
+_RE2_PROBE.max_mem = 256 << 10
 
 
 def _compile(pattern: str) -> Any:
     check_config_budget()  # compiles are the costly part of reading a config
     try:
+        re2.compile(pattern, _RE2_PROBE)
         return re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
         message = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
