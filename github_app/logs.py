@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -108,3 +108,13 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+NAMED_IDS = 50  # delivery ids named in one line; the rest are counted
+
+
+def named_ids(delivery_ids: Sequence[str], most: int = NAMED_IDS) -> str:
+    """Delivery ids for a log line (an audit, what a shutdown leaves): the first ``most``."""
+    shown = ", ".join(delivery_ids[:most])
+    extra = len(delivery_ids) - most
+    return f"{shown} and {extra} more" if extra > 0 else shown

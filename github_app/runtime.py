@@ -38,7 +38,7 @@ from github_app.errors import SettingsError
 from github_app.event_models import warm_up
 from github_app.github.gateway import GitHubGateway
 from github_app.intake.route import WebhookIntake
-from github_app.logs import install_context
+from github_app.logs import install_context, named_ids
 from github_app.queue.compression import PayloadCodec
 from github_app.queue.dead_letters import DeadLetterQueue
 from github_app.queue.deliveries import RecentDeliveries
@@ -346,14 +346,22 @@ class Runtime:
                 self._store.path,
             )
         elif remaining + cut_off:
-            log.info(
+            log.warning(
                 "shutdown: %d queued event(s) remain unprocessed and are lost "
                 "(QUEUE_BACKEND=memory; GitHub shows them as delivered: redeliver them "
-                "from the app's settings)",
+                "from the app's settings): %s",
                 remaining + cut_off,
+                named_ids(self.queue.waiting_delivery_ids()),
             )
         else:
             log.info("shutdown: no queued event remains")
+        dead = self.queue.list_dead_letters() if self._store is None else []
+        if dead:
+            log.warning(
+                "shutdown: %d dead letter(s) are lost with the process (QUEUE_BACKEND=memory): %s",
+                len(dead),
+                named_ids([entry.delivery_id for entry in dead]),
+            )
         self._shutdown_done.set()
 
 

@@ -6,8 +6,9 @@ import logging
 
 import pytest
 
-from github_app.admin.dead_letter_adapter import AUDIT_IDS, DeadLetterAdapter
+from github_app.admin.dead_letter_adapter import DeadLetterAdapter
 from github_app.envelope import Envelope
+from github_app.logs import NAMED_IDS as AUDIT_IDS
 from github_app.queue.memory import MemoryQueue
 from github_app.queue.priority import Priority
 

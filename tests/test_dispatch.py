@@ -242,3 +242,29 @@ async def test_a_closed_gate_with_an_overdue_retry_waits_instead_of_spinning() -
         dispatcher.stop()
     assert checks_while_closed == 1
     assert [item.envelope.delivery_id for item in ran] == ["d1"]
+
+
+async def test_shutdown_of_the_memory_queue_names_the_events_and_dead_letters_it_loses(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="github_app.runtime")
+    settings = make_settings(None, QUEUE_BACKEND="memory")
+    async with running_app(settings, paused=True) as app:
+        for number, delivery_id in ((1, "dead-one"), (2, "queued-a"), (3, "queued-b")):
+            delivery = signed(issue_event(number=number), "issues", delivery_id=delivery_id)
+            assert (await app.post(delivery)).status_code == 202
+        queue = app.runtime.queue
+        item = queue.take()
+        assert item is not None and item.envelope.delivery_id == "dead-one"
+        queue.dead_letter(item, "exhausted", "GitHub answered 502")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "2 queued event(s) remain unprocessed and are lost" in line
+        and line.endswith(("queued-a, queued-b", "queued-b, queued-a"))
+        for line in lines
+    ), lines
+    assert any(
+        line == "shutdown: 1 dead letter(s) are lost with the process (QUEUE_BACKEND=memory): "
+        "dead-one"
+        for line in lines
+    ), lines

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from github_app.admin.status import jsonable
+from github_app.logs import named_ids
 from github_app.queue.memory import EventQueue
 
 log = logging.getLogger(__name__)
 
-AUDIT_IDS = 50  # delivery ids named per audit line; the rest are counted
 ENTRY_FIELDS = (
     "delivery_id",
     "event",
@@ -64,7 +64,7 @@ class DeadLetterAdapter:
         ids = self._ids()
         count = self._queue.redrive(None)
         if count:
-            log.info("admin: re-drove %d dead letter(s): %s", count, _named(ids))
+            log.info("admin: re-drove %d dead letter(s): %s", count, named_ids(ids))
             self._on_redrive()
         return count
 
@@ -72,16 +72,11 @@ class DeadLetterAdapter:
         ids = self._ids()
         count = self._queue.purge_dead_letters(None)
         if count:
-            log.warning("admin: purged %d dead letter(s): %s", count, _named(ids))
+            log.warning("admin: purged %d dead letter(s): %s", count, named_ids(ids))
         return count
 
     def _ids(self) -> Sequence[str]:
         return [entry.delivery_id for entry in self._queue.list_dead_letters()]
-
-
-def _named(ids: Sequence[str]) -> str:
-    shown = ", ".join(ids[:AUDIT_IDS])
-    return shown if len(ids) <= AUDIT_IDS else f"{shown} and {len(ids) - AUDIT_IDS} more"
 
 
 def describe(entry: Any) -> dict[str, Any]:

@@ -165,6 +165,8 @@ class EventQueue(Protocol):
         self, *, limit: int | None = None, reason: str | None = None
     ) -> list[DeadLetter]: ...
 
+    def waiting_delivery_ids(self) -> list[str]: ...
+
     def redrive(self, delivery_ids: Iterable[str] | None = None) -> int: ...
 
     def purge_dead_letters(self, delivery_ids: Iterable[str] | None = None) -> int: ...
@@ -601,6 +603,14 @@ class MemoryQueue:
         self, *, limit: int | None = None, reason: str | None = None
     ) -> list[DeadLetter]:
         return self._dlq.entries(limit=limit, reason=reason)
+
+    def waiting_delivery_ids(self) -> list[str]:
+        """The delivery ids of the events not yet done (ready, delayed or behind their issue)."""
+        return [
+            item.envelope.delivery_id
+            for waiting in self._waiting_by_installation.values()
+            for item in waiting.values()
+        ]
 
     def redrive(self, delivery_ids: Iterable[str] | None = None) -> int:
         """Put dead letters back in the queue as new arrivals (attempts start again).

@@ -154,6 +154,9 @@ class SpooledQueue:
     ) -> list[DeadLetter]:
         return self._memory.list_dead_letters(limit=limit, reason=reason)
 
+    def waiting_delivery_ids(self) -> list[str]:
+        return self._memory.waiting_delivery_ids()
+
     def redrive(self, delivery_ids: Iterable[str] | None = None) -> int:
         return self._memory.redrive(delivery_ids)
 
