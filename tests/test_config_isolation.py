@@ -39,7 +39,7 @@ seen: list[bool] = []
 def _held(value: bool) -> bool:
     """Validation that waits for the test: on the event loop it could never be released."""
     validating.set()
-    released_in_time.append(release.wait(3.0))
+    released_in_time.append(release.wait(10.0))
     return value
 
 
