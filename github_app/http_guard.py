@@ -32,7 +32,7 @@ from github_app.config import Settings
 log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 64 * 1024  # GitHub's headers are about 1 KiB
-REFUSAL_LOG_INTERVAL = 60.0  # at most one line a minute about refused connections
+REFUSAL_LOG_INTERVAL = 60.0  # at most one line a minute per kind of closed connection
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -41,8 +41,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout: float = 5.0
     body_timeout: float = 10.0
     max_connections: int = 1000
-    refused = 0  # connections closed at once because of the cap, process-wide
-    _last_refusal_log = -REFUSAL_LOG_INTERVAL
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -111,21 +109,26 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline = None
         if not self.transport.is_closing():
             client = "{}:{}".format(*self.client) if self.client else "a client"
-            log.info("closed the connection of %s: %s", client, why)
+            _note(why, f"closed the connection of {client}: {why}")
             self.transport.close()
 
     def _refuse(self, transport: asyncio.Transport) -> None:
-        cls = GuardedHttpProtocol
-        cls.refused += 1
-        now = time.monotonic()
-        if now - cls._last_refusal_log >= REFUSAL_LOG_INTERVAL:
-            cls._last_refusal_log = now
-            log.warning(
-                "%d connections open, the cap: closing new ones at once (%d so far)",
-                self.max_connections,
-                cls.refused,
-            )
+        _note("cap", f"{self.max_connections} connections open, the cap: closed a new one at once")
         transport.close()
+
+
+_noted: dict[str, float] = {}  # kind of line -> when it was last logged
+_counts: dict[str, int] = {}  # kind of line -> how many since
+
+
+def _note(kind: str, line: str) -> None:
+    """Log a closed or refused connection, at most once a minute per kind (a flood is many)."""
+    _counts[kind] = _counts.get(kind, 0) + 1
+    now = time.monotonic()
+    if now - _noted.get(kind, -REFUSAL_LOG_INTERVAL) >= REFUSAL_LOG_INTERVAL:
+        _noted[kind] = now
+        count, _counts[kind] = _counts[kind], 0
+        log.warning("%s (%d like it in the last minute at most)", line, count)
 
 
 def guarded_protocol(settings: Settings) -> type[GuardedHttpProtocol]:
