@@ -5,7 +5,8 @@ Command (from the repository root; needs the ``bench`` extra for the plot; about
 
     .venv/bin/pip install -e '.[dev,bench]'
     .venv/bin/python -m benchmarks.concurrency [--events 2000] [--widths 1,2,4,8,16,32,64,128]
-        [--only sweep|halve|slower|installations] [--plot out.png] [--decisions out.jsonl]
+        [--only sweep|halve|slower|installations|mixed] [--repeat N] [--plot out.png]
+        [--mixed-plot out.png] [--decisions out.jsonl]
 
 Every run starts a fresh simulated GitHub (``github_sim.py``, its own uvicorn
 process) and a fresh app (``serve_adaptive.py``: the real app with app
@@ -24,7 +25,23 @@ global cap) until the retry-after has passed. The repositories have no config fi
 2. capacity halves when half the events are done (fixed 8, 16, 32 and adaptive);
 3. latency triples when half the events are done, capacity unchanged (same);
 4. 50 installations with per-installation limits (writes per window and
-   concurrent requests), adaptive, against the limit-bound optimum.
+   concurrent requests), adaptive, against the limit-bound optimum;
+5. mixed: the realistic mix, swept like 1. The events are spread over 200
+   installations, one repository each, whose config file has one labeler rule.
+   An installation's first event mints a token, reads the config and writes a
+   label (3 requests; the mint is served like any request, ``--serve-mints``);
+   of its later events half write a label (1 request) and half match no rule
+   (no request at all). The client layer keeps the app's defaults (a write
+   interval and a concurrency cap per installation), which the spread keeps
+   from binding: only the width matters. Its width over time is drawn on its
+   own (``--mixed-plot``).
+
+Adaptive runs use the app's own defaults (``WORKERS_MIN``, ``WORKERS_MAX``),
+fixed runs set both to the width. ``--repeat N`` runs everything N times and
+reports, per run, the repeat of median throughput. Each scenario ends with the
+targets: throughput at least 0.9x of the best fixed width, p99 at most 1.5x,
+settled within 10 s after a change, no secondary-limit answer after the first
+back-off.
 
 Throughput = events processed OK / time from the first delivery to the last
 completion (for a mid-run change: OK completions after the change / time
@@ -53,6 +70,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -63,6 +81,8 @@ SECRET = "benchmark-webhook-secret"
 WEBHOOK = "/api/github/webhooks"
 SWEEP = (1, 2, 4, 8, 16, 32, 64, 128)  # --widths 1,16,32 for a quicker run
 SCENARIO_WIDTHS = (8, 16, 32)
+MIXED_INSTALLATIONS = 200
+MIXED_CONFIG = b"labeler:\n  rules:\n    - label: bug\n      keywords: [crash]\n"
 
 
 @dataclass
@@ -74,6 +94,9 @@ class Backend:
     inst_concurrency: int = 0
     inst_writes: int = 0
     inst_window: float = 60.0
+    serve_mints: bool = False  # token mints take service time and capacity
+    repo_config: str | None = None  # a file: every repository's config (None: 404)
+    app_pacing: bool = False  # the client layer at the app's defaults
 
     def client_argv(self) -> list[str]:
         """The app's per-installation pacing (client layer) for this backend.
@@ -81,8 +104,11 @@ class Backend:
         Without per-installation limits in the simulator the pacing is set out of
         the way (the width scenarios measure the global width only); with them it
         is set to the simulator's write rate with a 5 % margin, as an operator would
-        set GITHUB_WRITE_INTERVAL to GitHub's 80 writes a minute.
+        set GITHUB_WRITE_INTERVAL to GitHub's 80 writes a minute. ``app_pacing``
+        keeps the app's defaults.
         """
+        if self.app_pacing:
+            return []
         if not self.inst_writes:
             return ["--github-concurrency=100", "--write-interval=0"]
         interval = 1.05 * self.inst_window / self.inst_writes
@@ -101,6 +127,8 @@ class Backend:
             f"--installation-concurrency={self.inst_concurrency}",
             f"--installation-writes={self.inst_writes}",
             f"--write-window={self.inst_window}",
+            *(["--serve-mints"] if self.serve_mints else []),
+            *([f"--repo-config={self.repo_config}"] if self.repo_config else []),
         ]
 
 
@@ -157,7 +185,14 @@ def wait_up(url: str, deadline: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def deliveries(count: int, installations: int, repos: int) -> list[tuple[bytes, dict[str, str]]]:
+def deliveries(
+    count: int, installations: int, repos: int, *, quiet: bool = False
+) -> list[tuple[bytes, dict[str, str]]]:
+    """Signed ``issues.opened`` deliveries, round robin over the installations.
+
+    ``quiet``: every other round after the first, the titles match no labeler rule
+    (those events make no request once the installation's token and config are known).
+    """
     template = json.loads(FIXTURE.read_text())
     out = []
     for n in range(count):
@@ -169,7 +204,10 @@ def deliveries(count: int, installations: int, repos: int) -> list[tuple[bytes, 
         payload["repository"]["name"] = repo.split("/")[1]
         payload["repository"]["owner"]["login"] = repo.split("/")[0]
         payload["issue"]["number"] = n + 1
-        payload["issue"]["title"] = f"Crash on start #{n}"
+        silent = quiet and (n // installations) % 2 == 1
+        payload["issue"]["title"] = (
+            f"Question about setup #{n}" if silent else f"Crash on start #{n}"
+        )
         payload["issue"]["labels"] = []
         body = json.dumps(payload).encode()
         signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -216,22 +254,23 @@ def run(
     change: dict[str, float] | None = None,
     installations: int = 1,
     repos: int = 10,
+    quiet: bool = False,
 ) -> Result:
+    """One run; ``width`` None: adaptive, with the app's default bounds."""
     sim_port, app_port = free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
     app = f"http://127.0.0.1:{app_port}"
-    low, high = (width, width) if width else (1, 128)
+    bounds = [f"--workers-min={width}", f"--workers-max={width}"] if width else []
     sim_argv = ["benchmarks.github_sim", f"--port={sim_port}", *backend.argv()]
     app_argv = [
         "benchmarks.serve_adaptive",
         f"--port={app_port}",
         f"--api={sim}",
         f"--key-file={key_file}",
-        f"--workers-min={low}",
-        f"--workers-max={high}",
+        *bounds,
         *backend.client_argv(),
     ]
-    items = deliveries(events, installations, repos)
+    items = deliveries(events, installations, repos, quiet=quiet)
     with process(sim_argv), process(app_argv):
         wait_up(sim + "/_sim/stats")
         wait_up(app + "/healthz")
@@ -288,6 +327,15 @@ def run(
     return result
 
 
+def median_run(runs: list[Result], phase: bool = False) -> Result:
+    """The repeat of median throughput (its latencies and decisions go with it)."""
+    ordered = sorted(runs, key=lambda r: (r.phase_throughput or 0) if phase else r.throughput)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    if len(runs) > 1:
+        chosen.name = f"{chosen.name} (median of {len(runs)})"
+    return chosen
+
+
 def settle_time(result: Result, change_at: float) -> tuple[float | None, float | None]:
     """Seconds after the change until the width stays within 25 % of where the phase ends,
     and that width (the median of the phase's second half); (None, None) for a fixed width."""
@@ -337,7 +385,25 @@ def report(title: str, fixed: list[Result], adaptive: Result, phase: bool = Fals
             f"adaptive width after the change: settles at {adaptive.final_width:g} "
             f"within {adaptive.settle:.1f}s (settled: stays within 25 % of that width)"
         )
+    print(targets(best, adaptive, phase))
     return best
+
+
+def targets(best: Result, adaptive: Result, phase: bool = False) -> str:
+    """Issue 17's targets for the adaptive run of a scenario, each met or not."""
+    tput = (adaptive.phase_throughput if phase else adaptive.throughput) or 0.0
+    ref = (best.phase_throughput if phase else best.throughput) or 0.0
+    checks = [
+        (f"throughput {tput / ref:.2f}x best >= 0.9x", ref > 0 and tput >= 0.9 * ref),
+        (f"p99 {adaptive.p99 / best.p99:.2f}x best <= 1.5x", adaptive.p99 <= 1.5 * best.p99),
+        (
+            f"403s after the first back-off: {adaptive.hits_after_backoff}",
+            not adaptive.hits_after_backoff,
+        ),
+    ]
+    if adaptive.settle is not None:
+        checks.append((f"settled in {adaptive.settle:.1f}s <= 10s", adaptive.settle <= 10))
+    return "targets: " + "; ".join(f"{text} {'ok' if met else 'MISSED'}" for text, met in checks)
 
 
 def plot(results: list[tuple[str, Result]], path: Path) -> None:
@@ -417,7 +483,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--decisions", help="write every adaptive run's decisions here (JSON, one run a line)"
     )
-    parser.add_argument("--only", choices=["sweep", "halve", "slower", "installations"])
+    parser.add_argument("--only", choices=["sweep", "halve", "slower", "installations", "mixed"])
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each configuration; the median is shown"
+    )
+    parser.add_argument("--mixed-plot", default=str(BENCH / "concurrency-mixed.png"))
     args = parser.parse_args(argv)
     backend = Backend(args.capacity, args.service_ms, args.secondary_cap)
     widths = [int(w) for w in args.widths.split(",") if w.strip()]
@@ -430,9 +500,14 @@ def main(argv: list[str] | None = None) -> None:
     plots: list[tuple[str, Result]] = []
     with tempfile.TemporaryDirectory() as tmp:
         key = make_key(tmp)
+
+        def measure(name: str, backend: Backend, phase: bool = False, **options: Any) -> Result:
+            runs = [run(name, backend, key, n, **options) for _ in range(args.repeat)]
+            return median_run(runs, phase)
+
         if args.only in (None, "sweep"):
-            fixed = [run(f"fixed {w}", backend, key, n, width=w, cap=args.cap) for w in widths]
-            adaptive = run("adaptive", backend, key, n, width=None, cap=4 * args.cap)
+            fixed = [measure(f"fixed {w}", backend, width=w, cap=args.cap) for w in widths]
+            adaptive = measure("adaptive", backend, width=None, cap=4 * args.cap)
             report("sweep", fixed, adaptive)
             plots.append(("steady backend", adaptive))
         scenarios = {
@@ -444,10 +519,10 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             cap = 6 * args.cap
             fixed = [
-                run(f"fixed {w}", backend, key, n, width=w, cap=cap, change=change)
+                measure(f"fixed {w}", backend, True, width=w, cap=cap, change=change)
                 for w in SCENARIO_WIDTHS
             ]
-            adaptive = run("adaptive", backend, key, n, width=None, cap=cap, change=change)
+            adaptive = measure("adaptive", backend, True, width=None, cap=cap, change=change)
             report(f"{title}: new-phase throughput", fixed, adaptive, phase=True)
             plots.append((title, adaptive))
         if args.only in (None, "installations"):
@@ -461,9 +536,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             count = 50
             optimum = count * many.inst_writes / many.inst_window
-            adaptive = run(
-                "adaptive", many, key, n, width=None, cap=6 * args.cap, installations=count
-            )
+            adaptive = measure("adaptive", many, width=None, cap=6 * args.cap, installations=count)
             print(
                 f"\n== 50 installations, each limited to {many.inst_writes} writes per "
                 f"{many.inst_window:g}s and {many.inst_concurrency} concurrent requests"
@@ -483,6 +556,30 @@ def main(argv: list[str] | None = None) -> None:
                 f"adaptive = {adaptive.throughput / paced:.2f} of the pacing bound"
             )
             plots.append(("50 installations", adaptive))
+        if args.only in (None, "mixed"):
+            config = Path(tmp) / "auto-issue-processor.yml"
+            config.write_bytes(MIXED_CONFIG)
+            mixed = Backend(
+                args.capacity,
+                args.service_ms,
+                args.secondary_cap,
+                serve_mints=True,
+                repo_config=str(config),
+                app_pacing=True,
+            )
+            spread = {"installations": MIXED_INSTALLATIONS, "repos": MIXED_INSTALLATIONS}
+            options: dict[str, Any] = {**spread, "quiet": True}
+            fixed = [measure(f"fixed {w}", mixed, width=w, cap=args.cap, **options) for w in widths]
+            adaptive = measure("adaptive", mixed, width=None, cap=4 * args.cap, **options)
+            report(
+                f"mixed: {MIXED_INSTALLATIONS} installations; first events mint, read the "
+                "config and write, later ones write once or make no request",
+                fixed,
+                adaptive,
+            )
+            plots.append(("realistic mix", adaptive))
+            plot([("realistic mix: adaptive width over time", adaptive)], Path(args.mixed_plot))
+            print(f"plot of the mixed scenario: {args.mixed_plot}")
     if args.decisions:
         with open(args.decisions, "w") as out:
             for title, result in plots:

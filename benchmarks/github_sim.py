@@ -3,7 +3,7 @@
     python -m benchmarks.github_sim --port 9100 [--latency 0.05] [--service-ms 150 --capacity 16]
         [--secondary-cap 40] [--installation-concurrency 10] [--installation-writes 80]
         [--write-window 60] [--retry-after 2] [--hold-offenders] [--budget 5000]
-        [--repo-config FILE]
+        [--repo-config FILE] [--serve-mints]
 
 A plain ASGI app: the client and concurrency benchmarks serve it with uvicorn in its
 own process (the command above), the processors benchmark calls it in process through
@@ -28,7 +28,9 @@ request but ``/app`` and the token mint):
 
 - ``latency``: seconds added to every answer, token mints included (the network);
 - ``service_ms`` while at most ``capacity`` requests are in service, slower in
-  proportion beyond (a shared backend's knee), ``jitter`` as a +/- share;
+  proportion beyond (a shared backend's knee), ``jitter`` as a +/- share; with
+  ``serve_mints`` a token mint is served the same way (GitHub's mint is a request
+  like any other: it takes its service time and its share of the capacity);
 - secondary limits: more than ``secondary_cap`` requests in service (all installations
   together), more than ``installation_concurrency`` of one installation, more than
   ``installation_writes`` writes in ``write_window`` seconds: 403 with ``retry-after``
@@ -108,6 +110,7 @@ class Limits:
     retry_after: int | None = None  # None: until the write window has room, 60 s for concurrency
     hold_offenders: bool = False
     budget: int | None = None  # None: no primary budget and no x-ratelimit headers
+    serve_mints: bool = False  # token mints take service time and capacity like any request
 
 
 @dataclass
@@ -234,6 +237,8 @@ class GitHubSim:
             return 200, [], json.dumps(APP).encode()
         minted = MINT.match(path)
         if minted and method == "POST":
+            if self.limits.serve_mints:
+                await self._serve()
             return self._mint(int(minted.group(1)))
         installation = self.tokens.get(headers.get("authorization", "").rsplit(" ", 1)[-1])
         if installation is None:
@@ -274,24 +279,31 @@ class GitHubSim:
         if refused is not None:
             return refused
         state.in_service += 1
-        self.in_service += 1
-        self.peak = max(self.peak, self.in_service)
         self.max_in_flight[installation] = max(
             self.max_in_flight.get(installation, 0), state.in_service
         )
+        try:
+            await self._serve()
+        finally:
+            state.in_service -= 1
+        self.counts["served"] += 1
+        status, extra, answer = self._route(installation, method, path, query, headers, body)
+        if status != 304 and limits.budget is not None:
+            state.remaining -= 1
+        return status, [*self._rate_headers(state), *extra], answer
+
+    async def _serve(self) -> None:
+        """One request in service: its service time, longer in proportion past the knee."""
+        limits = self.limits
+        self.in_service += 1
+        self.peak = max(self.peak, self.in_service)
         try:
             if limits.service_ms:
                 load = max(1.0, self.in_service / limits.capacity) if limits.capacity else 1.0
                 spread = random.uniform(1 - limits.jitter, 1 + limits.jitter)
                 await anyio.sleep(limits.service_ms / 1000 * load * spread)
         finally:
-            state.in_service -= 1
             self.in_service -= 1
-        self.counts["served"] += 1
-        status, extra, answer = self._route(installation, method, path, query, headers, body)
-        if status != 304 and limits.budget is not None:
-            state.remaining -= 1
-        return status, [*self._rate_headers(state), *extra], answer
 
     def _refusal(self, state: Installation, installation: int, method: str) -> Answer | None:
         """The secondary or primary limit this request breaks, answered; None if it may pass."""
@@ -445,6 +457,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hold-offenders", action="store_true")
     parser.add_argument("--budget", type=int, default=None, help="primary requests an hour")
     parser.add_argument("--repo-config", type=Path, help="every repository's config file")
+    parser.add_argument(
+        "--serve-mints", action="store_true", help="token mints take service time and capacity"
+    )
     args = parser.parse_args(argv)
     world = World(config=args.repo_config.read_bytes() if args.repo_config else None)
 

@@ -1,7 +1,9 @@
 """Run the real app for ``benchmarks/concurrency.py``: credentials, GitHub = the simulator.
 
     python -m benchmarks.serve_adaptive --port P --api http://127.0.0.1:S --key-file K
-        --workers-min 1 --workers-max 128
+        [--workers-min 1] [--workers-max 128] [--github-concurrency 8] [--write-interval 1]
+
+Each option left out is the app's default (the adaptive runs use the defaults).
 
 The app is built exactly as ``serve`` builds it (settings, Runtime, create_app);
 the benchmark only listens in: each event's latency and outcome (the runner's
@@ -25,10 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--api", required=True)
     parser.add_argument("--key-file", required=True)
-    parser.add_argument("--workers-min", type=int, default=1)
-    parser.add_argument("--workers-max", type=int, default=128)
-    parser.add_argument("--github-concurrency", type=int, default=8)
-    parser.add_argument("--write-interval", type=float, default=1.0)
+    # Left out, each of these is the app's default.
+    parser.add_argument("--workers-min", type=int)
+    parser.add_argument("--workers-max", type=int)
+    parser.add_argument("--github-concurrency", type=int)
+    parser.add_argument("--write-interval", type=float)
     args = parser.parse_args(argv)
 
     from starlette.requests import Request
@@ -48,12 +51,18 @@ def main(argv: list[str] | None = None) -> None:
             "PRIVATE_KEY_PATH": args.key_file,
             "GITHUB_API_URL": args.api,
             "DRY_RUN": "false",
-            "WORKERS_MIN": str(args.workers_min),
-            "WORKERS_MAX": str(args.workers_max),
             "QUEUE_MAX_EVENTS": "100000",
-            "GITHUB_CONCURRENCY": str(args.github_concurrency),
-            "GITHUB_WRITE_INTERVAL": str(args.write_interval),
             "LOG_LEVEL": "ERROR",  # a failed event logs an error: thousands under overload
+            **{
+                name: str(value)
+                for name, value in (
+                    ("WORKERS_MIN", args.workers_min),
+                    ("WORKERS_MAX", args.workers_max),
+                    ("GITHUB_CONCURRENCY", args.github_concurrency),
+                    ("GITHUB_WRITE_INTERVAL", args.write_interval),
+                )
+                if value is not None
+            },
         },
         env_file=None,
     )

@@ -617,3 +617,16 @@ def test_a_mix_against_a_knee_of_16_requests_shrinks_to_it_and_stays(seed: int) 
     assert 16 * 0.8 <= backend.mean_in_flight(later) <= 16 * 1.5
     stats = h.controller.stats()
     assert stats.baseline is not None and stats.baseline <= 0.15 * 1.3
+
+
+def test_one_fast_answer_before_the_first_epoch_does_not_set_the_baseline() -> None:
+    """The app's own GET /app at start-up answers far faster than the requests of events."""
+    h = harness(max_width=64, start=4)
+    h.controller.request_started()
+    h.controller.request_finished(0.001)
+    h.clock.now += TICK
+    h.controller.tick(Backlog(0, 0))  # before the first delivery: nothing else to measure
+    decisions = MixedBackend(h).run(10, base=0.15, capacity=10_000)
+    assert not [d for d in decisions if d.width < d.previous]
+    stats = h.controller.stats()
+    assert stats.baseline is not None and stats.baseline == pytest.approx(0.15, rel=0.1)

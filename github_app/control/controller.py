@@ -458,7 +458,7 @@ class WidthController:
         if window.requests:
             mean = window.request_latency_sum / window.requests
             self._latency = _ewma(self._latency, mean, alpha)
-            if self._baseline is None or (not in_use and window.requests >= s.min_samples):
+            if self._baseline is not None and not in_use and window.requests >= s.min_samples:
                 # unloaded moments show the backend's own latency
                 self._follow_baseline(mean)
         if self._skip:
@@ -495,6 +495,10 @@ class WidthController:
             latency,
             self._epoch_area / self._epoch_time,
         )
+        if self._baseline is None and latency is not None:
+            # The first epoch's requests, not the first request: one answer alone (the
+            # app's own GET /app at start-up) may be of a kind far faster than the rest.
+            self._baseline = latency
         self._current = point
         self._throughput = point.throughput
         self._in_flight_mean = point.in_flight
