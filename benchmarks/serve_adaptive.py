@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     from github_app.config import load_settings
     from github_app.control.controller import Decision
     from github_app.control.feedback import Observation
+    from github_app.logs import configure_logging
     from github_app.runtime import Runtime
     from github_app.server import create_app
 
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     def on_decision(decision: Decision) -> None:
         decisions.append((time.time(), decision.width, decision.action, decision.reason))
 
+    # As `serve` does: without it Python's last-resort handler prints every warning
+    # (thousands of 403s at the widest fixed widths) whatever LOG_LEVEL says.
+    configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings, on_observation=record, on_decision=on_decision)
 
     async def samples(request: Request) -> Response:
