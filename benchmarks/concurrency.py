@@ -323,7 +323,8 @@ def run(
     if change_at is not None:
         later = [o for o in ok if o[0] > change_at]
         result.phase_throughput = len(later) / max(1e-9, end - change_at)
-        result.settle, result.final_width = settle_time(result, change_at)
+        if width is None:  # a fixed width has nothing to settle
+            result.settle, result.final_width = settle_time(result, change_at)
     return result
 
 
