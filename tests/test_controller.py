@@ -630,3 +630,12 @@ def test_one_fast_answer_before_the_first_epoch_does_not_set_the_baseline() -> N
     assert not [d for d in decisions if d.width < d.previous]
     stats = h.controller.stats()
     assert stats.baseline is not None and stats.baseline == pytest.approx(0.15, rel=0.1)
+
+
+def test_slow_start_doubling_past_the_knee_is_taken_back_in_one_step() -> None:
+    h = harness(max_width=64, start=4)
+    decisions = h.run(Backend(base=0.1, capacity=16), ticks=20)
+    assert max(widths(decisions)) == 32  # 4, 8, 16: at baseline; 32: twice the latency
+    first_shrink = next(d for d in decisions if d.action == "shrink")
+    assert first_shrink.previous == 32 and first_shrink.width == 16
+    assert "back to 16" in first_shrink.reason

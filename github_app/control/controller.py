@@ -573,14 +573,8 @@ class WidthController:
                 f"latency {ratio:.2f}x baseline, but throughput grew with width (gain {shown})",
             )
         self._slow_start = False
-        if ratio > s.brake_above:
-            self._grow_after = now + s.cooldown
-            return self._probe_down(
-                now,
-                f"latency {ratio:.2f}x baseline and throughput not following width (gain {shown})",
-            )
-        # Between the two thresholds: take back a growth that bought only latency, now and
-        # then try a smaller width; otherwise hold.
+        # A growth that bought only latency is taken back at once (after slow start's
+        # doubling past the knee, one step back instead of several probes down).
         if (
             previous is not None
             and gain is not None
@@ -595,6 +589,13 @@ class WidthController:
                 f"latency {ratio:.2f}x baseline and throughput did not grow with width "
                 f"(gain {shown}): back to {previous.width}",
             )
+        if ratio > s.brake_above:
+            self._grow_after = now + s.cooldown
+            return self._probe_down(
+                now,
+                f"latency {ratio:.2f}x baseline and throughput not following width (gain {shown})",
+            )
+        # Between the two thresholds: now and then try a smaller width; otherwise hold.
         if now >= self._probe_after:
             self._probe_after = now + s.probe_every
             return self._probe_down(
