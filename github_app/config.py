@@ -67,6 +67,13 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _content_rules(value: str) -> str:
+    for rule in filter(None, (part.strip() for part in value.split(","))):
+        if not re.fullmatch(r"[A-Za-z]+ +/\S*", rule):
+            raise ValueError(f"{rule!r} is not 'METHOD /path'")
+    return value
+
+
 def _route(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError("does not start with '/'")
@@ -188,6 +195,13 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="seconds between two writes of one installation, as GitHub asks; "
         "installations do not wait for each other",
+    )
+    github_content_creating: Annotated[str, AfterValidator(_content_rules)] = Field(
+        "",
+        description="more requests GitHub counts as content-generating (80 a minute, 500 an "
+        "hour), comma-separated `METHOD /path` with `{name}` for a path segment, e.g. "
+        "`POST /repos/{owner}/{repo}/issues/{number}/labels`; creating issues and comments "
+        "always count",
     )
     shutdown_timeout: float = Field(
         25.0,

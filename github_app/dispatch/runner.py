@@ -36,6 +36,7 @@ from github_app.dispatch.repo_config import RepoConfig, RepoConfigStore
 from github_app.errors import Deferred, GitHubError, InstallationGone, RetryableGitHubError
 from github_app.event_models import LazyEvent, first_error
 from github_app.github.gateway import GitHubGateway, as_github_error, naming_objects
+from github_app.github.pacing import serving
 from github_app.logs import event_context
 from github_app.processor import Context, Processor
 from github_app.queue.compression import CompressionError, PayloadCodec
@@ -108,6 +109,7 @@ class EventRunner:
             event_context(envelope),
             reporting(self._feedback, installation=envelope.installation_id),
             naming_objects(envelope.repository, envelope.issue_number),
+            serving(item.priority),  # its writes wait behind those of more urgent events
         ):
             ok = await self._run(item)
         if self._observer is not None:

@@ -33,6 +33,12 @@ from github_app.github.app_auth import PreloadedAppAuthStrategy
 from github_app.github.etag_cache import DEFAULT_MAX_BYTES, ETagCache
 from github_app.github.pacing import InstallationPacer, Sleep
 from github_app.github.ratelimit import GatewayStats, RateLimitLedger, rate_limit_of, total_of
+from github_app.github.secondary_limits import (
+    GITHUB_LIMITS,
+    UNLIMITED,
+    ContentRules,
+    SecondaryLimits,
+)
 from github_app.github.tokens import CachedToken, InstallationAuthStrategy, TokenCache
 from github_app.github.transport import (
     NOT_FOUND_DELAYS,
@@ -123,8 +129,10 @@ class GitHubGateway:
         not_found_delays: Sequence[float] = NOT_FOUND_DELAYS,
         max_waiting_writers: int = MAX_WAITING_WRITERS,
         meter: RequestMeter | None = None,
+        limits: SecondaryLimits = GITHUB_LIMITS,
     ) -> None:
-        """``meter`` is told of every request on the wire (the width controller)."""
+        """``meter`` is told of every request on the wire (the width controller); ``limits``
+        are GitHub's documented secondary limits (a benchmark may scale them)."""
         self._settings = settings
         self._clock = clock
         self._monotonic = monotonic
@@ -153,13 +161,23 @@ class GitHubGateway:
         self._not_found_delays = tuple(not_found_delays)
         self._max_waiting_writers = max_waiting_writers
         self.etags = ETagCache(etag_max_bytes)
+        self._limits = limits if self.dry_run_transport is None else UNLIMITED
+        self._content = ContentRules(
+            filter(None, (rule.strip() for rule in settings.github_content_creating.split(",")))
+        )
         self._app_ledger = self._ledger(None)
+        # The app's own JWT calls (token mints, the delivery log) are one more principal.
+        self.app_pacer = self._pacer()
         self.app: GitHub[AppAuthStrategy] | None = None
         if settings.app_id is not None and settings.private_key is not None:
             pem = settings.private_key.get_secret_value()
             signing_key = _load_private_key(pem)
             app_transport = GitHubTransport(
-                self._transport, self._app_ledger, base_path=self._base_path
+                self._transport,
+                self._app_ledger,
+                pacer=self.app_pacer,
+                base_path=self._base_path,
+                content=self._content,
             )
             self.app = self._client(
                 PreloadedAppAuthStrategy(settings.app_id, pem, signing_key=signing_key),
@@ -184,22 +202,21 @@ class GitHubGateway:
             auto_retry=False,
         )
 
+    def _pacer(self) -> InstallationPacer:
+        dry_run = self.dry_run_transport is not None
+        return InstallationPacer(
+            concurrency=self._settings.github_concurrency,
+            write_interval=0.0 if dry_run else self._settings.github_write_interval,
+            limits=self._limits,
+            clock=self._monotonic,
+            sleep=self._sleep,
+        )
+
     def _state(self, installation_id: int | None) -> _Installation:
         key = installation_id if installation_id is not None else 0
         state = self._installations.get(key)
         if state is None:
-            interval = 0.0 if self.dry_run_transport is not None else None
-            state = _Installation(
-                self._ledger(installation_id),
-                InstallationPacer(
-                    concurrency=self._settings.github_concurrency,
-                    write_interval=(
-                        interval if interval is not None else self._settings.github_write_interval
-                    ),
-                    clock=self._monotonic,
-                    sleep=self._sleep,
-                ),
-            )
+            state = _Installation(self._ledger(installation_id), self._pacer())
             self._installations[key] = state
         return state
 
@@ -219,6 +236,7 @@ class GitHubGateway:
                 etags=self.etags,
                 base_path=self._base_path,
                 not_found_delays=self._not_found_delays,
+                content=self._content,
             )
             state.client = self._client(auth, transport)
         return state.client

@@ -13,7 +13,8 @@ installation passes through, in this order:
 
 1. refuse at once (a retryable error, nothing sent) while the installation
    is paused after a secondary limit or its budget is at zero;
-2. writes wait for the installation's next write turn (``pacing``);
+2. reads keep the points allowance; writes wait for their turn and go one
+   at a time (``pacing``, ``secondary_limits``);
 3. GETs carry ``If-None-Match`` when an answer is cached; a 304 serves it;
 4. a concurrency slot is held while the request is on the wire;
 5. every answer updates the ledger; a 403 or 429 is classified once
@@ -47,6 +48,7 @@ from github_app.github.ratelimit import (
     RateLimited,
     RateLimitLedger,
 )
+from github_app.github.secondary_limits import ContentRules
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +235,10 @@ class GitHubTransport(httpx.AsyncBaseTransport):
         etags: ETagCache | None = None,
         base_path: str = "",
         not_found_delays: Sequence[float] = NOT_FOUND_DELAYS,
+        content: ContentRules | None = None,
     ) -> None:
         self._inner = inner
+        self._content = content if content is not None else ContentRules()
         self._ledger = ledger
         self._pacer = pacer
         self._etags = etags
@@ -254,10 +258,6 @@ class GitHubTransport(httpx.AsyncBaseTransport):
         method = request.method
         self._refuse_if_blocked(request)
         is_write = method in WRITE_METHODS
-        if is_write and self._pacer is not None and (waited := await self._pacer.write_turn()) > 0:
-            self._ledger.paced_writes += 1
-            note_wait(waited)
-            self._refuse_if_blocked(request)  # a pause may have begun meanwhile
         key: CacheKey | None = None
         cached = None
         if method == "GET" and self._etags is not None:
@@ -302,9 +302,7 @@ class GitHubTransport(httpx.AsyncBaseTransport):
         attempt = 0
         while True:
             if self._pacer is not None:
-                async with self._pacer.slot() as waited:
-                    note_wait(waited)
-                    response = await self._inner.handle_async_request(request)
+                response = await self._paced_send(request, self._pacer)
             else:
                 response = await self._inner.handle_async_request(request)
             self._ledger.observe(request.method, response)
@@ -320,9 +318,31 @@ class GitHubTransport(httpx.AsyncBaseTransport):
             await anyio.sleep(self._not_found_delays[attempt])
             attempt += 1
 
-    def _names_event_object(self, path: str) -> bool:
+    async def _paced_send(self, request: httpx.Request, pacer: InstallationPacer) -> httpx.Response:
+        """Send within the principal's allowances: a write in its turn and alone on the wire."""
+        method = request.method
+        if method not in WRITE_METHODS:
+            note_wait(await pacer.read_turn(method))
+            async with pacer.slot() as waited:
+                note_wait(waited)
+                return await self._inner.handle_async_request(request)
+        content = self._content(method, self._api_path(request.url.path))
+        async with pacer.write(method, content=content) as waited:
+            if waited > 0:
+                self._ledger.paced_writes += 1
+                note_wait(waited)
+                self._refuse_if_blocked(request)  # a pause may have begun meanwhile
+            async with pacer.slot() as slot_waited:
+                note_wait(slot_waited)
+                return await self._inner.handle_async_request(request)
+
+    def _api_path(self, path: str) -> str:
         if self._base_path and path.startswith(self._base_path):
-            path = path[len(self._base_path) :]
+            return path[len(self._base_path) :]
+        return path
+
+    def _names_event_object(self, path: str) -> bool:
+        path = self._api_path(path)
         return any(path == p or path.startswith(p + "/") for p in EVENT_OBJECTS.get())
 
     def _note_limit(
@@ -334,8 +354,8 @@ class GitHubTransport(httpx.AsyncBaseTransport):
         if limit is None:
             return None
         if limit.secondary:
-            if is_write and self._pacer is not None:
-                self._pacer.slow_down()
+            if self._pacer is not None:
+                self._pacer.slow_down()  # the rest of the hour at a lower pace
             log.warning(
                 "secondary rate limit for installation %s: pausing it for %.0fs",
                 installation,
