@@ -55,6 +55,7 @@ def text(records: Sequence[HelpRecord], version: str) -> str:
             lines += [*_wrapped(paragraph, "  "), ""]
         lines += _wrapped(f"events:      {', '.join(record.events)}", "  ", " " * 13)
         lines += _wrapped(f"permissions: {permissions_line(record)}", "  ", " " * 13)
+        lines += _wrapped(f"backfill:    {record.backfill}", "  ", " " * 13)
         if record.commands:
             lines.append("  commands:")
             for command in record.commands:
@@ -100,6 +101,7 @@ def markdown(records: Sequence[HelpRecord]) -> str:
         lines += ["", f"### {record.name}", "", record.description]
         for paragraph in record.details:
             lines += ["", paragraph]
+        lines += ["", f"Backfill (existing issues): {record.backfill}."]
         if record.commands:
             lines.append("")
             lines += _table(

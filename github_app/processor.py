@@ -99,6 +99,38 @@ class Context(Generic[ConfigT]):
 
 Handler = Callable[[Context[Any]], Awaitable[None]]
 
+BACKFILL_EVENT = "backfill"
+"""The event name of an existing issue sent through the queue by a backfill job.
+
+Its payload is shaped like an ``issues`` event's (``issue``, ``repository``,
+``installation``) with ``action`` ``"backfill"`` and a ``backfill`` object
+naming the job, its processors and whether it is a dry run. Only processors
+that declare a ``backfill`` handler ever see one.
+"""
+NOT_BACKFILLED = "never acts on existing issues"
+
+
+@dataclass(frozen=True)
+class BackfillChange:
+    """What a processor did (or, in a dry run, would do) to one existing issue."""
+
+    labels_added: tuple[str, ...] = ()
+    comments: int = 0
+    writes: int = 0
+    """Requests that changed something on GitHub (0 in a dry run)."""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.labels_added or self.comments)
+
+    def __str__(self) -> str:
+        parts = [f"add label {label}" for label in self.labels_added]
+        parts += ["comment"] * self.comments
+        return ", ".join(parts) or "nothing"
+
+
+NO_CHANGE = BackfillChange()
+
 
 @dataclass(frozen=True)
 class Processor(Generic[ConfigT]):
@@ -112,6 +144,10 @@ class Processor(Generic[ConfigT]):
     permissions: Mapping[str, str] = field(default_factory=dict)
     state_factory: Callable[[], Any] | None = None
     """Builds state kept across events (caches, indexes): once per runtime, never at import."""
+    backfill: Callable[[Context[ConfigT]], Awaitable[BackfillChange]] | None = None
+    """How it treats an existing issue a backfill job streams (``BACKFILL_EVENT``); ``None``:
+    it never acts on old issues. It writes nothing when ``ctx.dry_run`` and says what it
+    would have done. ``help.backfill`` tells people what it does."""
 
     def __post_init__(self) -> None:
         if isinstance(self.help, str):  # a one-line description is help enough to start with
@@ -134,4 +170,7 @@ class Processor(Generic[ConfigT]):
             config=config_keys(self.name, self.config_type),
             config_example=self.help.config_example,
             commands=self.help.commands,
+            backfill=(self.help.backfill or "acts on existing issues")
+            if self.backfill is not None
+            else NOT_BACKFILLED,
         )

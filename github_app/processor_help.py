@@ -60,6 +60,8 @@ class ProcessorHelp:
     commands: tuple[CommandHelp, ...] = ()
     config_example: str = ""
     """A YAML config section (the processor's name as its key); a test parses each one."""
+    backfill: str = ""
+    """What it does to existing issues in a backfill job (with ``Processor.backfill``)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class HelpRecord:
     config: tuple[ConfigKeyHelp, ...]
     config_example: str
     commands: tuple[CommandHelp, ...]
+    backfill: str = ""
+    """What a backfill job makes it do to existing issues."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict; each command also carries its ``usage`` line."""

@@ -30,7 +30,13 @@ import anyio.to_thread
 from cachetools import LRUCache
 from pydantic import Field
 
-from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.processor import (
+    NO_CHANGE,
+    BackfillChange,
+    Context,
+    Processor,
+    ProcessorConfig,
+)
 from github_app.processor_help import Doc, ProcessorHelp
 from processors.issue_api import IssueApi, has_label, has_marker, label_names, marker
 from processors.similarity import Match, Packed, SimilarityIndex, features, features_packed
@@ -163,6 +169,22 @@ class DuplicatesState:
         )
         return index
 
+    async def absorb(self, repository: str, issue: DuplicatesFacts, *, is_open: bool) -> None:
+        """A backfill streams an existing issue: index it if open, drop it if not.
+
+        A repository without an index starts one from the stream instead of listing its
+        issues a second time.
+        """
+        async with self.lock(repository):
+            index = self.current(repository)
+            if index is None:
+                index = SimilarityIndex()
+                self.indexes[repository] = RepoIndex(index, self.clock())
+            if is_open:
+                index.add(issue.number, features(issue.title, issue.body))
+            else:
+                index.remove(issue.number)
+
 
 @dataclass(frozen=True)
 class DuplicatesFacts:
@@ -275,6 +297,15 @@ async def handle(ctx: Context[DuplicatesConfig]) -> None:
         )
 
 
+async def backfill(ctx: Context[DuplicatesConfig]) -> BackfillChange:
+    """Existing issues feed the index; nothing is posted on old issues."""
+    issue = DuplicatesFacts.from_payload(ctx.payload)
+    state = ctx.state if isinstance(ctx.state, DuplicatesState) else DuplicatesState()
+    is_open = ctx.payload["issue"].get("state", "open") == "open"
+    await state.absorb(f"{ctx.owner}/{ctx.repo}", issue, is_open=is_open)
+    return NO_CHANGE
+
+
 DUPLICATES: Processor[DuplicatesConfig] = Processor(
     name="duplicates",
     help=ProcessorHelp(
@@ -292,6 +323,7 @@ DUPLICATES: Processor[DuplicatesConfig] = Processor(
             "the index holds about 32 MB and a lookup takes 1.6 ms (median) "
             "(the processors benchmark).",
         ),
+        backfill="builds its index from the issues the job streams and posts nothing on them",
         config_example=(
             "duplicates:\n  threshold: 0.3\n  max_candidates: 3\n  label: possible-duplicate\n"
         ),
@@ -308,4 +340,5 @@ DUPLICATES: Processor[DuplicatesConfig] = Processor(
     handle=handle,
     permissions={"issues": "write", "metadata": "read"},
     state_factory=DuplicatesState,
+    backfill=backfill,
 )

@@ -27,7 +27,13 @@ import anyio.to_thread
 import re2
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
-from github_app.processor import Context, Processor, ProcessorConfig, check_config_budget
+from github_app.processor import (
+    BackfillChange,
+    Context,
+    Processor,
+    ProcessorConfig,
+    check_config_budget,
+)
 from github_app.processor_help import Doc, ProcessorHelp
 from processors.issue_api import IssueApi, label_names
 
@@ -246,6 +252,15 @@ async def handle(ctx: Context[LabelerConfig]) -> None:
         ctx.log.debug("labeler: no new label for #%s", facts.number)
 
 
+async def backfill(ctx: Context[LabelerConfig]) -> BackfillChange:
+    """An existing issue gets the labels whose rule matches and that it lacks (one call)."""
+    facts = LabelerFacts.from_payload(ctx.payload)  # action "backfill": nothing is removed
+    add = (await anyio.to_thread.run_sync(decide, ctx.config, facts)).add
+    if add and not ctx.dry_run:
+        await IssueApi(ctx.github, ctx.owner, ctx.repo).add_labels(facts.number, list(add))
+    return BackfillChange(labels_added=add, writes=0 if ctx.dry_run or not add else 1)
+
+
 def _default_rules() -> str:
     return "; ".join(f"`{rule.label}`: {', '.join(rule.keywords)}" for rule in DEFAULT_RULES)
 
@@ -267,6 +282,7 @@ LABELER: Processor[LabelerConfig] = Processor(
             "that rule's label; leave it off where people add those labels by hand, since the "
             "app cannot tell who added a label.",
         ),
+        backfill="applies its rules to existing issues, adding the matching labels they lack",
         config_example=(
             "labeler:\n"
             "  remove_unmatched: true\n"
@@ -281,4 +297,5 @@ LABELER: Processor[LabelerConfig] = Processor(
     config_type=LabelerConfig,
     handle=handle,
     permissions={"issues": "write", "contents": "read", "metadata": "read"},
+    backfill=backfill,
 )

@@ -14,7 +14,13 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
-from github_app.processor import Context, Processor, ProcessorConfig
+from github_app.processor import (
+    NO_CHANGE,
+    BackfillChange,
+    Context,
+    Processor,
+    ProcessorConfig,
+)
 from github_app.processor_help import Doc, ProcessorHelp
 from processors.issue_api import IssueApi, has_label, label_names
 
@@ -86,6 +92,17 @@ async def handle(ctx: Context[TriageConfig]) -> None:
         ctx.log.info("triage: %s %r on #%s", done, ctx.config.label, facts.number)
 
 
+async def backfill(ctx: Context[TriageConfig]) -> BackfillChange:
+    """An open issue without any label is marked for triage, as if it had just been opened."""
+    issue = ctx.payload["issue"]
+    facts = TriageFacts.from_payload(ctx.payload)
+    if issue.get("state", "open") != "open" or facts.labels:
+        return NO_CHANGE
+    if not ctx.dry_run:
+        await IssueApi(ctx.github, ctx.owner, ctx.repo).add_labels(facts.number, [ctx.config.label])
+    return BackfillChange(labels_added=(ctx.config.label,), writes=0 if ctx.dry_run else 1)
+
+
 TRIAGE: Processor[TriageConfig] = Processor(
     name="triage",
     help=ProcessorHelp(
@@ -98,9 +115,11 @@ TRIAGE: Processor[TriageConfig] = Processor(
             "Costs one write per change, no reads.",
         ),
         config_example="triage:\n  label: needs-triage\n",
+        backfill="labels open issues that have no label at all",
     ),
     events=("issues.opened", "issues.labeled", "issues.assigned", "issues.closed"),
     config_type=TriageConfig,
     handle=handle,
     permissions={"issues": "write", "metadata": "read"},
+    backfill=backfill,
 )

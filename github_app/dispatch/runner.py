@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,7 +39,7 @@ from github_app.event_models import LazyEvent, first_error
 from github_app.github.gateway import GitHubGateway, as_github_error, naming_objects
 from github_app.github.pacing import serving
 from github_app.logs import event_context
-from github_app.processor import Context, Processor
+from github_app.processor import BACKFILL_EVENT, BackfillChange, Context, Processor
 from github_app.queue.compression import CompressionError, PayloadCodec
 from github_app.queue.event import QueuedEvent
 from github_app.queue.succeeded import SucceededProcessors
@@ -74,6 +75,18 @@ class RunObserver(Protocol):
     def event_finished(self, item: QueuedEvent, ok: bool) -> None: ...
 
 
+class BackfillObserver(Protocol):
+    """Told what the processors did to each existing issue a backfill job sent (by delivery id).
+
+    ``ok`` False: a processor failed for good on it (a retryable failure is not reported:
+    the event comes back).
+    """
+
+    def backfilled(
+        self, delivery_id: str, changes: Mapping[str, BackfillChange], ok: bool
+    ) -> None: ...
+
+
 class EventRunner:
     """The dispatcher's handler: one call per queued event."""
 
@@ -88,8 +101,10 @@ class EventRunner:
         dry_run: bool,
         observer: RunObserver | None = None,
         feedback: Observer | None = None,
+        backfills: BackfillObserver | None = None,
     ) -> None:
         self._registry = registry
+        self._backfills = backfills
         self._observer = observer
         self._gateway = gateway
         self._configs = configs
@@ -127,7 +142,12 @@ class EventRunner:
             lifecycle = self._read_payload(envelope.payload)
             if lifecycle is not None:
                 await apply_lifecycle(envelope, lifecycle, self._gateway)
-        processors = self._registry.for_event(envelope.event, envelope.action)
+        backfill = envelope.event == BACKFILL_EVENT
+        processors = (
+            tuple(p for p in self._registry if p.backfill is not None)
+            if backfill
+            else self._registry.for_event(envelope.event, envelope.action)
+        )
         if not processors:
             return True
         bot = self._gateway.bot_login
@@ -153,6 +173,11 @@ class EventRunner:
         payload = self._read_payload(envelope.payload)
         if payload is None:
             return False
+        job = payload.get("backfill") if backfill else None
+        if isinstance(job, dict):
+            wanted = set(job.get("processors") or ())
+            processors = tuple(p for p in processors if p.name in wanted)
+        changes: dict[str, BackfillChange] = {}
         typed = LazyEvent(envelope.event, payload, on_mismatch=self._schema_mismatch)
         github = self._gateway.installation(envelope.installation_id)
         note_work()
@@ -183,7 +208,7 @@ class EventRunner:
                 payload=payload,
                 github=github,
                 config=processor_config,
-                dry_run=self._dry_run,
+                dry_run=self._dry_run or (isinstance(job, dict) and bool(job.get("dry_run"))),
                 log=logging.getLogger(f"processors.{processor.name}"),
                 bot_login=bot,
                 state=self.states.get(processor.name),
@@ -191,7 +216,7 @@ class EventRunner:
             )
             started = time.perf_counter()
             try:
-                succeeded = await self._call(processor, context)
+                succeeded = await self._call(processor, context, changes if backfill else None)
             except RetryableGitHubError as exc:
                 self._observe(item, processor.name, started, ok=False)
                 retryable = exc  # the others still get their turn; the event comes back
@@ -202,6 +227,8 @@ class EventRunner:
             ok = succeeded and ok
         if retryable is not None:
             raise retryable
+        if backfill and self._backfills is not None:
+            self._backfills.backfilled(envelope.delivery_id, changes, ok)
         return ok
 
     def _read_payload(self, packed: bytes) -> dict[str, Any] | None:
@@ -227,11 +254,23 @@ class EventRunner:
             elapsed = time.perf_counter() - started
             self._observer.processor_finished(item, name, elapsed, ok)
 
-    async def _call(self, processor: Processor[Any], context: Context[Any]) -> bool:
-        """True if the processor succeeded; a failure that may pass or stop all is raised."""
+    async def _call(
+        self,
+        processor: Processor[Any],
+        context: Context[Any],
+        changes: dict[str, BackfillChange] | None = None,
+    ) -> bool:
+        """True if the processor succeeded; a failure that may pass or stop all is raised.
+
+        With ``changes`` the event is a backfill's: the processor's ``backfill`` runs and
+        what it did is kept there under its name.
+        """
         started = time.perf_counter()
         try:
-            await processor.handle(context)
+            if changes is not None and processor.backfill is not None:
+                changes[processor.name] = await processor.backfill(context)
+            else:
+                await processor.handle(context)
         except (GitHubError, GitHubException) as exc:
             self.stats.failed[processor.name] += 1
             error = exc if isinstance(exc, GitHubError) else as_github_error(exc)
