@@ -25,6 +25,9 @@ from github_app.admin.history import HOUR, History
 from github_app.admin.metrics import Metrics
 from github_app.admin.sampler import INTERVAL, SERIES, Reading, Sampler, reading_from
 from github_app.admin.status import StatusReporter
+from github_app.backfill.lister import Lister
+from github_app.backfill.service import BackfillService
+from github_app.backfill.store import MemoryJobStore
 from github_app.config import Settings
 from github_app.control.autoscale import Autoscaler, GitHubGate, HostSampler
 from github_app.control.breaker import CircuitBreaker
@@ -135,6 +138,16 @@ class Runtime:
         self.metrics = Metrics(clock=clock)
         self.breaker = CircuitBreaker(clock=time.monotonic)
         self.gate = GitHubGate(self.controller, self.breaker, on_observation=on_observation)
+        # Backfill jobs offer existing issues at LOW priority; the runner reports each one back.
+        self.backfills = BackfillService(
+            store=MemoryJobStore(),
+            lister=Lister(self.gateway),
+            queue=self.queue,
+            codec=self.codec,
+            registry=self.registry,
+            notify=lambda: self.dispatcher.notify(),
+            clock=clock,
+        )
         self.runner = EventRunner(
             registry=self.registry,
             gateway=self.gateway,
@@ -144,6 +157,7 @@ class Runtime:
             dry_run=settings.dry_run,
             observer=self.metrics,
             feedback=self.gate.observe,
+            backfills=self.backfills,
         )
         self.dispatcher = Dispatcher(
             self.queue,
@@ -199,6 +213,7 @@ class Runtime:
             gateway=self.gateway,
             configs=self.configs,
             clock=clock,
+            backfills=lambda: [job.as_json() for job in self.backfills.running()],
         )
         self.metrics.watch(self.status.document)
         self._identity_checked = False
@@ -294,6 +309,7 @@ class Runtime:
         group.start_soon(self.host.run)
         group.start_soon(self.autoscaler.run)
         group.start_soon(self.sampler.run)
+        group.start_soon(self.backfills.run)
 
     def close(self) -> None:
         """Close the spool and let go of the state directory (after ``running`` ends)."""

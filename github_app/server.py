@@ -82,6 +82,7 @@ def create_app(
                 history=runtime.sampler,
                 queue=runtime.queue,
                 on_redrive=runtime.dispatcher.notify,
+                backfills=runtime.backfills,
             ),
             *(setup.routes() if setup is not None else ()),
         ],

@@ -13,7 +13,8 @@ Read from the source with ``ast``, so every import counts: those under
 - ``github`` imports the base, config, and the control feedback
   (``control.feedback``: how a request's outcome reaches the controller);
 - ``dispatch`` imports queue, control, github (and ``processors``, to load the
-  built-ins); ``intake`` imports queue and dispatch; ``admin`` reads them all;
+  built-ins); ``intake`` imports queue and dispatch; ``backfill`` imports queue,
+  github and dispatch (the registry); ``admin`` reads them all;
 - ``processors`` import the base only;
 - the faces serve and wire it all: http_guard (uvicorn's protocol with
   deadlines), runtime, server, cli, then ``__main__``.
@@ -34,7 +35,7 @@ FACES = (
     "github_app.cli",
     "github_app.__main__",
 )
-SUBPACKAGES = ("queue", "control", "github", "dispatch", "intake", "admin")
+SUBPACKAGES = ("queue", "control", "github", "dispatch", "intake", "backfill", "admin")
 ALL = frozenset({"base", "config", "processors", *SUBPACKAGES, *FACES})
 ALLOWED: Mapping[str, frozenset[str]] = {
     "base": frozenset({"base"}),
@@ -50,8 +51,9 @@ ALLOWED: Mapping[str, frozenset[str]] = {
         {"base", "config", "queue", "control", "github", "dispatch", "processors"}
     ),
     "intake": frozenset({"base", "config", "queue", "dispatch", "intake"}),
+    "backfill": frozenset({"base", "config", "queue", "github", "dispatch", "backfill"}),
     "admin": frozenset(
-        {"base", "config", "queue", "control", "github", "dispatch", "intake", "admin"}
+        {"base", "config", "queue", "control", "github", "dispatch", "intake", "backfill", "admin"}
     ),
     # each face may import everything below it, never a face after it
     **{face: ALL - set(FACES[index + 1 :]) for index, face in enumerate(FACES)},

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
@@ -31,6 +32,8 @@ from github_app.admin.dead_letter_adapter import DeadLetterAdapter
 from github_app.admin.history import HOUR
 from github_app.admin.sampler import Sampler
 from github_app.admin.status import StatusReporter
+from github_app.backfill.job import BadRequest
+from github_app.backfill.service import BackfillService, Conflict
 from github_app.queue.memory import EventQueue
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -72,6 +75,7 @@ def admin_routes(
     history: Sampler,
     queue: EventQueue,
     on_redrive: Callable[[], None],
+    backfills: BackfillService | None = None,
 ) -> list[BaseRoute]:
     """The ``/admin`` page and the ``/admin/*`` JSON routes over the status and the queue.
 
@@ -161,7 +165,9 @@ def admin_routes(
     async def purge(request: Request) -> Response:
         return JSONResponse({"purged": dead_letters.purge()})
 
+    jobs = [] if backfills is None else backfill_routes(backfills, guarded)
     return [
+        *jobs,
         Route("/admin", page, methods=["GET"]),
         Route("/admin/status", guarded(status_document), methods=["GET"]),
         Route("/admin/dead-letters", guarded(list_dead_letters), methods=["GET"]),
@@ -169,6 +175,70 @@ def admin_routes(
         Route("/admin/dead-letters/redrive", guarded(redrive_all), methods=["POST"]),
         Route("/admin/dead-letters/{delivery_id}/redrive", guarded(redrive_one), methods=["POST"]),
     ]
+
+
+def backfill_routes(
+    backfills: BackfillService, guarded: Callable[[Endpoint], Endpoint]
+) -> list[BaseRoute]:
+    """``POST/GET /admin/backfills`` and ``GET/DELETE /admin/backfills/{id}``."""
+
+    async def start(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return bad_request("the body must be a JSON object")
+        try:
+            job = backfills.submit(body)
+        except BadRequest as exc:
+            return bad_request(str(exc))
+        except Conflict as exc:
+            return JSONResponse(
+                {"error": "conflict", "message": str(exc), "job": exc.job_id},
+                status_code=409,
+                headers=NO_STORE,
+            )
+        stats = backfills.get(job.id)
+        assert stats is not None
+        return JSONResponse(
+            stats.as_json(),
+            status_code=202,
+            headers={"location": f"/admin/backfills/{job.id}", **NO_STORE},
+        )
+
+    async def listing(request: Request) -> Response:
+        jobs = [stats.as_json() for stats in backfills.list()]
+        return JSONResponse({"count": len(jobs), "jobs": jobs}, headers=NO_STORE)
+
+    async def one(request: Request) -> Response:
+        stats = backfills.get(request.path_params["job_id"])
+        if stats is None:
+            return no_job(request.path_params["job_id"])
+        return JSONResponse(stats.as_json(), headers=NO_STORE)
+
+    async def cancel(request: Request) -> Response:
+        job = backfills.cancel(request.path_params["job_id"])
+        if job is None:
+            return no_job(request.path_params["job_id"])
+        stats = backfills.get(job.id)
+        assert stats is not None
+        return JSONResponse(stats.as_json(), headers=NO_STORE)
+
+    return [
+        Route("/admin/backfills", guarded(start), methods=["POST"]),
+        Route("/admin/backfills", guarded(listing), methods=["GET"]),
+        Route("/admin/backfills/{job_id}", guarded(one), methods=["GET"]),
+        Route("/admin/backfills/{job_id}", guarded(cancel), methods=["DELETE"]),
+    ]
+
+
+def bad_request(message: str) -> Response:
+    return JSONResponse({"error": "bad_request", "message": message}, status_code=400)
+
+
+def no_job(job_id: str) -> Response:
+    return JSONResponse(
+        {"error": "not_found", "message": f"no backfill job {job_id}"}, status_code=404
+    )
 
 
 def history_query(span: str, start: str | None) -> tuple[float, int | None]:

@@ -100,7 +100,10 @@ class StatusReporter:
         gateway: GitHubGateway,
         configs: RepoConfigStore,
         clock: Callable[[], float] = time.time,
+        backfills: Callable[[], list[dict[str, Any]]] = list,
     ) -> None:
+        """``backfills``: the backfill jobs not finished yet, as JSON (``JobStats.as_json``)."""
+        self._backfills = backfills
         self._settings = settings
         self._started_at = started_at
         self._intake = intake
@@ -177,6 +180,7 @@ class StatusReporter:
                 # per-installation rate-limit budget (limit, remaining, reset)
                 "rate_limits": jsonable(gateway.stats()),
             },
+            "backfills": self._backfills(),
             "config_errors": {repo: list(errors) for repo, errors in self._configs.errors.items()},
             "host": self.host(),
         }

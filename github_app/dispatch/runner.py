@@ -82,6 +82,9 @@ class BackfillObserver(Protocol):
     the event comes back).
     """
 
+    def wanted(self, delivery_id: str) -> bool:
+        """False once the event's job was cancelled or is gone: it is skipped."""
+
     def backfilled(
         self, delivery_id: str, changes: Mapping[str, BackfillChange], ok: bool
     ) -> None: ...
@@ -126,7 +129,10 @@ class EventRunner:
             naming_objects(envelope.repository, envelope.issue_number),
             serving(item.priority),  # its writes wait behind those of more urgent events
         ):
-            ok = await self._run(item)
+            changes: dict[str, BackfillChange] = {}
+            ok = await self._run(item, changes)
+        if envelope.event == BACKFILL_EVENT and self._backfills is not None:
+            self._backfills.backfilled(envelope.delivery_id, changes, ok)
         if self._observer is not None:
             self._observer.event_finished(item, ok)
         if ok:
@@ -136,13 +142,21 @@ class EventRunner:
             self.stats.events_failed += 1
         return ok
 
-    async def _run(self, item: QueuedEvent) -> bool:
+    async def _run(self, item: QueuedEvent, changes: dict[str, BackfillChange]) -> bool:
+        """``changes``: what each processor did, for a backfill's event."""
         envelope = item.envelope
         if is_lifecycle_event(envelope.event):
             lifecycle = self._read_payload(envelope.payload)
             if lifecycle is not None:
                 await apply_lifecycle(envelope, lifecycle, self._gateway)
         backfill = envelope.event == BACKFILL_EVENT
+        if (
+            backfill
+            and self._backfills is not None
+            and not self._backfills.wanted(envelope.delivery_id)
+        ):
+            log.debug("skipped: its backfill job was cancelled")
+            return True
         processors = (
             tuple(p for p in self._registry if p.backfill is not None)
             if backfill
@@ -177,7 +191,6 @@ class EventRunner:
         if isinstance(job, dict):
             wanted = set(job.get("processors") or ())
             processors = tuple(p for p in processors if p.name in wanted)
-        changes: dict[str, BackfillChange] = {}
         typed = LazyEvent(envelope.event, payload, on_mismatch=self._schema_mismatch)
         github = self._gateway.installation(envelope.installation_id)
         note_work()
@@ -227,8 +240,6 @@ class EventRunner:
             ok = succeeded and ok
         if retryable is not None:
             raise retryable
-        if backfill and self._backfills is not None:
-            self._backfills.backfilled(envelope.delivery_id, changes, ok)
         return ok
 
     def _read_payload(self, packed: bytes) -> dict[str, Any] | None:
