@@ -27,7 +27,7 @@ from github_app.admin.sampler import INTERVAL, SERIES, Reading, Sampler, reading
 from github_app.admin.status import StatusReporter
 from github_app.backfill.lister import Lister
 from github_app.backfill.service import BackfillService
-from github_app.backfill.store import MemoryJobStore
+from github_app.backfill.store import JobStore, MemoryJobStore
 from github_app.config import Settings
 from github_app.control.autoscale import Autoscaler, GitHubGate, HostSampler
 from github_app.control.breaker import CircuitBreaker
@@ -76,6 +76,7 @@ class Runtime:
         history_interval: float = INTERVAL,
         on_observation: Callable[[Observation], None] | None = None,
         on_decision: Callable[[Decision], None] | None = None,
+        backfill_store: JobStore | None = None,
     ) -> None:
         """``on_observation`` and ``on_decision`` see what the width controller is told and
         decides (benchmarks record them)."""
@@ -140,7 +141,7 @@ class Runtime:
         self.gate = GitHubGate(self.controller, self.breaker, on_observation=on_observation)
         # Backfill jobs offer existing issues at LOW priority; the runner reports each one back.
         self.backfills = BackfillService(
-            store=MemoryJobStore(),
+            store=backfill_store if backfill_store is not None else MemoryJobStore(),
             lister=Lister(self.gateway),
             queue=self.queue,
             codec=self.codec,

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from github_app.admin.sampler import INTERVAL
+from github_app.backfill.store import JobStore
 from github_app.config import Settings, load_settings
 from github_app.dispatch.registry import Registry
 from github_app.http_guard import uvicorn_options
@@ -196,6 +197,7 @@ async def running_app(
     transport: httpx.AsyncBaseTransport | None = None,
     history_interval: float = INTERVAL,
     clock: Callable[[], float] = time.time,
+    backfill_store: JobStore | None = None,
     **app_options: Any,
 ) -> AsyncIterator[RunningApp]:
     """Start the real app under uvicorn on a free port; stop it (gracefully) afterwards.
@@ -210,6 +212,7 @@ async def running_app(
         transport=transport,
         history_interval=history_interval,
         clock=clock,
+        backfill_store=backfill_store,
     )
     app = create_app(settings, runtime=runtime, **app_options)
     sock = free_socket()

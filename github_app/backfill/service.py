@@ -103,6 +103,12 @@ class BackfillService:
         self._changed = anyio.Event()
         self._new: list[Job] = [job for job in self._jobs.values() if not job.state.final]
         self._saved_at: dict[str, float] = {}
+        self._pages: dict[str, deque[_Page]] = {}  # per running job: pages not fully done
+
+    @property
+    def lister_retries(self) -> int:
+        """Reads of GitHub's lists that failed and were sent again."""
+        return self._lister.retries
 
     # --- what the admin API calls ------------------------------------------------------
 
@@ -193,6 +199,9 @@ class BackfillService:
                 log.warning("backfill job %s failed: %s", job.id, exc)
             finally:
                 self._scopes.pop(job.id, None)
+                pages = self._pages.pop(job.id, None)
+                if pages is not None and not job.state.final:
+                    self._advance(job, pages)  # what was done up to now
                 self._forget_waiting(job)
                 self._store.save(job)  # on shutdown: still running, resumed from here
 
@@ -237,6 +246,7 @@ class BackfillService:
         """List one repository's issues page by page and offer them; return when all are done."""
         start = job.checkpoint
         pages: deque[_Page] = deque()
+        self._pages[job.id] = pages
         url = start.page_url
         skip = set(start.done)
 
