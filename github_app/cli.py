@@ -2,7 +2,8 @@
 ``check-config FILE`` validates a repository config file with the app's own parser,
 ``settings-table`` prints (or ``--update``s) the README's table of settings,
 ``help`` prints what each processor does (``--markdown``: the README's processor
-reference; ``--update README.md`` rewrites it there).
+reference; ``--update README.md`` rewrites it there), ``backfill`` starts a backfill job on
+the running server and follows it (``github_app.backfill.command``).
 
 ``serve`` owns signal handling (uvicorn's own is turned off): the first
 SIGTERM/SIGINT makes the webhook answer 503, lets in-flight events finish
@@ -116,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="README",
         help="rewrite the processor reference between its markers in this file instead",
     )
+    from github_app.backfill.command import add_parser
+
+    add_parser(commands)
     return parser
 
 
@@ -130,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_settings_table(args.update)
         if args.command == "help":
             return run_help(args.markdown, args.update)
+        if args.command == "backfill":
+            from github_app.backfill import command
+
+            return command.run(args)
         return run_send(args)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
