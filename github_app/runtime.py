@@ -214,7 +214,7 @@ class Runtime:
             gateway=self.gateway,
             configs=self.configs,
             clock=clock,
-            backfills=lambda: [job.as_json() for job in self.backfills.running()],
+            backfills=self.backfills.document,
         )
         self.metrics.watch(self.status.document)
         self._identity_checked = False

@@ -156,6 +156,10 @@ async def test_a_second_job_on_the_same_repository_is_refused_with_the_first_one
         assert first["id"] in second.json()["message"]
         listed = (await app.client.get(f"{app.url}/admin/backfills", headers=AUTH)).json()
         assert [j["id"] for j in listed["jobs"]] == [first["id"]]
+        status = (await app.client.get(f"{app.url}/admin/status", headers=AUTH)).json()
+        [shown] = status["backfills"]["jobs"]  # the dashboard's panel reads these rows
+        assert shown["id"] == first["id"] and shown["label"] == REPO
+        assert shown["state"] in ("queued", "running") and shown["done"] == 0
         cancelled = await app.client.delete(
             f"{app.url}/admin/backfills/{first['id']}", headers=AUTH
         )

@@ -100,9 +100,9 @@ class StatusReporter:
         gateway: GitHubGateway,
         configs: RepoConfigStore,
         clock: Callable[[], float] = time.time,
-        backfills: Callable[[], list[dict[str, Any]]] = list,
+        backfills: Callable[[], dict[str, Any]] = dict,
     ) -> None:
-        """``backfills``: the backfill jobs not finished yet, as JSON (``JobStats.as_json``)."""
+        """``backfills``: the backfill jobs not finished yet (``BackfillService.document``)."""
         self._backfills = backfills
         self._settings = settings
         self._started_at = started_at

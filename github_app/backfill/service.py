@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -381,6 +381,16 @@ class BackfillService:
             log.warning("backfill job %s: %s was dead-lettered", job.id, delivery_id)
             self.backfilled(delivery_id, {}, False)
 
-    def running(self) -> Iterable[JobStats]:
+    def document(self) -> dict[str, Any]:
+        """The jobs not finished yet, for the status document and the dashboard's panel
+        (each with ``label``, ``done``, ``total`` and ``state`` besides its stats)."""
         now = self._clock()
-        return [job.stats(now) for job in self._jobs.values() if not job.state.final]
+        jobs = []
+        for job in self._jobs.values():
+            if job.state.final:
+                continue
+            stats = job.stats(now)
+            total = stats.estimated_total if stats.estimated_total is not None else stats.listed
+            row = {"label": stats.spec.target, "done": stats.processed, "total": total}
+            jobs.append({**stats.as_json(), **row})
+        return {"jobs": jobs}
