@@ -29,6 +29,7 @@ class FakeRepository:
     pr_every: int = 0
     installation: int = INSTALLATION_ID
     labelled: dict[int, list[str]] = field(default_factory=dict)
+    write_order: list[int] = field(default_factory=list)  # issue numbers, as labelled
     reads: Counter[int] = field(default_factory=Counter)  # page -> times listed
     fail_page: dict[int, int] = field(default_factory=dict)  # page -> 502 answers first
     on_page: Callable[[int], None] | None = None
@@ -95,6 +96,7 @@ class FakeRepository:
         number = int(request.url.path.split("/")[-2])
         labels = json.loads(request.content)["labels"]
         self.labelled.setdefault(number, []).extend(labels)
+        self.write_order.append(number)
         return httpx.Response(200, json=[{"name": label} for label in labels])
 
     def matching(self) -> list[int]:

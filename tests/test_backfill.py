@@ -17,6 +17,7 @@ import respx
 
 from github_app.backfill.store import MemoryJobStore
 from tests.conftest import API, RunningApp, github_calls, make_settings, running_app, wait_for
+from tests.deliveries import issue_event, signed
 from tests.fake_repository import FakeRepository
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +28,9 @@ REPO = "octo-org/big"
 
 
 def settings(private_key_pem: str, **env: str) -> Any:
-    return make_settings(private_key_pem, ADMIN_TOKEN=ADMIN, GITHUB_WRITE_INTERVAL="0", **env)
+    return make_settings(
+        private_key_pem, **{"ADMIN_TOKEN": ADMIN, "GITHUB_WRITE_INTERVAL": "0", **env}
+    )
 
 
 async def start(app: RunningApp, **body: Any) -> httpx.Response:
@@ -205,27 +208,93 @@ async def test_backfill_routes_need_the_admin_token(
 async def test_a_restart_resumes_the_job_from_its_checkpoint_without_listing_or_writing_again(
     github: respx.MockRouter, private_key_pem: str
 ) -> None:
-    repo = FakeRepository(REPO, count=400, matching_every=10)
+    # Page 3 fails until the restart: pages 1 and 2 are done, the job waits on page 3.
+    repo = FakeRepository(REPO, count=400, matching_every=10, fail_page={3: 1000})
     repo.route(github)
     store = MemoryJobStore()
-    stop_at_page = 3
-    reached = []
-    repo.on_page = lambda number: reached.append(number)
     async with running_app(settings(private_key_pem), backfill_store=store) as app:
         job_id = (await start(app, repository=REPO)).json()["id"]
-        await wait_for(lambda: stop_at_page in reached, timeout=10, what="page 3 listed")
-        before = await job(app, job_id)
-    assert before["state"] == "running"
-    labelled_before = dict(repo.labelled)
+        await wait_for(lambda: repo.reads[3] >= 1, timeout=10, what="page 3 to fail")
+        await wait_for(
+            lambda: app.runtime.backfills.get(job_id).processed == 200,  # type: ignore[union-attr]
+            what="pages 1 and 2 processed",
+        )
+        await wait_for(lambda: store.jobs()[0].checkpoint.page_url is not None)
     saved = store.jobs()[0]
-    assert saved.checkpoint.page_url is not None  # somewhere in the middle
+    assert saved.state == "running"
+    assert saved.checkpoint.page_url is not None and "page=3" in saved.checkpoint.page_url
+    labelled_before = dict(repo.labelled)
+    assert sorted(labelled_before) == [n for n in repo.matching() if n <= 200]
+    repo.fail_page.clear()
+    listed_before = dict(repo.reads)
     async with running_app(settings(private_key_pem), backfill_store=store) as app:
         done = await until_final(app, job_id)
     assert done["state"] == "finished"
+    assert done["processed"] == done["listed"] == 400
     assert sorted(repo.labelled) == repo.matching()
     assert all(labels == ["bug"] for labels in repo.labelled.values())  # none labelled twice
-    assert set(labelled_before) <= set(repo.labelled)
-    # Pages done before the restart are not listed again; at most the two in progress are.
+    # Pages done before the restart are not listed again; the job goes on from page 3.
     assert repo.reads[1] == repo.reads[2] == 1
-    assert max(repo.reads.values()) <= 2
-    assert sum(repo.reads.values()) <= 4 + 2
+    assert repo.reads[3] == listed_before[3] + 1 and repo.reads[4] == 1
+
+
+async def test_a_live_event_during_a_backfill_is_served_before_the_backfills_writes(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    repo = FakeRepository(REPO, count=80, matching_every=1)  # every issue gets a write
+    repo.route(github)
+    order = repo.write_order
+    live = signed(
+        issue_event(number=5000, title="It crashes", labels=[], repository=REPO), "issues"
+    )
+    env = {"GITHUB_WRITE_INTERVAL": "0.05"}
+    async with running_app(settings(private_key_pem, **env)) as app:
+        job_id = (await start(app, repository=REPO, processors=["labeler"])).json()["id"]
+        await wait_for(lambda: len(order) >= 5, what="the backfill's first writes")
+        posted_at = len(order)
+        assert (await app.post(live)).status_code == 202
+        await wait_for(lambda: 5000 in order, what="the live event's label")
+        done = await until_final(app, job_id)
+    assert done["state"] == "finished"
+    # The live write waits at most for the backfill write on the wire and the one whose
+    # turn had begun, not behind the rest of the backfill.
+    assert order.index(5000) <= posted_at + 2
+    assert len(order) == 81 and len(set(order)) == 81
+
+
+async def test_a_cancelled_job_stops_listing_and_skips_its_queued_issues(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    repo = FakeRepository(REPO, count=400, matching_every=1)
+    repo.route(github)
+    env = {"GITHUB_WRITE_INTERVAL": "0.02"}
+    async with running_app(settings(private_key_pem, **env)) as app:
+        job_id = (await start(app, repository=REPO, processors=["labeler"])).json()["id"]
+        await wait_for(lambda: len(repo.labelled) >= 3, what="the first labels")
+        cancelled = await app.client.delete(f"{app.url}/admin/backfills/{job_id}", headers=AUTH)
+        written = len(repo.labelled)
+        await app.settle(timeout=10)
+        after = await job(app, job_id)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert after["state"] == "cancelled" and after["reason"] == "cancelled"
+    assert len(repo.labelled) <= written + 2  # at most the writes already under way
+    assert sum(repo.reads.values()) <= 2  # no page listed after the cancel
+
+
+async def test_an_issue_whose_event_is_dead_lettered_counts_as_an_error_and_the_job_ends(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    repo = FakeRepository(REPO, count=20, matching_every=10)
+    github.post(f"{API}/repos/{REPO}/issues/10/labels").mock(
+        return_value=httpx.Response(500, json={"message": "Server Error"})
+    )
+    repo.route(github)
+    env = {"RETRY_ATTEMPTS": "1"}
+    async with running_app(settings(private_key_pem, **env)) as app:
+        app.runtime.backfills.poll = 0.05
+        done = await until_final(app, (await start(app, repository=REPO)).json()["id"])
+        dead = app.runtime.queue.stats().dead_lettered_by_reason
+    assert done["state"] == "finished"
+    assert done["errors"] == 1 and done["processed"] == 20
+    assert sorted(repo.labelled) == [20]
+    assert sum(dead.values()) == 1

@@ -94,7 +94,7 @@ class BackfillService:
         self._codec = codec
         self._notify = notify
         self._clock = clock
-        self._poll = poll
+        self.poll = poll  # seconds between looks for room and for dead-lettered issues
         self._window = window_pages
         self.backfilling = tuple(p.name for p in registry if p.backfill is not None)
         self._jobs: dict[str, Job] = {job.id: job for job in store.jobs()}
@@ -314,7 +314,7 @@ class BackfillService:
                 break
             if self._queue.offer(envelope, Priority.LOW).admitted:
                 break
-            await self._until(lambda: False, job, timeout=self._poll)
+            await self._until(lambda: False, job, timeout=self.poll)
         page.waiting.add(number)
         self._waiting[delivery_id] = _Issue(job, page, number)
         self._notify()
@@ -367,7 +367,7 @@ class BackfillService:
             if deadline is not None and anyio.current_time() >= deadline:
                 return
             changed = self._changed
-            with anyio.move_on_after(self._poll):
+            with anyio.move_on_after(self.poll):
                 await changed.wait()
             self._settle_lost(job)
 

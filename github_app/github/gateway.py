@@ -31,7 +31,7 @@ from github_app.control.feedback import RequestMeter
 from github_app.errors import GitHubError, InstallationGone, RetryableGitHubError, SettingsError
 from github_app.github.app_auth import PreloadedAppAuthStrategy
 from github_app.github.etag_cache import DEFAULT_MAX_BYTES, ETagCache
-from github_app.github.pacing import InstallationPacer, Sleep
+from github_app.github.pacing import LIVE, InstallationPacer, Sleep
 from github_app.github.ratelimit import GatewayStats, RateLimitLedger, rate_limit_of, total_of
 from github_app.github.secondary_limits import (
     GITHUB_LIMITS,
@@ -255,12 +255,16 @@ class GitHubGateway:
             for namespace in ("apps", "issues", "repos", "pulls", "reactions"):
                 getattr(self.app.rest, namespace, None)
 
-    def hold_until(self, installation_id: int | None) -> tuple[float, str] | None:
+    def hold_until(
+        self, installation_id: int | None, urgency: int = LIVE
+    ) -> tuple[float, str] | None:
         """Must new work of this installation wait? ``(until, reason)`` in monotonic time.
 
         Yes while GitHub paused it (secondary limit), while its budget is under
         the reserve (until the reset), and while it already has writers queued
-        for their turn (so one installation cannot fill every worker slot).
+        for their turn (so one installation cannot fill every worker slot). Only writers at
+        least as urgent count (``urgency``, the event's priority): a live event is not held
+        behind a backfill's writer, whose turn it takes.
         """
         if installation_id is None:
             return None
@@ -268,10 +272,11 @@ class GitHubGateway:
         if state is None:
             return None
         hold = state.ledger.hold_until()
-        if hold is None and state.pacer.waiting_writers >= self._max_waiting_writers:
+        ahead = state.pacer.writers_ahead_of(urgency)
+        if hold is None and ahead >= self._max_waiting_writers:
             now = self._monotonic()
             wait = max(state.pacer.interval, state.pacer.backlog() - state.pacer.interval)
-            hold = (now + wait, f"{state.pacer.waiting_writers} writes waiting for their turn")
+            hold = (now + wait, f"{ahead} writes waiting for their turn")
         if hold is not None:
             state.ledger.waits += 1
         return hold

@@ -87,6 +87,10 @@ class InstallationPacer:
     def waiting_writers(self) -> int:
         return len(self._waiting)
 
+    def writers_ahead_of(self, urgency: int) -> int:
+        """Writers waiting that would go before (or with) one of this urgency."""
+        return sum(1 for ticket in self._waiting if ticket[0] <= urgency)
+
     @property
     def interval(self) -> float:
         return self.budget.interval(self._clock())
