@@ -27,7 +27,7 @@ from github_app.admin.sampler import INTERVAL, SERIES, Reading, Sampler, reading
 from github_app.admin.status import StatusReporter
 from github_app.backfill.lister import Lister
 from github_app.backfill.service import BackfillService
-from github_app.backfill.store import JobStore, MemoryJobStore
+from github_app.backfill.store import JobStore, MemoryJobStore, SpoolJobStore
 from github_app.config import Settings
 from github_app.control.autoscale import Autoscaler, GitHubGate, HostSampler
 from github_app.control.breaker import CircuitBreaker
@@ -141,7 +141,7 @@ class Runtime:
         self.gate = GitHubGate(self.controller, self.breaker, on_observation=on_observation)
         # Backfill jobs offer existing issues at LOW priority; the runner reports each one back.
         self.backfills = BackfillService(
-            store=backfill_store if backfill_store is not None else MemoryJobStore(),
+            store=backfill_store if backfill_store is not None else self._job_store(),
             lister=Lister(self.gateway),
             queue=self.queue,
             codec=self.codec,
@@ -222,6 +222,12 @@ class Runtime:
         self._shutdown_done = anyio.Event()
         self._stop_now = False
         self._drain_scope: anyio.CancelScope | None = None
+
+    def _job_store(self) -> JobStore:
+        """Backfill jobs live in the spool when there is one, else in memory."""
+        if self._store is not None and self._committer is not None:
+            return SpoolJobStore(self._store, self._committer)
+        return MemoryJobStore()
 
     def backlog(self) -> Backlog:
         """The queue for the controller: takeable work, and work that must wait.

@@ -8,6 +8,7 @@ admin API as the command does.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -236,6 +237,52 @@ async def test_a_restart_resumes_the_job_from_its_checkpoint_without_listing_or_
     # Pages done before the restart are not listed again; the job goes on from page 3.
     assert repo.reads[1] == repo.reads[2] == 1
     assert repo.reads[3] == listed_before[3] + 1 and repo.reads[4] == 1
+
+
+async def test_after_a_restart_the_spool_gives_the_job_back_and_it_finishes_without_rewriting(
+    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+) -> None:
+    repo = FakeRepository(REPO, count=300, matching_every=10, fail_page={3: 1000})
+    repo.route(github)
+    env = {"QUEUE_BACKEND": "sqlite", "STATE_DIR": str(tmp_path / "state")}
+    async with running_app(settings(private_key_pem, **env)) as app:
+        job_id = (await start(app, repository=REPO)).json()["id"]
+        await wait_for(lambda: repo.reads[3] >= 1, timeout=10, what="page 3 to fail")
+        await wait_for(
+            lambda: app.runtime.backfills.get(job_id).processed == 200,  # type: ignore[union-attr]
+            what="pages 1 and 2 processed",
+        )
+    repo.fail_page.clear()
+    labelled_before = len(repo.labelled)
+    async with running_app(settings(private_key_pem, **env)) as app:
+        done = await until_final(app, job_id)
+        listed = (await app.client.get(f"{app.url}/admin/backfills", headers=AUTH)).json()
+    assert labelled_before == 20
+    assert done["state"] == "finished" and done["processed"] == 300
+    assert listed["count"] == 1
+    assert sorted(repo.labelled) == repo.matching()
+    assert all(labels == ["bug"] for labels in repo.labelled.values())
+    assert repo.reads[1] == repo.reads[2] == 1
+
+
+async def test_events_of_an_earlier_run_kept_by_the_spool_are_skipped_not_run_twice(
+    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+) -> None:
+    repo = FakeRepository(REPO, count=150, matching_every=10)
+    repo.route(github)
+    env = {"QUEUE_BACKEND": "sqlite", "STATE_DIR": str(tmp_path / "state")}
+    async with running_app(settings(private_key_pem, **env), paused=True) as app:
+        job_id = (await start(app, repository=REPO)).json()["id"]
+        await wait_for(lambda: len(app.runtime.queue) == 150, what="both pages queued")
+    assert repo.labelled == {}
+    async with running_app(settings(private_key_pem, **env)) as app:
+        done = await until_final(app, job_id)
+        skipped = app.runtime.runner.stats.events_ok
+    assert done["state"] == "finished" and done["processed"] == 150
+    assert sorted(repo.labelled) == repo.matching()
+    assert all(labels == ["bug"] for labels in repo.labelled.values())
+    assert skipped == 300  # 150 replayed from the first run and skipped, 150 processed
+    assert repo.reads[1] == 2  # the first page was not done: listed again
 
 
 async def test_a_live_event_during_a_backfill_is_served_before_the_backfills_writes(

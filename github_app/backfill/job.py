@@ -234,9 +234,11 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     examples: list[str] = field(default_factory=list)
+    runs: int = 0  # times it was started: once, plus once per restart that resumed it
 
     def start(self, now: float) -> None:
         self._move(JobState.RUNNING)
+        self.runs += 1
         if self.started_at is None:
             self.started_at = now
 
@@ -318,6 +320,7 @@ class Job:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "examples": self.examples,
+            "runs": self.runs,
         }
 
     @classmethod
@@ -333,4 +336,5 @@ class Job:
             started_at=data.get("started_at"),
             finished_at=data.get("finished_at"),
             examples=list(data.get("examples") or ()),
+            runs=int(data.get("runs", 0)),
         )

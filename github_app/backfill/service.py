@@ -307,13 +307,11 @@ class BackfillService:
         page: _Page,
         number: int,
     ) -> None:
-        delivery_id = f"backfill-{job.id}-{repository}#{number}"
+        # One id per run of the job: an event of an earlier run that the spool kept is
+        # skipped (``wanted``), its issue is offered again unless the checkpoint has it done.
+        delivery_id = f"backfill-{job.id}-{job.runs}-{repository}#{number}"
         envelope = self._envelope(job, installation, repository, issue, delivery_id)
-        while True:
-            if self._queue.knows(delivery_id):  # still queued from before a restart
-                break
-            if self._queue.offer(envelope, Priority.LOW).admitted:
-                break
+        while not (await self._queue.admit(envelope, Priority.LOW)).admitted:
             await self._until(lambda: False, job, timeout=self.poll)
         page.waiting.add(number)
         self._waiting[delivery_id] = _Issue(job, page, number)
