@@ -17,8 +17,11 @@ Routes:
 - ``GET /repos/{o}/{r}/contents/{path}``: the repository config (``World.config``) with
   an ETag; ``If-None-Match`` with that ETag is answered 304, which uses no budget;
   404 when the repository has no config;
-- ``GET /repos/{o}/{r}/issues``: the open issues, 100 a page (``?creator=`` answers
-  ``World.creator_issues``); ``GET .../issues/{n}``; ``GET .../issues/{n}/comments`` (none);
+- ``GET /repos/{o}/{r}/issues``: the open issues, ``per_page`` (100) a page with a
+  ``Link: rel="next"`` header, labels added since shown (``?creator=`` answers
+  ``World.creator_issues``); ``GET /repos/{o}/{r}`` (its open issue count);
+  ``GET /repos/{o}/{r}/installation`` (``World.installation``, with the app's JWT);
+  ``GET .../issues/{n}``; ``GET .../issues/{n}/comments`` (none);
   ``GET /repos/{o}/{r}/collaborators/{login}/permission`` (``World.roles``);
 - ``POST .../issues/{n}/labels`` records the labels and when; every other write is
   answered 200; any other GET 404.
@@ -59,7 +62,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import anyio
 from starlette.types import Receive, Scope, Send
@@ -69,6 +72,8 @@ Answer = tuple[int, Headers, bytes]
 
 MINT = re.compile(r"^/app/installations/(\d+)/access_tokens$")
 REPO = re.compile(r"^/repos/([^/]+)/([^/]+)/(.+)$")
+REPO_ONLY = re.compile(r"^/repos/([^/]+)/([^/]+)$")
+INSTALLATION_OF = re.compile(r"^/repos/([^/]+)/([^/]+)/installation$")
 CONTENTS = re.compile(r"^contents/(.+)$")
 ISSUE = re.compile(r"^issues/(\d+)$")
 LABELS = re.compile(r"^issues/(\d+)/labels(?:/.*)?$")
@@ -122,6 +127,7 @@ class World:
     open_issues: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
     creator_issues: list[dict[str, Any]] = field(default_factory=list)  # ?creator= for anyone
     roles: Mapping[str, str] = field(default_factory=dict)  # login -> role_name (else "read")
+    installation: int = 1  # what ``GET /repos/{o}/{r}/installation`` answers
 
     def config_of(self, repo: str) -> bytes | None:
         if self.config_repos is not None and repo not in self.config_repos:
@@ -141,8 +147,14 @@ class Installation:
 class GitHubSim:
     """The simulated API (an ASGI app); its counters are served at ``/_sim/stats``."""
 
-    def __init__(self, limits: Limits | None = None, world: World | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        world: World | None = None,
+        base_url: str = "https://api.github.com",
+    ) -> None:
         self.limits = limits or Limits()
+        self.base_url = base_url  # where the app reaches it: the issue list's Link URLs
         self.world = world or World()
         etag = hashlib.sha256(self.world.config or b"").hexdigest()[:20]
         self.config_etag = f'"{etag}"'
@@ -160,6 +172,7 @@ class GitHubSim:
         self.peak = 0
         self.held_until = 0.0  # everyone, after the global cap with hold_offenders
         self.secondary_hits: list[float] = []
+        self.added_labels: dict[tuple[str, int], list[dict[str, str]]] = {}
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -240,6 +253,10 @@ class GitHubSim:
             if self.limits.serve_mints:
                 await self._serve()
             return self._mint(int(minted.group(1)))
+        located = INSTALLATION_OF.match(path)
+        if located and method == "GET":  # asked with the app's JWT
+            self.counts["installation_lookups"] += 1
+            return 200, [], json.dumps({"id": self.world.installation}).encode()
         installation = self.tokens.get(headers.get("authorization", "").rsplit(" ", 1)[-1])
         if installation is None:
             self.counts["unauthorised"] += 1
@@ -381,6 +398,12 @@ class GitHubSim:
         headers: Mapping[str, str],
         body: bytes,
     ) -> Answer:
+        whole = REPO_ONLY.match(path)
+        if whole is not None and method == "GET":
+            self.counts["gets"] += 1
+            repo = f"{whole.group(1)}/{whole.group(2)}"
+            count = len(self.world.open_issues.get(repo, []))
+            return 200, [], json.dumps({"full_name": repo, "open_issues_count": count}).encode()
         match = REPO.match(path)
         if match is None:
             return 404, [], NOT_FOUND
@@ -403,8 +426,22 @@ class GitHubSim:
             if "creator" in query:
                 return 200, [], json.dumps(self.world.creator_issues).encode()
             page = int(query.get("page", ["1"])[0])
+            per_page = int(query.get("per_page", ["100"])[0])
             issues = self.world.open_issues.get(repo, [])
-            return 200, [], json.dumps(issues[(page - 1) * 100 : page * 100]).encode()
+            shown = issues[(page - 1) * per_page : page * per_page]
+            added = self.added_labels
+            if added:
+                shown = [
+                    {**i, "labels": [*i.get("labels", ()), *added.get((repo, i["number"]), ())]}
+                    for i in shown
+                ]
+            self.counts["issue_pages"] += 1
+            extra: Headers = []
+            if page * per_page < len(issues):
+                following = {k: v[0] for k, v in query.items()} | {"page": str(page + 1)}
+                link = f'<{self.base_url}/repos/{repo}/issues?{urlencode(following)}>; rel="next"'
+                extra.append((b"link", link.encode()))
+            return 200, extra, json.dumps(shown).encode()
         if issue := ISSUE.match(rest):
             return 200, [], json.dumps({"number": int(issue.group(1)), "state": "open"}).encode()
         if COMMENTS.match(rest):
@@ -432,6 +469,7 @@ class GitHubSim:
         sent = json.loads(body or b"{}")
         labels: list[str] = sent.get("labels", []) if isinstance(sent, dict) else sent
         self.labels.append((time.time(), installation, repo, number, labels))
+        self.added_labels.setdefault((repo, number), []).extend({"name": n} for n in labels)
         self.counts["label_writes"] += 1
         answer = [{"id": i, "name": name} for i, name in enumerate(labels)]
         return 200, [], json.dumps(answer).encode()

@@ -40,6 +40,7 @@ from github_app.dispatch.runner import EventRunner
 from github_app.errors import SettingsError
 from github_app.event_models import warm_up
 from github_app.github.gateway import GitHubGateway
+from github_app.github.secondary_limits import GITHUB_LIMITS, SecondaryLimits
 from github_app.intake.route import WebhookIntake
 from github_app.logs import install_context, named_ids
 from github_app.queue.compression import PayloadCodec
@@ -77,9 +78,12 @@ class Runtime:
         on_observation: Callable[[Observation], None] | None = None,
         on_decision: Callable[[Decision], None] | None = None,
         backfill_store: JobStore | None = None,
+        github_limits: SecondaryLimits = GITHUB_LIMITS,
     ) -> None:
         """``on_observation`` and ``on_decision`` see what the width controller is told and
-        decides (benchmarks record them)."""
+        decides (benchmarks record them). ``backfill_store`` keeps backfill jobs (default:
+        the spool, or memory); ``github_limits`` are GitHub's secondary limits, which a
+        benchmark scales down in time."""
         install_context()
         self.settings = settings
         self.started_at = clock()
@@ -133,7 +137,7 @@ class Runtime:
             start=min(settings.workers_max, max(settings.workers_min, INITIAL_WIDTH)),
         )
         self.gateway = GitHubGateway(
-            settings, transport=transport, clock=clock, meter=self.controller
+            settings, transport=transport, clock=clock, meter=self.controller, limits=github_limits
         )
         self.configs = RepoConfigStore(self.registry)
         self.metrics = Metrics(clock=clock)

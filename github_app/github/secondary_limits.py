@@ -22,6 +22,7 @@ back to the old pace, which would meet the limit again after each pause.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -51,6 +52,18 @@ class SecondaryLimits:
     write_interval: float = 1.0
     lowered_factor: float = 0.5
     lowered_for: float = HOUR
+    minute: float = MINUTE  # the windows' lengths: a benchmark shrinks time with these
+    hour: float = HOUR
+
+    def scaled(self, factor: float) -> SecondaryLimits:
+        """The same limits with every span (interval, windows) times ``factor``."""
+        return dataclasses.replace(
+            self,
+            write_interval=self.write_interval * factor,
+            lowered_for=self.lowered_for * factor,
+            minute=self.minute * factor,
+            hour=self.hour * factor,
+        )
 
 
 GITHUB_LIMITS = SecondaryLimits()  # as github.com documents them
@@ -112,9 +125,9 @@ class RequestBudget:
         return self.limits.write_interval / self._scale(now)
 
     def _forget(self, now: float) -> None:
-        while self._points and self._points[0][0] <= now - MINUTE:
+        while self._points and self._points[0][0] <= now - self.limits.minute:
             self._points_total -= self._points.popleft()[1]
-        while self._content and self._content[0] <= now - HOUR:
+        while self._content and self._content[0] <= now - self.limits.hour:
             self._content.popleft()
 
     def points(self, method: str) -> int:
@@ -133,14 +146,20 @@ class RequestBudget:
             for sent, points in self._points:
                 freed += points
                 if freed >= excess:
-                    waits.append(sent + MINUTE - now)
+                    waits.append(sent + self.limits.minute - now)
                     break
         if method not in READ_METHODS:
             if self._last_write is not None:
                 waits.append(self._last_write + self.interval(now) - now)
             if content:
-                waits.append(self._window_wait(now, MINUTE, self.limits.content_per_minute, scale))
-                waits.append(self._window_wait(now, HOUR, self.limits.content_per_hour, scale))
+                waits.append(
+                    self._window_wait(
+                        now, self.limits.minute, self.limits.content_per_minute, scale
+                    )
+                )
+                waits.append(
+                    self._window_wait(now, self.limits.hour, self.limits.content_per_hour, scale)
+                )
         return max(waits)
 
     def _window_wait(self, now: float, span: float, allowance: int, scale: float) -> float:
@@ -178,7 +197,7 @@ class RequestBudget:
             lowered = self._lowered_until - now
         return BudgetStats(
             points_last_minute=self._points_total,
-            content_last_minute=sum(1 for sent in self._content if sent > now - MINUTE),
+            content_last_minute=sum(1 for sent in self._content if sent > now - self.limits.minute),
             content_last_hour=len(self._content),
             lowered_for=lowered,
         )
