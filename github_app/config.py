@@ -196,6 +196,13 @@ class Settings(BaseSettings):
         description="seconds between two writes of one installation, as GitHub asks; "
         "installations do not wait for each other",
     )
+    github_secondary_limits: Annotated[Literal["github", "off"], BeforeValidator(_lower)] = Field(
+        "github",
+        description="`github`: keep github.com's documented secondary limits ahead of time, per "
+        "installation (80 content-generating requests a minute, 500 an hour, 900 points a "
+        "minute); `off` for a GitHub Enterprise Server whose administrator left them off (one "
+        "write at a time, GITHUB_WRITE_INTERVAL apart, still holds)",
+    )
     github_content_creating: Annotated[str, AfterValidator(_content_rules)] = Field(
         "",
         description="more requests GitHub counts as content-generating (80 a minute, 500 an "

@@ -65,6 +65,7 @@ def start(folder: Path, github: FakeGitHub, private_key: str, **env: str) -> Ser
                 WEBHOOK_SECRET=SECRET,
                 GITHUB_API_URL=github.url,
                 GITHUB_WRITE_INTERVAL="0",
+                GITHUB_SECONDARY_LIMITS="off",  # 120 welcome comments a minute: not GitHub's pace
                 DRY_RUN="false",
                 ADMIN_TOKEN=ADMIN,
                 STATE_DIR=str(folder / "state"),

@@ -161,7 +161,8 @@ class GitHubGateway:
         self._not_found_delays = tuple(not_found_delays)
         self._max_waiting_writers = max_waiting_writers
         self.etags = ETagCache(etag_max_bytes)
-        self._limits = limits if self.dry_run_transport is None else UNLIMITED
+        keep = self.dry_run_transport is None and settings.github_secondary_limits == "github"
+        self._limits = limits if keep else UNLIMITED
         self._content = ContentRules(
             filter(None, (rule.strip() for rule in settings.github_content_creating.split(",")))
         )
