@@ -308,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queued", type=int, default=20_000)
     parser.add_argument("--restart", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=("ingest",), help="run one measurement only")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.port)
@@ -343,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{sqlite.p99_ms - memory.p99_ms:+.1f} ms (target <= +5 ms)",
             flush=True,
         )
+        if args.only == "ingest":
+            return 0
         for backend in BACKENDS:
             h = held(backend, batch[: WARM_UP + args.queued], root / f"h{backend}")
             print(

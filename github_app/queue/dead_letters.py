@@ -106,6 +106,9 @@ class DeadLetterQueue:
     def __contains__(self, delivery_id: object) -> bool:
         return delivery_id in self._entries
 
+    def get(self, delivery_id: str) -> DeadLetter | None:
+        return self._entries.get(delivery_id)
+
     def add(
         self, item: QueuedEvent, reason: str, error: str | None, *, at: float | None = None
     ) -> DeadLetter:

@@ -53,9 +53,12 @@ class RecentDeliveries:
         if self._journal is not None:
             self._journal.remembered(delivery_id, self._clock())
 
-    def load(self, delivery_id: str) -> None:
-        """Remember without telling the journal (start-up loads what it recorded)."""
+    def load(self, delivery_id: str, *, seen: bool = True) -> None:
+        """Remember (or forget) without telling the journal: start-up loads what it recorded."""
         ids = self._ids
+        if not seen:
+            ids.pop(delivery_id, None)
+            return
         if delivery_id in ids:
             ids.move_to_end(delivery_id)
             return

@@ -81,7 +81,7 @@ class SpoolJournal:
         self._committer.write([remember_delivery(delivery_id, at)])
 
     def forgotten(self, delivery_id: str) -> None:
-        self._committer.write([forget_delivery(delivery_id)])
+        self._committer.write([forget_delivery(delivery_id, self._wall_clock())])
 
     # SucceededJournal
 

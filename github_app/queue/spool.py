@@ -7,7 +7,9 @@ One file, ``spool.sqlite3``, in WAL mode, written by one connection:
   not-before as wall-clock time, last error, the dead-letter reason);
   ``payloads`` holds its compressed body apart, so a start-up replay reads
   the small rows only and a take reads one payload by key.
-- ``deliveries``: the delivery ids admitted in GitHub's redelivery window.
+- ``deliveries``: a log of the delivery ids remembered and forgotten in
+  GitHub's redelivery window, in order (appended, never looked up: a row costs
+  one sequential write on the request path).
 - ``succeeded``: per delivery, the processors that already succeeded.
 
 Writes are grouped: every write asked for while the previous transaction
@@ -47,6 +49,8 @@ APPLICATION_ID = 0x41495031  # "AIP1": this app's spool, not any SQLite file
 SYNC_MODES = ("normal", "full")
 WAL_LIMIT = 64 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint
 MAINTENANCE_EVERY = 30.0  # seconds between checkpoints, incremental vacuum and pruning
+DELIVERY_LOG_ROWS = 400_000  # newest rows of the delivery log kept (the memory holds 100,000)
+LAZY_WRITES = 0.02  # seconds a write nobody waits for may wait for a group to join
 RETRY_PAUSE = 1.0  # after a failed commit, before writes that need no answer are tried again
 
 SCHEMA = """
@@ -70,9 +74,8 @@ CREATE TABLE events (
     dead_reason TEXT,
     dead_at REAL
 );
-CREATE INDEX events_delivery ON events (delivery_id);
 CREATE TABLE payloads (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE deliveries (delivery_id TEXT NOT NULL, at REAL NOT NULL, seen INTEGER NOT NULL);
 CREATE TABLE succeeded (
     delivery_id TEXT PRIMARY KEY, processors TEXT NOT NULL, at REAL NOT NULL
 ) WITHOUT ROWID;
@@ -209,11 +212,12 @@ class SpoolStore:
                 row[0], envelope, row[11], row[12], row[13], row[14], row[15], row[16], row[17]
             )
 
-    def deliveries(self, since: float) -> Iterator[str]:
+    def deliveries(self, since: float) -> Iterator[tuple[str, bool]]:
+        """(delivery id, remembered or forgotten) since ``since``, in the order it happened."""
         rows = self._reader.execute(
-            "SELECT delivery_id FROM deliveries WHERE seen_at >= ? ORDER BY seen_at", (since,)
+            "SELECT delivery_id, seen FROM deliveries WHERE at >= ? ORDER BY rowid", (since,)
         )
-        return (row[0] for row in rows)
+        return ((row[0], bool(row[1])) for row in rows)
 
     def succeeded(self, since: float) -> Iterator[tuple[str, tuple[str, ...], float]]:
         rows = self._reader.execute(
@@ -255,11 +259,15 @@ class SpoolStore:
         except (sqlite3.Error, OSError) as exc:
             raise SpoolError(_describe(exc)) from None
 
-    def maintain(self, prune_before: float) -> None:
+    def maintain(self, prune_before: float, keep_deliveries: int = DELIVERY_LOG_ROWS) -> None:
         """Drop delivery memory older than the window, give free pages back, cut the WAL."""
         self.apply(
             [
-                ("DELETE FROM deliveries WHERE seen_at < ?", (prune_before,)),
+                ("DELETE FROM deliveries WHERE at < ?", (prune_before,)),
+                (
+                    "DELETE FROM deliveries WHERE rowid <= (SELECT max(rowid) FROM deliveries) - ?",
+                    (keep_deliveries,),
+                ),
                 ("DELETE FROM succeeded WHERE at < ?", (prune_before,)),
             ]
         )
@@ -277,16 +285,14 @@ class SpoolStore:
 # --- the writes, as statements ----------------------------------------------------------------
 
 
-def insert_event(seq: int, envelope: Envelope, priority: int, payload: bytes) -> list[Op]:
-    """A new arrival; it replaces the dead letter of the same delivery (GitHub redelivered it)."""
+def insert_event(
+    seq: int, envelope: Envelope, priority: int, payload: bytes, *, replaces: int | None = None
+) -> list[Op]:
+    """A new arrival; it replaces the dead letter ``replaces`` of the same delivery (GitHub
+    redelivered it) in the same transaction."""
     e = envelope
     return [
-        (
-            "DELETE FROM payloads WHERE id IN (SELECT id FROM events"
-            " WHERE delivery_id = ? AND dead_reason IS NOT NULL)",
-            (e.delivery_id,),
-        ),
-        ("DELETE FROM events WHERE delivery_id = ? AND dead_reason IS NOT NULL", (e.delivery_id,)),
+        *(delete_event(replaces) if replaces is not None else ()),
         (
             "INSERT INTO events (id, delivery_id, event, action, installation_id, repository,"
             " issue_number, sender_login, sender_type, received_at, raw_size, size, priority)"
@@ -345,11 +351,11 @@ def redrive_event(old_seq: int, new_seq: int) -> list[Op]:
 
 
 def remember_delivery(delivery_id: str, at: float) -> Op:
-    return ("INSERT OR REPLACE INTO deliveries VALUES (?, ?)", (delivery_id, at))
+    return ("INSERT INTO deliveries VALUES (?, ?, 1)", (delivery_id, at))
 
 
-def forget_delivery(delivery_id: str) -> Op:
-    return ("DELETE FROM deliveries WHERE delivery_id = ?", (delivery_id,))
+def forget_delivery(delivery_id: str, at: float) -> Op:
+    return ("INSERT INTO deliveries VALUES (?, ?, 0)", (delivery_id, at))
 
 
 def record_succeeded(delivery_id: str, processors: Iterable[str], at: float) -> Op:
@@ -394,6 +400,7 @@ class GroupCommitter:
         self._wake = anyio.Event()
         self._running = False
         self._flushing = False
+        self._one_at_a_time = anyio.Lock()  # one connection: one transaction at a time
         self.problem: str | None = None
         self.commits = 0
         self.writes = 0
@@ -406,8 +413,9 @@ class GroupCommitter:
         return self._flushing or bool(self._ops or self._awaited or self._retry)
 
     def write(self, ops: Iterable[Op]) -> None:
+        """Commit ``ops`` with the next group, or within ``LAZY_WRITES`` seconds if none comes:
+        a write nobody waits for does not start a commit of its own during a burst."""
         self._ops.extend(ops)
-        self._wake.set()
 
     async def commit(self, ops: Iterable[Op]) -> None:
         """Return once ``ops`` are committed; ``SpoolError`` if their group failed."""
@@ -429,9 +437,15 @@ class GroupCommitter:
         next_maintenance = time.monotonic() + MAINTENANCE_EVERY
         try:
             while True:
-                wait = max(0.0, next_maintenance - time.monotonic())
-                with anyio.move_on_after(RETRY_PAUSE if self._retry else wait):
-                    await self._wake.wait()
+                if not self._awaited:
+                    wait = max(0.0, next_maintenance - time.monotonic())
+                    if self._retry:
+                        wait = RETRY_PAUSE
+                    elif self._ops:
+                        wait = min(wait, LAZY_WRITES)
+                    with anyio.move_on_after(wait):
+                        await self._wake.wait()
+                self._wake = anyio.Event()
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + MAINTENANCE_EVERY
                     with anyio.CancelScope(shield=True):
@@ -446,7 +460,10 @@ class GroupCommitter:
 
     async def flush(self) -> None:
         """Commit what was asked so far (one group)."""
-        self._wake = anyio.Event()
+        async with self._one_at_a_time:
+            await self._flush()
+
+    async def _flush(self) -> None:
         ops, awaited, retry = self._ops, self._awaited, self._retry
         if not ops and not awaited and not retry:
             return

@@ -17,6 +17,7 @@ Retry-After, GitHub shows it as failed, nothing is lost.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -85,15 +86,15 @@ class SpooledQueue:
         if not admission.admitted:
             return admission
         seq = self._memory.next_seq()
+        replaces = self._memory.dead_letter_seq(envelope.delivery_id)
+        ops = insert_event(seq, envelope, priority, envelope.payload, replaces=replaces)
         self._pending_events += 1
         self._pending_bytes += size
         try:
             # Shielded: once asked, the commit's outcome must reach the scheduler, or a
             # committed event would wait on disk unknown to this process.
             with anyio.CancelScope(shield=True):
-                await self._committer.commit(
-                    insert_event(seq, envelope, priority, envelope.payload)
-                )
+                await self._committer.commit(ops)
         except SpoolError as exc:
             self.refused_unavailable += 1
             reason = f"the spool cannot store events now: {exc}"
@@ -101,7 +102,7 @@ class SpooledQueue:
         finally:
             self._pending_events -= 1
             self._pending_bytes -= size
-        self._memory.enqueue(envelope._replace(payload=b""), priority, size, seq=seq)
+        self._memory.enqueue(index_of(envelope), priority, size, seq=seq)
         return ADMITTED
 
     def knows(self, delivery_id: str) -> bool:
@@ -187,6 +188,29 @@ class SpooledQueue:
         return replace(self._memory.stats(), spool=spool)
 
 
+def _shared(text: str | None) -> str | None:
+    return None if text is None else sys.intern(text)
+
+
+def index_of(envelope: Envelope) -> Envelope:
+    """What the scheduler keeps of a spooled event: the envelope without its payload, the
+    names that repeat across events (event, action, repository, sender) shared, not copied."""
+    e = envelope
+    return Envelope(
+        e.delivery_id,
+        sys.intern(e.event),
+        _shared(e.action),
+        e.installation_id,
+        _shared(e.repository),
+        e.issue_number,
+        _shared(e.sender_login),
+        _shared(e.sender_type),
+        e.received_at,
+        b"",
+        e.raw_size,
+    )
+
+
 @dataclass(frozen=True)
 class Recovered:
     queued: int
@@ -210,14 +234,14 @@ def replay(
     """
     now = clock()
     since = now - window
-    for delivery_id in store.deliveries(since):
-        deliveries.load(delivery_id)
+    for delivery_id, seen in store.deliveries(since):
+        deliveries.load(delivery_id, seen=seen)
     for delivery_id, processors, at in store.succeeded(since):
         succeeded.load(delivery_id, processors, at)
     queued = dead = 0
     oldest: float | None = None
     for row in store.events():
-        envelope, priority = row.envelope, Priority(row.priority)
+        envelope, priority = index_of(row.envelope), Priority(row.priority)
         if row.dead_reason is not None:
             dead += 1
             memory.restore_dead_letter(
