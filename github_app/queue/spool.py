@@ -400,6 +400,8 @@ class GroupCommitter:
         self._wake = anyio.Event()
         self._running = False
         self._flushing = False
+        self._idle = False  # the writer waits with nothing to write
+        self._ops_since = 0.0  # when the oldest write nobody waits for was asked
         self._one_at_a_time = anyio.Lock()  # one connection: one transaction at a time
         self.problem: str | None = None
         self.commits = 0
@@ -415,7 +417,11 @@ class GroupCommitter:
     def write(self, ops: Iterable[Op]) -> None:
         """Commit ``ops`` with the next group, or within ``LAZY_WRITES`` seconds if none comes:
         a write nobody waits for does not start a commit of its own during a burst."""
+        if not self._ops:
+            self._ops_since = time.monotonic()
         self._ops.extend(ops)
+        if self._idle:
+            self._wake.set()  # the writer sleeps until maintenance: it must count from now
 
     async def commit(self, ops: Iterable[Op]) -> None:
         """Return once ``ops`` are committed; ``SpoolError`` if their group failed."""
@@ -442,10 +448,14 @@ class GroupCommitter:
                     if self._retry:
                         wait = RETRY_PAUSE
                     elif self._ops:
-                        wait = min(wait, LAZY_WRITES)
+                        wait = min(wait, max(0.0, self._ops_since + LAZY_WRITES - time.monotonic()))
+                    self._idle = not self._ops and not self._retry
                     with anyio.move_on_after(wait):
                         await self._wake.wait()
+                    self._idle = False
                 self._wake = anyio.Event()
+                if not self._awaited and self._ops and not self._retry and not self._lazy_due():
+                    continue  # a lazy write woke the idle writer: it waits LAZY_WRITES now
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + MAINTENANCE_EVERY
                     with anyio.CancelScope(shield=True):
@@ -457,6 +467,9 @@ class GroupCommitter:
             with anyio.CancelScope(shield=True):
                 await self.flush()
                 self._fail_waiting("the spool is closed")
+
+    def _lazy_due(self) -> bool:
+        return time.monotonic() - self._ops_since >= LAZY_WRITES
 
     async def flush(self) -> None:
         """Commit what was asked so far (one group)."""
