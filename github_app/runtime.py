@@ -321,6 +321,7 @@ class Runtime:
         group.start_soon(self.autoscaler.run)
         group.start_soon(self.sampler.run)
         group.start_soon(self.backfills.run)
+        group.start_soon(self.gateway.renew_tokens)
 
     def close(self) -> None:
         """Close the spool and let go of the state directory (after ``running`` ends)."""

@@ -142,3 +142,51 @@ def test_unloadable_private_key_is_a_one_line_settings_error() -> None:
         GitHubGateway(make_settings(pem))
     assert "private key cannot be loaded" in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+async def test_tokens_in_use_are_renewed_in_the_background_before_they_expire(
+    private_key_pem: str,
+) -> None:
+    clock = Clock(EXPIRY - 3600)
+    naps: list[float] = []
+    renewed = anyio.Event()
+
+    async def sleep(seconds: float) -> None:
+        if seconds < 1:  # the app principal's spacing between two mints
+            await anyio.sleep(seconds)
+            return
+        naps.append(seconds)  # the renewal loop's pause: one look, then the test stops it
+        renewed.set()
+        await anyio.sleep_forever()
+
+    with respx.mock() as router:
+        mints = {n: minting(router, n) for n in (7, 8)}
+        gateway = GitHubGateway(make_settings(private_key_pem), clock=clock, sleep=sleep)
+        assert await gateway.tokens.get(7) == "ghs_1"
+        assert await gateway.tokens.get(8) == "ghs_1"
+        assert gateway.tokens.due() == []  # an hour left: nothing to renew yet
+        clock.now = EXPIRY - 15 * 60  # within the 20 minutes ahead, outside the 5-minute margin
+        assert gateway.tokens.due() == [7, 8]
+        async with anyio.create_task_group() as group:
+            group.start_soon(gateway.renew_tokens)
+            await renewed.wait()
+            group.cancel_scope.cancel()
+        assert await gateway.tokens.get(7) == "ghs_2"  # the renewed one, no mint on the way
+        assert await gateway.tokens.get(8) == "ghs_2"
+        stats = gateway.stats()
+        await gateway.aclose()
+    assert [m.call_count for m in mints.values()] == [2, 2]
+    assert gateway.tokens.renewed == 2 and naps == [60.0]
+    assert stats.app.calls == {"POST": 4}  # the mints, on the app's own paced principal
+
+
+async def test_a_renewal_that_finds_a_fresh_token_mints_nothing(private_key_pem: str) -> None:
+    clock = Clock(EXPIRY - 3600)
+    with respx.mock() as router:
+        mint = minting(router)
+        gateway = GitHubGateway(make_settings(private_key_pem), clock=clock)
+        await gateway.tokens.get(7)
+        assert await gateway.tokens.renew(7) is False
+        assert await gateway.tokens.renew(99) is False  # never minted: nothing to renew
+        await gateway.aclose()
+    assert mint.call_count == 1

@@ -31,7 +31,7 @@ from github_app.control.feedback import RequestMeter
 from github_app.errors import GitHubError, InstallationGone, RetryableGitHubError, SettingsError
 from github_app.github.app_auth import PreloadedAppAuthStrategy
 from github_app.github.etag_cache import DEFAULT_MAX_BYTES, ETagCache
-from github_app.github.pacing import LIVE, InstallationPacer, Sleep
+from github_app.github.pacing import BACKGROUND, LIVE, InstallationPacer, Sleep, serving
 from github_app.github.ratelimit import GatewayStats, RateLimitLedger, rate_limit_of, total_of
 from github_app.github.secondary_limits import (
     GITHUB_LIMITS,
@@ -39,7 +39,12 @@ from github_app.github.secondary_limits import (
     ContentRules,
     SecondaryLimits,
 )
-from github_app.github.tokens import CachedToken, InstallationAuthStrategy, TokenCache
+from github_app.github.tokens import (
+    RENEW_AHEAD,
+    CachedToken,
+    InstallationAuthStrategy,
+    TokenCache,
+)
 from github_app.github.transport import (
     NOT_FOUND_DELAYS,
     WRITE_METHODS,
@@ -65,6 +70,7 @@ WARM_MODELS = (
     "ContentFile",
     "Reaction",
 )
+RENEW_EVERY = 60.0  # seconds between looks for tokens to renew
 MAX_WAITING_WRITERS = 1  # beyond this, an installation's next events wait in the queue
 
 __all__ = [
@@ -255,6 +261,23 @@ class GitHubGateway:
         if self.app is not None:
             for namespace in ("apps", "issues", "repos", "pulls", "reactions"):
                 getattr(self.app.rest, namespace, None)
+
+    async def renew_tokens(self, *, every: float = RENEW_EVERY, ahead: float = RENEW_AHEAD) -> None:
+        """Renew tokens in use before they expire, one at a time, until cancelled.
+
+        The mints go through the app's pacer like any other of its writes, at the lowest
+        urgency (``BACKGROUND``): an event's own mint goes first.
+        """
+        with serving(BACKGROUND):
+            while True:
+                for installation_id in self.tokens.due(ahead):
+                    if self.is_gone(installation_id):
+                        continue
+                    try:
+                        await self.tokens.renew(installation_id, ahead)
+                    except GitHubError as exc:
+                        log.warning("could not renew the token of %s: %s", installation_id, exc)
+                await self._sleep(every)
 
     def hold_until(
         self, installation_id: int | None, urgency: int = LIVE

@@ -41,6 +41,7 @@ Sleep = Callable[[float], Awaitable[None]]
 DEFAULT_CONCURRENCY = 8  # GitHub refuses beyond about 100; a handful is plenty per installation
 DEFAULT_WRITE_INTERVAL = 1.0  # GitHub: wait at least one second between writes
 LIVE = 0  # urgency of work outside any queued event (lower is more urgent)
+BACKGROUND = 100  # upkeep (token renewal): after every queued event's writes
 
 # The urgency of the work running in this task: the runner sets the queued event's priority.
 URGENCY: ContextVar[int] = ContextVar("urgency", default=LIVE)

@@ -5,6 +5,11 @@ refresh a token that starts answering 401 before its expiry. Here twenty
 concurrent first requests share one mint (a lock per installation), a token
 is minted again a few minutes before GitHub's ``expires_at``, and a 401 on a
 cached token evicts it and re-mints once.
+
+Tokens in use are renewed ahead of that in the background (``due``,
+``renew``; the gateway's ``renew_tokens`` loop), one at a time through the
+app's paced principal, so an installation's events rarely wait for a mint and
+a burst never needs hundreds of mints at once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from githubkit.auth.base import BaseAuthStrategy
 
 Clock = Callable[[], float]
 TOKEN_REFRESH_MARGIN = 5 * 60.0  # re-mint this long before GitHub's expiry
+RENEW_AHEAD = 20 * 60.0  # the background renews tokens this long before their expiry
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class TokenCache:
         self._tokens: LRUCache[int, CachedToken] = LRUCache(maxsize=capacity)
         self._locks: dict[int, anyio.Lock] = {}
         self.minted = 0
+        self.renewed = 0
 
     def _fresh(self, installation_id: int) -> CachedToken | None:
         cached = self._tokens.get(installation_id)
@@ -66,6 +73,28 @@ class TokenCache:
         if not lock.locked():
             self._locks.pop(installation_id, None)
         return cached.token
+
+    def due(self, ahead: float = RENEW_AHEAD) -> list[int]:
+        """Installations whose token expires within ``ahead`` seconds, soonest first."""
+        limit = self._clock() + ahead
+        found = [(t.expires_at, i) for i, t in list(self._tokens.items()) if t.expires_at < limit]
+        return [installation for _, installation in sorted(found)]
+
+    async def renew(self, installation_id: int, ahead: float = RENEW_AHEAD) -> bool:
+        """Mint a new token if the cached one expires within ``ahead`` s; the old one serves
+        meanwhile (``get`` does not wait while it is fresh). ``False``: nothing to renew."""
+        lock = self._locks.setdefault(installation_id, anyio.Lock())
+        async with lock:
+            cached = self._tokens.get(installation_id)
+            if cached is None or cached.expires_at - ahead > self._clock():
+                return False  # forgotten, or renewed meanwhile
+            renewed = await self._mint(installation_id)
+            self.minted += 1
+            self.renewed += 1
+            self._tokens[installation_id] = renewed
+        if not lock.locked():
+            self._locks.pop(installation_id, None)
+        return True
 
     def invalidate(self, installation_id: int, token: str | None = None) -> None:
         """Forget the cached token (only if it is still ``token``, when given)."""
