@@ -284,6 +284,22 @@ def restart_seconds(folder: Path) -> tuple[float, str]:
     return elapsed, log.read_text()
 
 
+def restart(count: int, batch: Sequence[Delivery], root: Path) -> None:
+    full = root / "restart-full"
+    write_spool(full, batch, count)
+    empty = root / "restart-empty"
+    seconds, log = restart_seconds(full)
+    baseline, _ = restart_seconds(empty)
+    recovered = re.search(r"recovered (\d+) queued event", log)
+    size = sum(p.stat().st_size for p in full.glob("spool.sqlite3*"))
+    print(
+        f"restart with {recovered[1] if recovered else '?'} queued events: {seconds:.2f}s to "
+        f"healthy (empty STATE_DIR: {baseline:.2f}s; target < 5 s); spool "
+        f"{size / 2**20:.0f} MiB = {size / count:.0f} B/event",
+        flush=True,
+    )
+
+
 def serve(port: int) -> int:
     """The server side: what ``python -m github_app serve`` runs, the dispatcher paused."""
     import anyio
@@ -308,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queued", type=int, default=20_000)
     parser.add_argument("--restart", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=("ingest",), help="run one measurement only")
+    parser.add_argument("--only", choices=("ingest", "restart"), help="run one measurement only")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.port)
@@ -320,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="spool-bench-"))
     try:
         runs: dict[str, list[Run]] = {b: [] for b in BACKENDS}
-        for round_ in range(args.rounds):
+        for round_ in range(0 if args.only == "restart" else args.rounds):
             order = BACKENDS if round_ % 2 == 0 else BACKENDS[::-1]
             for backend in order:
                 run = ingest(backend, batch[: WARM_UP + args.burst], root / f"i{round_}{backend}")
@@ -330,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"ack p50 {run.p50_ms:5.1f} ms p99 {run.p99_ms:5.1f} ms",
                     flush=True,
                 )
+        if args.only == "restart":
+            restart(args.restart, batch, root)
+            return 0
         fields = ("cpu_us", "p50_ms", "p99_ms")
         medians = {
             b: Run(*(statistics.median(getattr(r, f) for r in runs[b]) for f in fields))
@@ -354,19 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(target <= 5% for sqlite); spool on disk {h.disk_per_event:.0f} B/event",
                 flush=True,
             )
-        full = root / "restart-full"
-        write_spool(full, batch, args.restart)
-        empty = root / "restart-empty"
-        seconds, log = restart_seconds(full)
-        baseline, _ = restart_seconds(empty)
-        recovered = re.search(r"recovered (\d+) queued event", log)
-        size = sum(p.stat().st_size for p in full.glob("spool.sqlite3*"))
-        print(
-            f"restart with {recovered[1] if recovered else '?'} queued events: {seconds:.2f}s to "
-            f"healthy (empty STATE_DIR: {baseline:.2f}s; target < 5 s); spool "
-            f"{size / 2**20:.0f} MiB = {size / args.restart:.0f} B/event",
-            flush=True,
-        )
+        restart(args.restart, batch, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

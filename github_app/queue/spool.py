@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -140,8 +141,8 @@ class SpoolStore:
         self.sync = sync
         if not self.path.exists():
             self._create()
-        self._writer = self._open(self.path)
-        self._reader = self._open(self.path)
+        self._writer = self._open(self.path, check=True)
+        self._reader = self._open(self.path, check=False)
 
     def _create(self) -> None:
         """A new spool is built under a temporary name and renamed: a file named like the
@@ -160,7 +161,7 @@ class SpoolStore:
         os.chmod(fresh, 0o600)  # SQLite gives its WAL the database's mode
         os.replace(fresh, self.path)
 
-    def _open(self, path: Path) -> sqlite3.Connection:
+    def _open(self, path: Path, *, check: bool) -> sqlite3.Connection:
         what_to_do = (
             "move it aside to start with an empty spool (its events are then lost "
             "unless redelivered from GitHub), or restore it from a backup"
@@ -177,9 +178,9 @@ class SpoolStore:
                 raise SpoolUnreadable(
                     f"spool {path} has format {version}, this version reads {SCHEMA_VERSION}"
                 )
-            check = connection.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise SpoolUnreadable(f"spool {path} is damaged ({check}): {what_to_do}")
+            verdict = connection.execute("PRAGMA quick_check").fetchone()[0] if check else "ok"
+            if verdict != "ok":
+                raise SpoolUnreadable(f"spool {path} is damaged ({verdict}): {what_to_do}")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {self.sync.upper()}")
             connection.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
@@ -198,15 +199,31 @@ class SpoolStore:
     # --- reads (the event loop's connection) --------------------------------------------------
 
     def events(self) -> Iterator[SpooledEvent]:
-        """Every event row in arrival order (queued, in flight when the process died, or dead)."""
+        """Every event row in arrival order (queued, in flight when the process died, or dead).
+
+        The names that repeat across events come back shared (``sys.intern``), as the
+        scheduler's index keeps them.
+        """
+        intern = sys.intern
         rows = self._reader.execute(
             "SELECT id, delivery_id, event, action, installation_id, repository, issue_number,"
             " sender_login, sender_type, received_at, raw_size, size, priority, attempts,"
             " not_before, last_error, dead_reason, dead_at FROM events ORDER BY id"
         )
         for row in rows:
+            action, repository, login, kind = row[3], row[5], row[7], row[8]
             envelope = Envelope(
-                row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], b"", row[10]
+                row[1],
+                intern(row[2]),
+                action and intern(action),
+                row[4],
+                repository and intern(repository),
+                row[6],
+                login and intern(login),
+                kind and intern(kind),
+                row[9],
+                b"",
+                row[10],
             )
             yield SpooledEvent(
                 row[0], envelope, row[11], row[12], row[13], row[14], row[15], row[16], row[17]

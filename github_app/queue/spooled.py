@@ -241,7 +241,7 @@ def replay(
     queued = dead = 0
     oldest: float | None = None
     for row in store.events():
-        envelope, priority = index_of(row.envelope), Priority(row.priority)
+        envelope, priority = row.envelope, Priority(row.priority)
         if row.dead_reason is not None:
             dead += 1
             memory.restore_dead_letter(
