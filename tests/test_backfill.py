@@ -17,8 +17,16 @@ import pytest
 import respx
 
 from github_app.backfill.store import MemoryJobStore
-from tests.conftest import API, RunningApp, github_calls, make_settings, running_app, wait_for
-from tests.deliveries import issue_event, signed
+from tests.conftest import (
+    API,
+    RunningApp,
+    config_url,
+    github_calls,
+    make_settings,
+    running_app,
+    wait_for,
+)
+from tests.deliveries import INSTALLATION_ID, issue_event, signed
 from tests.fake_repository import FakeRepository
 
 pytestmark = pytest.mark.anyio
@@ -346,3 +354,43 @@ async def test_an_issue_whose_event_is_dead_lettered_counts_as_an_error_and_the_
     assert done["errors"] == 1 and done["processed"] == 20
     assert sorted(repo.labelled) == [20]
     assert sum(dead.values()) == 1
+
+
+async def test_an_installation_job_runs_every_repository_with_each_processors_own_backfill(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    first = FakeRepository("octo-org/first", count=30, matching_every=10)
+    second = FakeRepository("octo-org/second", count=20, matching_every=10)
+    for repo in (first, second):
+        repo.route(github)
+    # The first repository turns triage and duplicates on (the routes' last answer wins).
+    github.get(config_url("octo-org/first")).mock(
+        return_value=httpx.Response(200, text="triage: {}\nduplicates: {}\n")
+    )
+    github.get(f"{API}/installation/repositories").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "total_count": 2,
+                "repositories": [
+                    {"full_name": "octo-org/first", "open_issues_count": 30},
+                    {"full_name": "octo-org/second", "open_issues_count": 20},
+                ],
+            },
+        )
+    )
+    async with running_app(settings(private_key_pem)) as app:
+        answer = await start(app, installation=INSTALLATION_ID)
+        done = await until_final(app, answer.json()["id"])
+        index = app.runtime.runner.states["duplicates"].indexes.get("octo-org/first")
+    assert done["state"] == "finished", done
+    assert done["repositories_done"] == done["repositories_total"] == 2
+    assert done["processed"] == 50 and done["estimated_total"] == 50
+    # labeler everywhere; triage (on in the first only) marks the open issues listed unlabelled
+    assert second.labelled == {10: ["bug"], 20: ["bug"]}
+    assert {n: sorted(labels) for n, labels in first.labelled.items()} == {
+        n: sorted(["needs-triage", *(["bug"] if n % 10 == 0 else [])]) for n in range(1, 31)
+    }
+    # duplicates indexed the stream and posted nothing
+    assert index is not None and len(index.index) == 30
+    assert not [c for c in github_calls(github) if c[1].endswith("/comments")]

@@ -461,3 +461,42 @@ async def test_writes_a_dry_run_only_logs_never_reach_the_meter(private_key_pem:
         await gateway.aclose()
     assert len(writes) == 1
     assert len(meter.latencies) == 2  # the mint and the read went to GitHub; the write did not
+
+
+async def test_after_a_secondary_limit_answer_writes_go_at_half_the_pace_for_the_hour(
+    private_key_pem: str,
+) -> None:
+    answers = iter(
+        [
+            httpx.Response(
+                403,
+                headers={"retry-after": "0"},
+                json={"message": "You have exceeded a secondary rate limit."},
+            ),
+            *[httpx.Response(200, json=[]) for _ in range(4)],
+        ]
+    )
+    interval = 0.25
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        router.post(f"{API}/repos/o/r/issues/1/labels").mock(side_effect=lambda _: next(answers))
+        clock = FakeTime(advance=True)
+        gateway = GitHubGateway(
+            make_settings(private_key_pem, GITHUB_WRITE_INTERVAL=str(interval)),
+            monotonic=clock.monotonic,
+            sleep=clock.sleep,
+        )
+        github = gateway.installation(7)
+        with pytest.raises(RequestFailed):
+            await github.arequest("POST", "/repos/o/r/issues/1/labels")
+        for _ in range(2):
+            await github.arequest("POST", "/repos/o/r/issues/1/labels")
+        clock.now += 3600.0  # the hour is over: back to GitHub's pace
+        await github.arequest("POST", "/repos/o/r/issues/1/labels")
+        await github.arequest("POST", "/repos/o/r/issues/1/labels")
+        stats = gateway.stats().installations[7]
+        await gateway.aclose()
+    # The two writes after the answer each wait twice the interval (not back to the old
+    # pace after the pause); an hour later the first goes at once, the next one interval on.
+    assert clock.waits == [2 * interval, 2 * interval, interval]
+    assert stats.secondary_limit_hits == 1
