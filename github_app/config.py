@@ -293,6 +293,26 @@ class Settings(BaseSettings):
         description="`normal`: a committed event survives a crash of the process; `full`: "
         "also a power loss or OS crash (an fsync per commit group, slower)",
     )
+    recovery_interval: float = Field(
+        300.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds between rounds of recovery, which reads GitHub's delivery log "
+        "and asks for redelivery of what was never admitted (also at start-up); `0` turns it "
+        "off; off in dry run",
+    )
+    recovery_lookback: Seconds = Field(
+        3 * 24 * 3600.0,
+        description="seconds of the delivery log the first round reads (later rounds read "
+        "back to where the last one ended); never beyond what GitHub keeps: 3 days, "
+        "7 on GitHub Enterprise Server",
+    )
+    recovery_max_attempts: int = Field(
+        3,
+        ge=1,
+        description="redeliveries requested per event, at most one per RECOVERY_INTERVAL, "
+        "before recovery gives up on it (logged)",
+    )
 
     _webhook_secret_generated: bool = PrivateAttr(False)
 

@@ -25,12 +25,14 @@ from cachetools import LRUCache
 from githubkit import AppAuthStrategy, GitHub, UnauthAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
+from githubkit.utils import UNSET
 
 from github_app.config import Settings
 from github_app.control.feedback import RequestMeter
 from github_app.errors import GitHubError, InstallationGone, RetryableGitHubError, SettingsError
 from github_app.github.app_auth import PreloadedAppAuthStrategy
 from github_app.github.etag_cache import DEFAULT_MAX_BYTES, ETagCache
+from github_app.github.hook_deliveries import PER_PAGE, DeliveryPage, MalformedDelivery, parse_page
 from github_app.github.pacing import BACKGROUND, LIVE, InstallationPacer, Sleep, serving
 from github_app.github.ratelimit import GatewayStats, RateLimitLedger, rate_limit_of, total_of
 from github_app.github.secondary_limits import (
@@ -400,6 +402,44 @@ class GitHubGateway:
         self.app_slug = slug if isinstance(slug, str) else None
         log.info("authenticated as app %r", self.app_slug)
         return self.app_slug
+
+    async def delivery_log_page(self, cursor: str | None = None) -> DeliveryPage:
+        """One page of the app's delivery log (``GET /app/hook/deliveries``), newest first.
+
+        GitHub's errors come as ``GitHubError`` (retryable for an outage or a rate limit,
+        with its wait); an answer that is not a list of entries as ``MalformedDelivery``.
+        """
+        hooks = self._require_hooks()
+        try:
+            response = await hooks.rest.apps.async_list_webhook_deliveries(
+                per_page=PER_PAGE, cursor=UNSET if cursor is None else cursor
+            )
+        except RequestError as exc:
+            raise as_github_error(exc) from None
+        raw = response.raw_response
+        try:
+            body = raw.json()
+        except ValueError:
+            raise MalformedDelivery("the delivery log answer is not JSON") from None
+        return parse_page(body, raw.headers.get("link"))
+
+    async def redeliver(self, delivery_id: int) -> None:
+        """Ask GitHub to deliver attempt ``delivery_id``'s event again (it answers 202).
+
+        A write of the app's own principal: paced with its token mints (one at a time,
+        ``GITHUB_WRITE_INTERVAL`` apart, within its secondary-limit budget); GitHub's errors
+        come as ``GitHubError``.
+        """
+        hooks = self._require_hooks()
+        try:
+            await hooks.rest.apps.async_redeliver_webhook_delivery(delivery_id)
+        except RequestError as exc:
+            raise as_github_error(exc) from None
+
+    def _require_hooks(self) -> GitHub[AppAuthStrategy]:
+        if self.app is None:
+            raise GitHubError("no app credentials: the delivery log cannot be read")
+        return self.app
 
     @property
     def bot_login(self) -> str | None:
