@@ -54,6 +54,8 @@ from github_app.queue.spool import GroupCommitter, SpoolStore
 from github_app.queue.spooled import SpooledQueue, replay
 from github_app.queue.state_lock import StateLock, open_state_dir
 from github_app.queue.succeeded import REDELIVERY_WINDOW, SucceededProcessors
+from github_app.recovery.loop import START_DELAY, Recovery
+from github_app.recovery.store import MemoryRecoveryStore
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +81,13 @@ class Runtime:
         on_decision: Callable[[Decision], None] | None = None,
         backfill_store: JobStore | None = None,
         github_limits: SecondaryLimits = GITHUB_LIMITS,
+        recovery_delay: float = START_DELAY,
     ) -> None:
         """``on_observation`` and ``on_decision`` see what the width controller is told and
         decides (benchmarks record them). ``backfill_store`` keeps backfill jobs (default:
         the spool, or memory); ``github_limits`` are GitHub's secondary limits, which a
-        benchmark scales down in time."""
+        benchmark scales down in time; ``recovery_delay`` is how long after start-up the first
+        recovery round waits (for the server to listen)."""
         install_context()
         self.settings = settings
         self.started_at = clock()
@@ -205,6 +209,14 @@ class Runtime:
             max_reading=settings.webhook_max_reading_bytes,
             observe=self.configs.observe,
         )
+        # Failed deliveries asked for again from GitHub's delivery log (off without credentials).
+        self.recovery = Recovery.from_settings(
+            settings,
+            self.gateway,
+            MemoryRecoveryStore(self.queue.knows),
+            start_delay=recovery_delay,
+            clock=clock,
+        )
         self.status = StatusReporter(
             settings=settings,
             started_at=self.started_at,
@@ -217,6 +229,7 @@ class Runtime:
             breaker=self.breaker,
             gateway=self.gateway,
             configs=self.configs,
+            recovery=self.recovery,
             clock=clock,
             backfills=self.backfills.document,
         )
@@ -322,6 +335,7 @@ class Runtime:
         group.start_soon(self.sampler.run)
         group.start_soon(self.backfills.run)
         group.start_soon(self.gateway.renew_tokens)
+        group.start_soon(self.recovery.run)
 
     def close(self) -> None:
         """Close the spool and let go of the state directory (after ``running`` ends)."""

@@ -79,6 +79,8 @@ def make_settings(private_key: str | None, **env: str) -> Settings:
         # tests set their own interval.
         "GITHUB_WRITE_INTERVAL": "0.01",
         "STATE_DIR": fresh_state_dir(),
+        # Recovery reads GitHub's delivery log at start-up; its own tests turn it on.
+        "RECOVERY_INTERVAL": "0",
     }
     if private_key is not None:
         base |= {"APP_ID": "12345", "PRIVATE_KEY": private_key}

@@ -14,7 +14,8 @@ Read from the source with ``ast``, so every import counts: those under
   (``control.feedback``: how a request's outcome reaches the controller);
 - ``dispatch`` imports queue, control, github (and ``processors``, to load the
   built-ins); ``intake`` imports queue and dispatch; ``backfill`` imports queue,
-  github and dispatch (the registry); ``admin`` reads them all;
+  github and dispatch (the registry); ``recovery`` imports queue and github;
+  ``admin`` reads them all;
 - ``processors`` import the base only;
 - the faces serve and wire it all: http_guard (uvicorn's protocol with
   deadlines), runtime, server, cli, then ``__main__``.
@@ -35,7 +36,7 @@ FACES = (
     "github_app.cli",
     "github_app.__main__",
 )
-SUBPACKAGES = ("queue", "control", "github", "dispatch", "intake", "backfill", "admin")
+SUBPACKAGES = ("queue", "control", "github", "dispatch", "intake", "backfill", "recovery", "admin")
 ALL = frozenset({"base", "config", "processors", *SUBPACKAGES, *FACES})
 ALLOWED: Mapping[str, frozenset[str]] = {
     "base": frozenset({"base"}),
@@ -52,8 +53,20 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     ),
     "intake": frozenset({"base", "config", "queue", "dispatch", "intake"}),
     "backfill": frozenset({"base", "config", "queue", "github", "dispatch", "backfill"}),
+    "recovery": frozenset({"base", "config", "queue", "github", "recovery"}),
     "admin": frozenset(
-        {"base", "config", "queue", "control", "github", "dispatch", "intake", "backfill", "admin"}
+        {
+            "base",
+            "config",
+            "queue",
+            "control",
+            "github",
+            "dispatch",
+            "intake",
+            "backfill",
+            "recovery",
+            "admin",
+        }
     ),
     # each face may import everything below it, never a face after it
     **{face: ALL - set(FACES[index + 1 :]) for index, face in enumerate(FACES)},

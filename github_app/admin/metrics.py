@@ -241,11 +241,49 @@ class StatusCollector(Collector):
             "Repositories whose config file is invalid.",
             len(doc["config_errors"]),
         )
+        yield from _recovery(doc.get("recovery"))
         for section in ("controller", "breaker"):
             yield from _numeric_fields(section, doc.get(section))
         host = doc["host"]
         yield _gauge("host_cpu_percent", "Host CPU use, percent.", host["cpu_percent"])
         yield _gauge("process_rss_bytes", "Resident memory of this process.", host["rss_bytes"])
+
+
+def _recovery(recovery: Any) -> Iterator[Metric]:
+    """Redelivery requests by outcome, events recovered and given up, the last round's end."""
+    if not isinstance(recovery, Mapping):
+        return
+    requests = CounterMetricFamily(
+        f"{PREFIX}_redelivery_requests",
+        "Redeliveries asked of GitHub by recovery: accepted (202) or refused.",
+        labels=["outcome"],
+    )
+    requests.add_metric(["accepted"], recovery["requested"])
+    requests.add_metric(["refused"], recovery["request_failed"])
+    yield requests
+    yield CounterMetricFamily(
+        f"{PREFIX}_recovered_deliveries",
+        "Events recovery asked for that came back and were admitted.",
+        recovery["recovered"],
+    )
+    yield CounterMetricFamily(
+        f"{PREFIX}_recovery_given_up",
+        "Events recovery gave up on after RECOVERY_MAX_ATTEMPTS requests.",
+        recovery["given_up"],
+    )
+    yield CounterMetricFamily(
+        f"{PREFIX}_recovery_rounds", "Rounds of recovery run.", recovery["rounds"]
+    )
+    yield _gauge(
+        "recovery_outstanding", "Redeliveries requested, not back yet.", recovery["outstanding"]
+    )
+    last = recovery.get("last_round")
+    if isinstance(last, Mapping) and last.get("finished_at") is not None:
+        yield _gauge(
+            "recovery_last_round_timestamp_seconds",
+            "When the last round of recovery ended (epoch).",
+            last["finished_at"],
+        )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -36,6 +36,7 @@ from github_app.github.gateway import GitHubGateway
 from github_app.intake.route import WebhookIntake
 from github_app.queue.memory import EventQueue
 from github_app.queue.priority import Priority
+from github_app.recovery.loop import Recovery
 
 # Field names that may hold a credential in any part's stats; never rendered.
 SECRET_FIELDS = frozenset(
@@ -99,6 +100,7 @@ class StatusReporter:
         breaker: CircuitBreaker,
         gateway: GitHubGateway,
         configs: RepoConfigStore,
+        recovery: Recovery | None = None,
         clock: Callable[[], float] = time.time,
         backfills: Callable[[], dict[str, Any]] = dict,
     ) -> None:
@@ -115,6 +117,7 @@ class StatusReporter:
         self._breaker = breaker
         self._gateway = gateway
         self._configs = configs
+        self._recovery = recovery
         self._clock = clock
         self._process = psutil.Process()
         # cpu_percent compares with the previous call; prime both so the first answer is real.
@@ -181,6 +184,8 @@ class StatusReporter:
                 "rate_limits": jsonable(gateway.stats()),
             },
             "backfills": self._backfills(),
+            # failed deliveries asked for again: totals and the last round (when, seen, requested)
+            "recovery": jsonable(self._recovery.stats()) if self._recovery is not None else None,
             "config_errors": {repo: list(errors) for repo, errors in self._configs.errors.items()},
             "host": self.host(),
         }
