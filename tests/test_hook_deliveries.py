@@ -30,9 +30,7 @@ EXAMPLE: dict[str, Any] = {
     "repository_id": 456,
     "throttled_at": "2019-06-03T00:57:16Z",
 }
-LINK = (
-    '<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_12077215967>; rel="next"'
-)
+LINK = '<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_12077215967>; rel="next"'
 
 
 def test_reads_githubs_example_entry() -> None:
@@ -88,4 +86,4 @@ def test_the_next_cursor_comes_from_the_link_header() -> None:
     prev_only = LINK.replace('rel="next"', 'rel="prev"')
     assert next_cursor(prev_only) is None
     assert next_cursor(None) is None
-    assert next_cursor("<https://api.github.com/app/hook/deliveries>; rel=\"next\"") is None
+    assert next_cursor('<https://api.github.com/app/hook/deliveries>; rel="next"') is None

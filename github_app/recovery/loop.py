@@ -289,7 +289,8 @@ class Recovery:
         if not report.dry_run:
             await self._give_up(plan)
         sent, refused, outcome = await self._request(plan, report.dry_run, skipped, progress)
-        unrequested = [c for c in plan.to_request if c not in sent and c not in refused]
+        # what was not sent, or refused, must be read again: it holds the checkpoint
+        unrequested = [c for c in plan.to_request if c not in sent]
         checkpoint = report.checkpoint
         if moves_checkpoint:
             checkpoint = plan.checkpoint(report.checkpoint, unrequested)

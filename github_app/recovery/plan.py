@@ -19,8 +19,8 @@ redeliveries), in this order:
 
 The checkpoint moves to the newest attempt seen (less a small overlap, since
 GitHub may log an attempt a moment late), but never past a failed guid left
-waiting (5, 6 past the cap, or a request that could not be sent): the next
-round must see it again. A guid requested now needs no hold: its redelivery
+waiting (5, 6 past the cap, or a request that could not be sent or was
+refused): the next round must see it again. A guid requested now needs no hold: its redelivery
 is logged as a newer attempt.
 """
 
