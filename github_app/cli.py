@@ -3,7 +3,9 @@
 ``settings-table`` prints (or ``--update``s) the README's table of settings,
 ``help`` prints what each processor does (``--markdown``: the README's processor
 reference; ``--update README.md`` rewrites it there), ``backfill`` starts a backfill job on
-the running server and follows it (``github_app.backfill.command``).
+the running server and follows it (``github_app.backfill.command``), ``redeliver`` runs
+one round of recovery now (GitHub's delivery log read back, failed deliveries asked for
+again).
 
 ``serve`` owns signal handling (uvicorn's own is turned off): the first
 SIGTERM/SIGINT makes the webhook answer 503, lets in-flight events finish
@@ -21,8 +23,9 @@ import json
 import logging
 import signal
 import sys
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ import anyio
 import httpx
 import uvicorn
 from githubkit.webhooks import sign
+from rich.console import Console
 
 from github_app import __version__
 from github_app.config import (
@@ -105,6 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--update", type=Path, metavar="README", help="rewrite the table in this file instead"
     )
 
+    redeliver = commands.add_parser(
+        "redeliver",
+        help="ask GitHub now to redeliver what failed to reach the app (one round of recovery)",
+    )
+    redeliver.add_argument(
+        "--since",
+        type=parse_duration,
+        metavar="DURATION",
+        help="read the delivery log this far back (90s, 30m, 6h, 2d) instead of from the "
+        "checkpoint; never beyond what GitHub keeps",
+    )
+    redeliver.add_argument("--event", help="only events of this name (e.g. issues)")
+    redeliver.add_argument(
+        "--dry-run", action="store_true", help="list what would be redelivered; request nothing"
+    )
+    redeliver.add_argument("--env-file", default=".env", help="settings file (default .env)")
+
     helps = commands.add_parser(
         "help", help="what each processor does: commands, config keys, events, permissions"
     )
@@ -138,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from github_app.backfill import command
 
             return command.run(args)
+        if args.command == "redeliver":
+            return run_redeliver(args)
         return run_send(args)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -193,6 +216,80 @@ def run_help(markdown: bool, readme: Path | None) -> int:
     changed = rewrite(readme, help_text.BEGIN, help_text.END, section, "processor-reference")
     print(f"{readme}: processor reference {'updated' if changed else 'already current'}")
     return 0
+
+
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``6h``, ``2d`` as seconds (positive)."""
+    value = text.strip().lower()
+    unit = DURATION_UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (like 90s, 30m, 6h or 2d)"
+        ) from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+    return seconds
+
+
+def run_redeliver(args: argparse.Namespace) -> int:
+    """One round of recovery now: progress while paging and requesting, then the summary.
+
+    0 when the round completed, 1 when it stopped (GitHub failing, a rate limit, a
+    malformed log entry: the table says which).
+    """
+    settings = load_settings(env_file=args.env_file)
+    if not settings.has_credentials:
+        raise SettingsError(
+            "redeliver needs the app's credentials (APP_ID and PRIVATE_KEY or PRIVATE_KEY_PATH)"
+        )
+    configure_logging("WARNING", settings.log_format)  # the bars and tables tell the rest
+    return anyio.run(redeliver_once, settings, args.since, args.event, args.dry_run)
+
+
+async def redeliver_once(
+    settings: Settings,
+    since: float | None,
+    event: str | None,
+    dry_run: bool,
+    *,
+    console: Console | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    from github_app.github.gateway import GitHubGateway
+    from github_app.recovery.loop import Recovery
+    from github_app.recovery.progress import RoundProgress, candidates, summary
+    from github_app.recovery.store import MemoryRecoveryStore
+
+    console = console if console is not None else Console()
+    if settings.dry_run and not dry_run:
+        console.print("DRY_RUN is on: redelivery requests are logged, not sent")
+    gateway = GitHubGateway(settings, transport=transport, clock=clock)
+    try:
+        # This process admitted nothing: an event GitHub saw no 2xx for was not admitted
+        # (but for a slow answer), and the serving app answers a redelivery of it as a duplicate.
+        store = MemoryRecoveryStore(lambda delivery_id: False)
+        recovery = Recovery.from_settings(settings, gateway, store, clock=clock)
+        now = clock()
+        with RoundProgress(console, now=now) as progress:
+            report = await recovery.round(
+                since=None if since is None else now - since,
+                event=event,
+                dry_run=dry_run,
+                progress=progress,
+            )
+    finally:
+        await gateway.aclose()
+    if report.candidates:
+        console.print(candidates(report))
+    console.print(summary(report))
+    return 0 if report.outcome == "complete" else 1
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -1,0 +1,108 @@
+"""``python -m github_app redeliver``: one round now, progress while it runs, a summary table;
+GitHub faked at the HTTP layer with the simulated delivery log."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+import respx
+from rich.console import Console
+
+from github_app.cli import main, parse_duration, redeliver_once
+from tests.conftest import make_settings
+from tests.fake_hook_log import FakeHookLog
+
+
+def console(terminal: bool) -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=terminal, width=160, color_system=None), out
+
+
+def failed_log(github: respx.MockRouter) -> FakeHookLog:
+    hook_log = FakeHookLog(github)
+    now = time.time()
+    for i in range(130):
+        hook_log.log(f"ok-{i}", status_code=202, at=now - 3600 + i)
+    hook_log.log("lost-1", status_code=0, at=now - 3000)
+    hook_log.log("lost-2", status_code=503, at=now - 2000, event="issue_comment", action="created")
+    return hook_log
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("terminal", [False, True], ids=["plain", "terminal"])
+async def test_requests_the_failed_events_and_prints_the_summary(
+    github: respx.MockRouter, private_key_pem: str, terminal: bool
+) -> None:
+    hook_log = failed_log(github)
+    shown, out = console(terminal)
+    code = await redeliver_once(make_settings(private_key_pem), None, None, False, console=shown)
+    text = out.getvalue()
+    assert code == 0
+    assert hook_log.requested_guids() == ["lost-1", "lost-2"]
+    assert "redelivery requested" in text and "lost-1" in text and "issue_comment.created" in text
+    for row in ("deliveries seen (attempts)", "failed events", "already admitted", "requested"):
+        assert row in text
+    assert "132" in text  # attempts seen
+    if not terminal:
+        assert "reading the delivery log: 1 page(s), 100 attempt(s)" in text
+        assert "requested 2/2" in text
+
+
+@pytest.mark.anyio
+async def test_dry_run_with_an_event_filter_lists_and_requests_nothing(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    hook_log = failed_log(github)
+    shown, out = console(False)
+    settings = make_settings(private_key_pem)
+    code = await redeliver_once(settings, 7200.0, "issues", True, console=shown)
+    text = out.getvalue()
+    assert code == 0
+    assert hook_log.redelivery_requests == []
+    assert "would redeliver" in text and "lost-1" in text and "lost-2" not in text
+    assert "skipped: other event" in text
+
+
+@pytest.mark.anyio
+async def test_a_failing_log_exits_1_and_says_why(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    import httpx
+
+    hook_log = failed_log(github)
+    hook_log.page_faults = [httpx.Response(503, json={"message": "unavailable"})]
+    shown, out = console(False)
+    code = await redeliver_once(make_settings(private_key_pem), None, None, False, console=shown)
+    assert code == 1
+    assert "stopped: GitHub answered 503" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90.0), ("90s", 90.0), ("30m", 1800.0), ("6h", 21600.0), ("2d", 172800.0)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-5m", "0", "infd", "nan"])
+def test_a_bad_duration_is_refused_with_a_clear_error(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["redeliver", f"--since={text}"])
+    assert exit_.value.code == 2
+    assert "duration" in capsys.readouterr().err
+
+
+def test_without_credentials_it_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("APP_ID", "PRIVATE_KEY", "PRIVATE_KEY_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["redeliver", "--env-file", str(tmp_path / "none.env")])
+    assert code == 2
+    assert "redeliver needs the app's credentials" in capsys.readouterr().err
