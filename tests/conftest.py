@@ -200,13 +200,15 @@ async def running_app(
     history_interval: float = INTERVAL,
     clock: Callable[[], float] = time.time,
     backfill_store: JobStore | None = None,
+    recovery_delay: float = 0.0,
     **app_options: Any,
 ) -> AsyncIterator[RunningApp]:
     """Start the real app under uvicorn on a free port; stop it (gracefully) afterwards.
 
     ``app_options`` go to ``create_app`` (e.g. ``env_file`` for the setup flow);
     ``history_interval`` samples the dashboard's history faster than every 2 s; ``clock``
-    is the runtime's wall clock."""
+    is the runtime's wall clock; recovery (off unless a test sets RECOVERY_INTERVAL) starts
+    its first round after ``recovery_delay``."""
     runtime = Runtime(
         settings,
         registry=registry,
@@ -215,6 +217,7 @@ async def running_app(
         history_interval=history_interval,
         clock=clock,
         backfill_store=backfill_store,
+        recovery_delay=recovery_delay,
     )
     app = create_app(settings, runtime=runtime, **app_options)
     sock = free_socket()
