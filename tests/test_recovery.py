@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 import respx
@@ -58,7 +60,10 @@ async def gateway(settings: Settings) -> AsyncIterator[GitHubGateway]:
 
 
 def recovery_of(
-    gateway: GitHubGateway, clock: Clock, knows: Callable[[str], bool] = lambda guid: False
+    gateway: GitHubGateway,
+    clock: Clock,
+    knows: Callable[[str], bool] = lambda guid: False,
+    **options: Any,
 ) -> tuple[Recovery, MemoryRecoveryStore]:
     store = MemoryRecoveryStore(knows)
     recovery = Recovery(
@@ -69,6 +74,7 @@ def recovery_of(
         retention=3 * DAY,
         max_attempts=3,
         clock=clock,
+        **options,
     )
     return recovery, store
 
@@ -300,3 +306,20 @@ async def test_the_loop_is_off_without_credentials_in_dry_run_or_at_interval_0_a
         assert lines == [f"recovery of failed deliveries is off: {reason}"]
     finally:
         await gateway.aclose()
+
+
+async def test_a_round_that_reached_its_cap_is_followed_by_the_next_at_once(
+    gateway: GitHubGateway, hook_log: FakeHookLog, clock: Clock
+) -> None:
+    for i in range(5):
+        hook_log.log(f"g{i}", status_code=0, at=START - 500 + 10 * i)
+    recovery, _ = recovery_of(gateway, clock, max_requests=2, start_delay=0)
+    with anyio.fail_after(10):  # the interval is 300 s: only the cap rule can get there
+        async with anyio.create_task_group() as group:
+            group.start_soon(recovery.run)
+            while len(hook_log.redelivery_requests) < 5:
+                await recovery.round_done.wait()
+            group.cancel_scope.cancel()
+    assert hook_log.requested_guids() == [f"g{i}" for i in range(5)]
+    last = recovery.stats().last_round
+    assert last is not None and last.skipped == {Skip.REQUESTED: 4}

@@ -4,7 +4,7 @@ checkpoint may move."""
 from __future__ import annotations
 
 from github_app.github.hook_deliveries import LoggedDelivery
-from github_app.recovery.plan import CHECKPOINT_OVERLAP, Skip, plan_round
+from github_app.recovery.plan import CHECKPOINT_OVERLAP, REDELIVERY_GRACE, Skip, plan_round
 from github_app.recovery.store import RequestRecord
 
 NOW = 1_800_000_000.0
@@ -83,10 +83,35 @@ def test_a_guid_requested_within_the_window_waits_and_holds_the_checkpoint() -> 
     assert result.checkpoint(None) == NOW - 600
 
 
-def test_after_the_window_a_guid_is_requested_again_counting_its_attempts() -> None:
+def test_after_the_window_a_guid_whose_redelivery_failed_is_requested_again() -> None:
     records = {"a": RequestRecord(1, NOW - WINDOW)}
-    result = plan([attempt("a", NOW - 600)], records=records)
+    result = plan([attempt("a", NOW - 600), attempt("a", NOW - WINDOW + 2)], records=records)
     assert [(c.guid, c.attempts) for c in result.to_request] == [("a", 1)]
+
+
+def test_with_no_attempt_since_the_request_a_short_window_waits_for_the_grace() -> None:
+    records = {"a": RequestRecord(1, NOW - 30)}
+    short = plan_round(
+        [attempt("a", NOW - 600)],
+        knows=lambda guid: False,
+        record=records.get,
+        now=NOW,
+        window=5.0,
+        max_attempts=3,
+        max_requests=10,
+    )
+    assert short.to_request == () and short.skipped == {Skip.REQUESTED: 1}
+    records = {"a": RequestRecord(1, NOW - REDELIVERY_GRACE)}
+    late = plan_round(
+        [attempt("a", NOW - 600)],
+        knows=lambda guid: False,
+        record=records.get,
+        now=NOW,
+        window=5.0,
+        max_attempts=3,
+        max_requests=10,
+    )
+    assert [c.guid for c in late.to_request] == ["a"]  # GitHub lost it: ask again
 
 
 def test_at_the_attempt_limit_a_guid_is_given_up_once_and_then_skipped() -> None:

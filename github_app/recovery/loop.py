@@ -211,7 +211,7 @@ class Recovery:
 
     async def run(self) -> None:
         """Rounds until cancelled: the first after ``start_delay``, then every interval (or
-        later, when GitHub asked us to wait)."""
+        later, when GitHub asked us to wait; at once when a round left events over its cap)."""
         if not self.enabled:
             log.info("recovery of failed deliveries is off: %s", self._off_reason)
             return
@@ -222,12 +222,16 @@ class Recovery:
         )
         await anyio.sleep(self._start_delay)
         while True:
+            interval = self._interval
             try:
-                await self.round()
+                report = await self.round()
             except Exception:  # a bug in one round must not stop the app; the next may work
                 log.exception("recovery round failed")
+            else:
+                if report.skipped.get(Skip.OVER_CAP):
+                    interval = 0.0  # more is waiting: the pacing alone spaces the requests
             now = self._clock()
-            wait = max(self._interval, self._not_before - now)
+            wait = max(interval, self._not_before - now)
             self._next_round_at = now + wait
             await anyio.sleep(wait)
 

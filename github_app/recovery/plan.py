@@ -12,7 +12,8 @@ redeliveries), in this order:
    ``already admitted``;
 4. given up before (``given up``); requested ``max_attempts`` times and the
    last window is over: given up now (logged once, remembered);
-5. requested less than a window ago: its redelivery may still be on its way
+5. requested less than a window ago, or less than ``REDELIVERY_GRACE`` ago
+   with no attempt logged since: its redelivery may still be on its way
    (``requested this window``);
 6. otherwise it is requested, oldest first (events of one issue come back in
    their order), up to the round's cap (``over this round's cap``).
@@ -34,6 +35,9 @@ from github_app.github.hook_deliveries import LoggedDelivery
 from github_app.recovery.store import RequestRecord
 
 CHECKPOINT_OVERLAP = 60.0  # seconds of the log read twice, for attempts logged a moment late
+# GitHub redelivers within seconds of a request; until an attempt is logged after it, a request
+# is not repeated for this long even when the window is shorter (a short RECOVERY_INTERVAL)
+REDELIVERY_GRACE = 60.0
 
 
 class Skip(StrEnum):
@@ -144,7 +148,7 @@ def plan_round(
         )
         if previous is not None and previous.given_up:
             skip(Skip.GIVEN_UP)
-        elif previous is not None and now - previous.last_at < window:
+        elif previous is not None and _on_its_way(previous, latest, now, window):
             skip(Skip.REQUESTED)
             waiting.append(candidate)
         elif previous is not None and previous.attempts >= max_attempts:
@@ -166,3 +170,12 @@ def plan_round(
         skipped=skipped,
         newest=newest,
     )
+
+
+def _on_its_way(previous: RequestRecord, latest: LoggedDelivery, now: float, window: float) -> bool:
+    """May the redelivery asked for last still come? Within the window, yes; and within the
+    grace while GitHub has logged no attempt since the request (it did not try yet)."""
+    since = now - previous.last_at
+    # GitHub logs whole seconds: an attempt in the second of the request may be its answer
+    nothing_since = latest.delivered_at + 1.0 < previous.last_at
+    return since < window or (nothing_since and since < REDELIVERY_GRACE)
