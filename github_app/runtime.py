@@ -55,7 +55,8 @@ from github_app.queue.spooled import SpooledQueue, replay
 from github_app.queue.state_lock import StateLock, open_state_dir
 from github_app.queue.succeeded import REDELIVERY_WINDOW, SucceededProcessors
 from github_app.recovery.loop import START_DELAY, Recovery
-from github_app.recovery.store import MemoryRecoveryStore
+from github_app.recovery.spool_store import SpoolRecoveryStore
+from github_app.recovery.store import MemoryRecoveryStore, RecoveryStore
 
 log = logging.getLogger(__name__)
 
@@ -209,13 +210,13 @@ class Runtime:
             max_reading=settings.webhook_max_reading_bytes,
             observe=self.configs.observe,
         )
-        # Failed deliveries asked for again from GitHub's delivery log (off without credentials).
+        # Failed deliveries asked for again from GitHub's delivery log (off without credentials);
+        # its checkpoint and requests live in the spool when there is one.
+        recovery_store: RecoveryStore = MemoryRecoveryStore(self.queue.knows)
+        if self._store is not None and self._committer is not None:
+            recovery_store = SpoolRecoveryStore(self._store, self._committer, self.queue.knows)
         self.recovery = Recovery.from_settings(
-            settings,
-            self.gateway,
-            MemoryRecoveryStore(self.queue.knows),
-            start_delay=recovery_delay,
-            clock=clock,
+            settings, self.gateway, recovery_store, start_delay=recovery_delay, clock=clock
         )
         self.status = StatusReporter(
             settings=settings,

@@ -242,6 +242,13 @@ class SpoolStore:
         )
         return ((row[0], tuple(filter(None, row[1].split(","))), row[2]) for row in rows)
 
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read of another part's tables in this file (recovery's), on the reader."""
+        try:
+            return self._reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise SpoolError(_describe(exc)) from None
+
     def payload(self, seq: int) -> bytes:
         try:
             row = self._reader.execute("SELECT data FROM payloads WHERE id = ?", (seq,)).fetchone()

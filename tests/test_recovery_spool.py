@@ -1,0 +1,81 @@
+"""Recovery's memory in the spool: the checkpoint and the requests survive a restart, through
+the spool's commit writer, and a restarted app does not ask GitHub twice in one window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+import respx
+
+from github_app.queue.spool import GroupCommitter, SpoolStore
+from github_app.recovery.plan import Skip
+from github_app.recovery.spool_store import SpoolRecoveryStore
+from github_app.recovery.store import RequestRecord
+from tests.conftest import RunningApp, make_settings, running_app, wait_for
+from tests.fake_hook_log import FakeHookLog
+
+pytestmark = pytest.mark.anyio
+
+DAY = 86_400.0
+
+
+async def test_checkpoint_and_requests_are_read_back_after_a_restart(tmp_path: Path) -> None:
+    store = SpoolStore(tmp_path)
+    committer = GroupCommitter(store, window=3 * DAY)
+    async with anyio.create_task_group() as group:
+        await group.start(committer.run)
+        memory = SpoolRecoveryStore(store, committer, lambda guid: False)
+        assert memory.checkpoint() is None and len(memory) == 0
+        await memory.save_checkpoint(1_700_000_000.0)
+        await memory.save_request("asked", RequestRecord(2, 1_700_000_100.0))
+        await memory.save_request("given-up", RequestRecord(3, 1_700_000_200.0, given_up=True))
+        await memory.save_request("old", RequestRecord(1, 1_600_000_000.0))
+        await memory.forget_requests(before=1_650_000_000.0)
+        group.cancel_scope.cancel()
+    store.close()
+
+    reopened = SpoolStore(tmp_path)
+    try:
+        again = SpoolRecoveryStore(
+            reopened, GroupCommitter(reopened, window=3 * DAY), {"x"}.__contains__
+        )
+        assert again.checkpoint() == 1_700_000_000.0
+        assert again.request_record("asked") == RequestRecord(2, 1_700_000_100.0)
+        assert again.request_record("given-up") == RequestRecord(3, 1_700_000_200.0, given_up=True)
+        assert again.request_record("old") is None
+        assert again.knows("x") and not again.knows("asked")
+    finally:
+        reopened.close()
+
+
+async def first_round(app: RunningApp) -> None:
+    recovery = app.runtime.recovery
+    await wait_for(lambda: recovery.stats().rounds >= 1, timeout=10, what="the first round")
+
+
+async def test_a_restarted_app_keeps_its_checkpoint_and_does_not_ask_twice_in_a_window(
+    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+) -> None:
+    hook_log = FakeHookLog(github)
+    hook_log.log("lost", status_code=0)
+    hook_log.log("fine", status_code=202)
+    settings = make_settings(
+        private_key_pem, RECOVERY_INTERVAL="300", STATE_DIR=str(tmp_path / "state")
+    )
+    async with running_app(settings) as app:
+        await first_round(app)
+        first = app.runtime.recovery.stats()
+    assert hook_log.requested_guids() == ["lost"]
+    assert first.checkpoint is not None
+    # a probe older than the checkpoint: read (and asked for) only if the checkpoint were lost
+    hook_log.log("probe", status_code=0, at=first.checkpoint - 30)
+
+    async with running_app(settings) as app:
+        await first_round(app)
+        second = app.runtime.recovery.stats()
+    assert hook_log.requested_guids() == ["lost"]  # not again: requested this window
+    assert second.checkpoint == first.checkpoint
+    assert second.last_round is not None and second.last_round.since == first.checkpoint
+    assert second.last_round.skipped == {Skip.REQUESTED: 1, Skip.DELIVERED: 1}
