@@ -265,25 +265,25 @@ async def redeliver_once(
     from github_app.github.gateway import GitHubGateway
     from github_app.recovery.loop import Recovery
     from github_app.recovery.progress import RoundProgress, candidates, summary
-    from github_app.recovery.store import MemoryRecoveryStore
+    from github_app.recovery.spool_store import command_store
 
     console = console if console is not None else Console()
     if settings.dry_run and not dry_run:
         console.print("DRY_RUN is on: redelivery requests are logged, not sent")
     gateway = GitHubGateway(settings, transport=transport, clock=clock)
     try:
-        # This process admitted nothing: an event GitHub saw no 2xx for was not admitted
-        # (but for a slow answer), and the serving app answers a redelivery of it as a duplicate.
-        store = MemoryRecoveryStore(lambda delivery_id: False)
-        recovery = Recovery.from_settings(settings, gateway, store, clock=clock)
-        now = clock()
-        with RoundProgress(console, now=now) as progress:
-            report = await recovery.round(
-                since=None if since is None else now - since,
-                event=event,
-                dry_run=dry_run,
-                progress=progress,
-            )
+        async with command_store(settings, clock=clock) as (store, note):
+            if note is not None:
+                console.print(note)
+            recovery = Recovery.from_settings(settings, gateway, store, clock=clock)
+            now = clock()
+            with RoundProgress(console, now=now) as progress:
+                report = await recovery.round(
+                    since=None if since is None else now - since,
+                    event=event,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
     finally:
         await gateway.aclose()
     if report.candidates:

@@ -4,6 +4,7 @@ GitHub faked at the HTTP layer with the simulated delivery log."""
 from __future__ import annotations
 
 import io
+import sqlite3
 import time
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import respx
 from rich.console import Console
 
 from github_app.cli import main, parse_duration, redeliver_once
+from github_app.queue.spool import FILE_NAME, SpoolStore, remember_delivery
+from github_app.queue.state_lock import open_state_dir
 from tests.conftest import make_settings
 from tests.fake_hook_log import FakeHookLog
 
@@ -106,3 +109,53 @@ def test_without_credentials_it_says_what_is_missing(
     code = main(["redeliver", "--env-file", str(tmp_path / "none.env")])
     assert code == 2
     assert "redeliver needs the app's credentials" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_with_the_spool_it_skips_what_was_admitted_and_remembers_what_it_asked(
+    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    settings = make_settings(private_key_pem, STATE_DIR=str(state))
+    state.mkdir()
+    spool = SpoolStore(state)
+    spool.apply([remember_delivery("admitted-one", time.time())])
+    spool.close()
+    hook_log = failed_log(github)
+    hook_log.log("admitted-one", status_code=503, at=time.time() - 100)
+
+    shown, out = console(False)
+    assert await redeliver_once(settings, None, None, False, console=shown) == 0
+    assert hook_log.requested_guids() == ["lost-1", "lost-2"]
+    assert "already admitted" in out.getvalue()
+
+    shown, out = console(False)
+    assert await redeliver_once(settings, 7200.0, None, False, console=shown) == 0
+    assert hook_log.requested_guids() == ["lost-1", "lost-2"]  # remembered: not this window
+    assert "skipped: requested this window" in out.getvalue()
+
+
+@pytest.mark.anyio
+async def test_while_the_app_holds_the_spool_it_reads_it_and_writes_nothing(
+    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    settings = make_settings(private_key_pem, STATE_DIR=str(state))
+    state.mkdir()
+    spool = SpoolStore(state)
+    spool.apply([remember_delivery("admitted-one", time.time())])
+    spool.close()
+    hook_log = failed_log(github)
+    hook_log.log("admitted-one", status_code=503, at=time.time() - 100)
+    lock = open_state_dir(state)  # the running app
+    try:
+        shown, out = console(False)
+        assert await redeliver_once(settings, None, None, False, console=shown) == 0
+    finally:
+        lock.release()
+    assert "its record is read, not written" in out.getvalue()
+    assert hook_log.requested_guids() == ["lost-1", "lost-2"]  # admitted-one skipped
+    with sqlite3.connect(state / FILE_NAME) as db:
+        assert db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'recovery%'"
+        ).fetchone() == (0,)

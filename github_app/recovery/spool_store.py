@@ -13,10 +13,22 @@ spool replays at start-up from its own ``deliveries`` table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, closing
+from typing import Any
 
-from github_app.queue.spool import GroupCommitter, Op, SpoolStore
-from github_app.recovery.store import RequestRecord
+import anyio
+
+from github_app.config import Settings
+from github_app.queue.spool import FILE_NAME, GroupCommitter, Op, SpoolStore
+from github_app.queue.state_lock import StateDirBusy, open_state_dir
+from github_app.queue.succeeded import REDELIVERY_WINDOW
+from github_app.recovery.store import MemoryRecoveryStore, RecoveryStore, RequestRecord
+
+CHECKPOINT_SQL = "SELECT at FROM recovery_checkpoint WHERE id = 1"
+REQUESTS_SQL = "SELECT guid, attempts, last_at, given_up FROM recovery_requests"
 
 SCHEMA: tuple[Op, ...] = (
     (
@@ -42,14 +54,8 @@ class SpoolRecoveryStore:
         store.apply(SCHEMA)  # at start-up, before the commit writer runs
         self._committer = committer
         self._knows = knows
-        rows = store.rows("SELECT at FROM recovery_checkpoint WHERE id = 1")
-        self._checkpoint: float | None = rows[0][0] if rows else None
-        self._requests = {
-            guid: RequestRecord(attempts, last_at, bool(given_up))
-            for guid, attempts, last_at, given_up in store.rows(
-                "SELECT guid, attempts, last_at, given_up FROM recovery_requests"
-            )
-        }
+        self._checkpoint = _checkpoint(store.rows(CHECKPOINT_SQL))
+        self._requests = _requests(store.rows(REQUESTS_SQL))
 
     def knows(self, delivery_id: str) -> bool:
         return self._knows(delivery_id)
@@ -89,3 +95,65 @@ class SpoolRecoveryStore:
 
     def __len__(self) -> int:
         return len(self._requests)
+
+
+def _checkpoint(rows: list[tuple[Any, ...]]) -> float | None:
+    return float(rows[0][0]) if rows else None
+
+
+def _requests(rows: list[tuple[Any, ...]]) -> dict[str, RequestRecord]:
+    return {
+        guid: RequestRecord(attempts, last_at, bool(given_up))
+        for guid, attempts, last_at, given_up in rows
+    }
+
+
+@asynccontextmanager
+async def command_store(
+    settings: Settings, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[tuple[RecoveryStore, str | None]]:
+    """The store ``python -m github_app redeliver`` uses, and a note when it is not the spool.
+
+    With the spool backend and no app running on STATE_DIR: the spool itself (its delivery
+    ids, checkpoint and requests; what the round asks is remembered). With the app running
+    (it holds the lock): a read-only copy of the same, whose changes stay in this process,
+    since the spool has one writer. With the memory backend: nothing is known.
+    """
+    if settings.queue_backend != "sqlite":
+        yield MemoryRecoveryStore(lambda delivery_id: False), "QUEUE_BACKEND=memory: no record"
+        return
+    since = clock() - REDELIVERY_WINDOW
+    try:
+        lock = open_state_dir(settings.state_dir)
+    except StateDirBusy as exc:
+        yield _read_only_copy(settings, since), f"{exc}: its record is read, not written"
+        return
+    try:
+        store = SpoolStore(settings.state_dir, sync=settings.spool_sync)
+        try:
+            admitted = set(store.deliveries(since))
+            committer = GroupCommitter(store, window=REDELIVERY_WINDOW, clock=clock)
+            async with anyio.create_task_group() as group:
+                await group.start(committer.run)
+                yield SpoolRecoveryStore(store, committer, admitted.__contains__), None
+                group.cancel_scope.cancel()
+        finally:
+            store.close()
+    finally:
+        lock.release()
+
+
+def _read_only_copy(settings: Settings, since: float) -> MemoryRecoveryStore:
+    """The running app's record as it is now, opened read-only (WAL lets a reader in)."""
+    path = (settings.state_dir / FILE_NAME).resolve()
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)) as db:
+        admitted = {
+            row[0]
+            for row in db.execute("SELECT delivery_id FROM deliveries WHERE seen_at >= ?", (since,))
+        }
+        try:
+            checkpoint = _checkpoint(db.execute(CHECKPOINT_SQL).fetchall())
+            requests = _requests(db.execute(REQUESTS_SQL).fetchall())
+        except sqlite3.OperationalError:  # an app from before recovery: no such tables
+            checkpoint, requests = None, {}
+    return MemoryRecoveryStore(admitted.__contains__, checkpoint=checkpoint, requests=requests)

@@ -55,12 +55,19 @@ class RecoveryStore(Protocol):
 
 
 class MemoryRecoveryStore:
-    """Checkpoint and requests in memory (lost on restart); admissions from the queue."""
+    """Checkpoint and requests in memory (lost on restart, or seeded from a read-only copy);
+    admissions from the queue."""
 
-    def __init__(self, knows: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        knows: Callable[[str], bool],
+        *,
+        checkpoint: float | None = None,
+        requests: dict[str, RequestRecord] | None = None,
+    ) -> None:
         self._knows = knows
-        self._checkpoint: float | None = None
-        self._requests: dict[str, RequestRecord] = {}
+        self._checkpoint = checkpoint
+        self._requests: dict[str, RequestRecord] = dict(requests or {})
 
     def knows(self, delivery_id: str) -> bool:
         return self._knows(delivery_id)
