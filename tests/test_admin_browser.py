@@ -31,6 +31,7 @@ from tests.conftest import (
     wait_for,
 )
 from tests.deliveries import INSTALLATION_ID, issue_event, signed
+from tests.fake_hook_log import FakeHookLog
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -282,3 +283,24 @@ async def test_admin_page_says_when_the_token_is_refused(tmp_path: Path) -> None
     assert "the admin token was refused" in dom
     assert re.search(r'<main id="dashboard" hidden', dom)
     assert re.search(r'<form id="login"(?! hidden)', dom)
+
+
+async def test_the_recovery_panel_shows_the_last_round(
+    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+) -> None:
+    browser = find_browser()
+    hook_log = FakeHookLog(github)
+    hook_log.log("lost-while-down", status_code=0)
+    hook_log.log("delivered", status_code=202)
+    settings = make_settings(private_key_pem, ADMIN_TOKEN=ADMIN, RECOVERY_INTERVAL="300")
+    async with running_app(settings) as app:
+        recovery = app.runtime.recovery
+        await wait_for(lambda: recovery.stats().rounds >= 1, what="the first recovery round")
+        url = f"{app.url}/admin#token={ADMIN}"
+        dom = await rendered_dom(browser, url, tmp_path / "profile", budget_ms=3000)
+    panel = re.search(r'<div id="recovery"[^>]*>(.*?)</section>', dom, re.S)
+    assert panel is not None
+    text = re.sub(r"<[^>]+>", " ", panel.group(1))
+    assert "last round" in text and "2 attempts read" in text
+    assert "1 failed" in text and "1 requested" in text and "complete" in text
+    assert "on their way 1" in text
