@@ -193,6 +193,9 @@ async def test_a_refused_redelivery_is_asked_again_only_in_later_windows_then_gi
     gave_up = [r for r in caplog.records if "gives up on delivery stuck" in r.getMessage()]
     assert len(gave_up) == 1
     assert gave_up[0].ctx["delivery_id"] == "stuck"  # type: ignore[attr-defined]
+    refused = [r for r in caplog.records if r.getMessage().startswith("redelivery of stuck")]
+    assert len(refused) == 3
+    assert refused[0].ctx["event"] == "issues"  # type: ignore[attr-defined]
 
 
 async def test_an_event_that_arrives_by_itself_during_the_round_is_not_requested(

@@ -31,7 +31,9 @@ import anyio
 from github_app.config import DEFAULT_API_URL, Settings
 from github_app.errors import GitHubError, RetryableGitHubError
 from github_app.github.hook_deliveries import DeliveryPage, LoggedDelivery, MalformedDelivery
+from github_app.github.pacing import serving
 from github_app.logs import EVENT_CONTEXT
+from github_app.queue.priority import Priority
 from github_app.recovery.plan import Candidate, Plan, Skip, plan_round
 from github_app.recovery.store import RecoveryStore, RequestRecord
 
@@ -377,32 +379,35 @@ class Recovery:
                     progress.requested(candidate, False)
                 continue
             attempt = candidate.attempts + 1
-            try:
-                await self._log.redeliver(candidate.delivery_id)
-            except RetryableGitHubError as exc:
-                self._back_off(exc)
-                log.warning("recovery stopped requesting redeliveries: %s", exc)
-                return sent, refused, f"stopped: {exc}"
-            except GitHubError as exc:
-                refused.append(candidate)
-                self._request_failed += 1
-                log.warning(
-                    "redelivery of %s (%s) refused: %s",
-                    candidate.guid,
-                    candidate.name,
-                    exc,
-                )
-            else:
-                sent.append(candidate)
-                self._requested += 1
-                self._outstanding[candidate.guid] = self._clock()
-                log.info(
-                    "requested redelivery of %s (%s), attempt %d of %d",
-                    candidate.guid,
-                    candidate.name,
-                    attempt,
-                    self._max_attempts,
-                )
+            # the log lines carry the event; the request waits behind token mints for queued
+            # events (the app's own principal paces both)
+            with about(candidate), serving(Priority.LOW):
+                try:
+                    await self._log.redeliver(candidate.delivery_id)
+                except RetryableGitHubError as exc:
+                    self._back_off(exc)
+                    log.warning("recovery stopped requesting redeliveries: %s", exc)
+                    return sent, refused, f"stopped: {exc}"
+                except GitHubError as exc:
+                    refused.append(candidate)
+                    self._request_failed += 1
+                    log.warning(
+                        "redelivery of %s (%s) refused: %s",
+                        candidate.guid,
+                        candidate.name,
+                        exc,
+                    )
+                else:
+                    sent.append(candidate)
+                    self._requested += 1
+                    self._outstanding[candidate.guid] = self._clock()
+                    log.info(
+                        "requested redelivery of %s (%s), attempt %d of %d",
+                        candidate.guid,
+                        candidate.name,
+                        attempt,
+                        self._max_attempts,
+                    )
             await self._store.save_request(candidate.guid, RequestRecord(attempt, self._clock()))
             if progress is not None:
                 progress.requested(candidate, candidate in sent)
