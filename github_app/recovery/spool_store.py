@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, closing
 from typing import Any
 
@@ -131,7 +131,7 @@ async def command_store(
     try:
         store = SpoolStore(settings.state_dir, sync=settings.spool_sync)
         try:
-            admitted = set(store.deliveries(since))
+            admitted = _admitted(store.deliveries(since))
             committer = GroupCommitter(store, window=REDELIVERY_WINDOW, clock=clock)
             async with anyio.create_task_group() as group:
                 await group.start(committer.run)
@@ -143,14 +143,27 @@ async def command_store(
         lock.release()
 
 
+def _admitted(log: Iterable[tuple[str, bool]]) -> set[str]:
+    """The delivery ids admitted, from the spool's log of ids remembered and forgotten."""
+    admitted: set[str] = set()
+    for delivery_id, seen in log:
+        if seen:
+            admitted.add(delivery_id)
+        else:
+            admitted.discard(delivery_id)
+    return admitted
+
+
 def _read_only_copy(settings: Settings, since: float) -> MemoryRecoveryStore:
     """The running app's record as it is now, opened read-only (WAL lets a reader in)."""
     path = (settings.state_dir / FILE_NAME).resolve()
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)) as db:
-        admitted = {
-            row[0]
-            for row in db.execute("SELECT delivery_id FROM deliveries WHERE seen_at >= ?", (since,))
-        }
+        admitted = _admitted(
+            (row[0], bool(row[1]))
+            for row in db.execute(
+                "SELECT delivery_id, seen FROM deliveries WHERE at >= ? ORDER BY rowid", (since,)
+            )
+        )
         try:
             checkpoint = _checkpoint(db.execute(CHECKPOINT_SQL).fetchall())
             requests = _requests(db.execute(REQUESTS_SQL).fetchall())
