@@ -128,3 +128,28 @@ def test_without_an_admin_token_the_command_says_so(
     code = main(["backfill", "--repo", REPO, "--env-file", str(empty)])
     assert code == 2
     assert "set ADMIN_TOKEN" in capsys.readouterr().out
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_on_a_terminal_the_command_draws_a_progress_bar_with_the_rate(
+    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+) -> None:
+    repo = FakeRepository(REPO, count=120, matching_every=10)
+    repo.route(github)
+    args = build_parser().parse_args(
+        ["backfill", "--repo", REPO, "--every", "0.02", "--env-file", str(env_file(tmp_path))]
+    )
+    out = Terminal()
+    async with running_app(settings(private_key_pem)) as app:
+        args.url = app.url
+        code = await anyio.to_thread.run_sync(lambda: command.run(args, out=out))
+    drawn = out.getvalue()
+    assert code == 0
+    assert "━" in drawn  # rich's bar
+    assert "120/120" in drawn and "issues/s" in drawn
+    assert "queued:" not in drawn  # no plain lines on a terminal
+    assert "issues seen:     120" in drawn
