@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
             "GITHUB_API_URL": args.api,
             "DRY_RUN": "false",
             "QUEUE_MAX_EVENTS": "100000",
+            # Every run starts empty: a spool in the checkout would hand one run's
+            # leftovers (events queued at the time cap) to the next.
+            "QUEUE_BACKEND": "memory",
             "LOG_LEVEL": "ERROR",  # a failed event logs an error: thousands under overload
             **{
                 name: str(value)
