@@ -1,6 +1,6 @@
 """Recovery after an outage: how long until every lost event is back, and what it costs.
 
-    python benchmarks/recovery.py [--events 1000] [--outage 400] [--write-interval 0.05]
+    python -m benchmarks.recovery [--events 1000] [--outage 400] [--write-interval 0.05]
         [--runs 3]
 
 A simulated GitHub (in this process, behind the app's HTTP transport) sends a
@@ -27,7 +27,6 @@ import json
 import re
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -41,14 +40,6 @@ SECRET = "benchmark-webhook-secret"
 API = "https://api.github.com"
 INTERVAL = 2.0  # RECOVERY_INTERVAL: a round's requests are admitted before the next
 REDELIVER = re.compile(r"^/app/hook/deliveries/(\d+)/attempts$")
-
-
-def unshadow_stdlib() -> None:
-    """This file's folder off ``sys.path`` (a sibling ``queue.py`` would shadow the stdlib)."""
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
 
 
 def iso(at: float) -> str:
@@ -314,7 +305,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write-interval", type=float, default=0.05)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    unshadow_stdlib()
     import anyio
 
     results = [
