@@ -24,7 +24,11 @@ Routes:
   ``GET .../issues/{n}``; ``GET .../issues/{n}/comments`` (none);
   ``GET /repos/{o}/{r}/collaborators/{login}/permission`` (``World.roles``);
 - ``POST .../issues/{n}/labels`` records the labels and when; every other write is
-  answered 200; any other GET 404.
+  answered 200; any other GET 404;
+- the app's delivery log (``DeliveryLog``, with the app's JWT): ``GET /app/hook/deliveries``
+  newest first, ``per_page`` a page, the next page's cursor in a ``Link`` header as
+  GitHub's; ``POST /app/hook/deliveries/{id}/attempts`` answers 202 and queues that
+  delivery for the benchmark to send again (``DeliveryLog.pending``).
 
 Limits, per installation unless said otherwise (a request of an installation is every
 request but ``/app`` and the token mint):
@@ -79,6 +83,7 @@ ISSUE = re.compile(r"^issues/(\d+)$")
 LABELS = re.compile(r"^issues/(\d+)/labels(?:/.*)?$")
 COMMENTS = re.compile(r"^issues/(\d+)/comments$")
 PERMISSION = re.compile(r"^collaborators/([^/]+)/permission$")
+REDELIVER = re.compile(r"^/app/hook/deliveries/(\d+)/attempts$")
 SECONDARY = b'{"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}'
 NOT_FOUND = b'{"message": "Not Found"}'
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -135,6 +140,65 @@ class World:
         return self.config
 
 
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class DeliveryLog:
+    """GitHub's log of the app's webhook deliveries: every attempt the benchmark makes.
+
+    The benchmark sends deliveries itself (``bodies`` holds each one's body and
+    headers) and records each attempt with its outcome; the app reads the log and
+    asks for redeliveries, which wait in ``pending`` until the benchmark sends them.
+    """
+
+    def __init__(self, installation: int = 1) -> None:
+        self.installation = installation
+        self.log: list[dict[str, Any]] = []  # oldest first
+        self.bodies: dict[str, tuple[bytes, dict[str, str]]] = {}
+        self.pending: list[str] = []
+        self.calls: Counter[str] = Counter()
+
+    def record(self, guid: str, status: int, action: str, redelivery: bool) -> None:
+        self.log.append(
+            {
+                "id": len(self.log) + 1,
+                "guid": guid,
+                "delivered_at": iso(time.time()),
+                "redelivery": redelivery,
+                "duration": 0.01,
+                "status": "OK" if 200 <= status < 300 else "failed",
+                "status_code": status,
+                "event": "issues",
+                "action": action,
+                "installation_id": self.installation,
+                "repository_id": 1,
+            }
+        )
+
+    def page(self, query: Mapping[str, list[str]], base_url: str) -> Answer:
+        """One page, newest first; the cursor names the next page's first attempt, so
+        attempts logged between two pages do not shift the pages (as GitHub's)."""
+        self.calls["list"] += 1
+        newest_first = self.log[::-1]
+        cursor = query.get("cursor", [None])[0]
+        start = 0 if cursor is None else len(self.log) - int(cursor)
+        per_page = int(query.get("per_page", ["30"])[0])
+        headers: Headers = []
+        if start + per_page < len(newest_first):
+            after = newest_first[start + per_page]["id"]
+            link = (
+                f'<{base_url}/app/hook/deliveries?per_page={per_page}&cursor={after}>; rel="next"'
+            )
+            headers.append((b"link", link.encode()))
+        return 200, headers, json.dumps(newest_first[start : start + per_page]).encode()
+
+    def redeliver(self, attempt: int) -> Answer:
+        self.calls["redeliver"] += 1
+        self.pending.append(self.log[attempt - 1]["guid"])
+        return 202, [], b"{}"
+
+
 @dataclass
 class Installation:
     remaining: int
@@ -152,8 +216,10 @@ class GitHubSim:
         limits: Limits | None = None,
         world: World | None = None,
         base_url: str = "https://api.github.com",
+        deliveries: DeliveryLog | None = None,
     ) -> None:
         self.limits = limits or Limits()
+        self.deliveries = deliveries or DeliveryLog()
         self.base_url = base_url  # where the app reaches it: the issue list's Link URLs
         self.world = world or World()
         etag = hashlib.sha256(self.world.config or b"").hexdigest()[:20]
@@ -253,6 +319,11 @@ class GitHubSim:
             if self.limits.serve_mints:
                 await self._serve()
             return self._mint(int(minted.group(1)))
+        if path == "/app/hook/deliveries" and method == "GET":  # the app's JWT
+            return self.deliveries.page(query, self.base_url)
+        redelivery = REDELIVER.match(path)
+        if redelivery and method == "POST":
+            return self.deliveries.redeliver(int(redelivery.group(1)))
         located = INSTALLATION_OF.match(path)
         if located and method == "GET":  # asked with the app's JWT
             self.counts["installation_lookups"] += 1

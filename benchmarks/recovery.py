@@ -3,10 +3,10 @@
     python -m benchmarks.recovery [--events 1000] [--outage 400] [--write-interval 0.05]
         [--runs 3]
 
-A simulated GitHub (in this process, behind the app's HTTP transport) sends a
-stream of ``--events`` issue events to the real app (uvicorn on loopback) and
-logs every attempt as GitHub's delivery log does. The app is stopped for
-``--outage`` of them (their deliveries fail: nothing listens), then started
+The simulated GitHub of ``benchmarks.github_sim`` (in this process, behind the app's
+HTTP transport) sends a stream of ``--events`` issue events to the real app (uvicorn on
+loopback) and logs every attempt as GitHub's delivery log does (``DeliveryLog``). The
+app is stopped for ``--outage`` of them (their deliveries fail: nothing listens), then started
 again; its recovery loop reads the log, asks for the lost ones, and the
 simulated GitHub redelivers each request at once. Measured per run, from the
 restarted server listening to the last recovered event processed: the time,
@@ -24,92 +24,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import socket
 import statistics
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from benchmarks.github_sim import DeliveryLog, GitHubSim, World
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "benchmark-webhook-secret"
 API = "https://api.github.com"
 INTERVAL = 2.0  # RECOVERY_INTERVAL: a round's requests are admitted before the next
-REDELIVER = re.compile(r"^/app/hook/deliveries/(\d+)/attempts$")
 
 
-def iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class SimulatedGitHub:
-    """The delivery log and the few REST calls the app makes, as an httpx handler."""
-
-    def __init__(self) -> None:
-        self.log: list[dict[str, Any]] = []  # oldest first
-        self.bodies: dict[str, tuple[bytes, dict[str, str]]] = {}
-        self.pending: list[str] = []
-        self.calls: Counter[str] = Counter()
-        self._next_id = 1
-
-    def record(self, guid: str, status: int, action: str, redelivery: bool) -> None:
-        self.log.append(
-            {
-                "id": self._next_id,
-                "guid": guid,
-                "delivered_at": iso(time.time()),
-                "redelivery": redelivery,
-                "duration": 0.01,
-                "status": "OK" if 200 <= status < 300 else "failed",
-                "status_code": status,
-                "event": "issues",
-                "action": action,
-                "installation_id": 42,
-                "repository_id": 1,
-            }
-        )
-        self._next_id += 1
-
-    def handle(self, request: Any) -> Any:
-        import httpx
-
-        path = request.url.path
-        if path == "/app":
-            return httpx.Response(200, json={"id": 1, "slug": "bench", "name": "bench"})
-        if path.endswith("/access_tokens"):
-            expires = datetime.now(UTC) + timedelta(hours=1)
-            return httpx.Response(
-                201, json={"token": "ghs_bench", "expires_at": iso(expires.timestamp())}
-            )
-        if path == "/app/hook/deliveries":
-            self.calls["list"] += 1
-            # as GitHub's: the cursor names the next page's first attempt, so attempts logged
-            # between two pages do not shift the pages
-            newest_first = self.log[::-1]
-            cursor = request.url.params.get("cursor")
-            start = 0 if cursor is None else len(self.log) - int(cursor)
-            per_page = int(request.url.params.get("per_page", "30"))
-            headers = {}
-            if start + per_page < len(newest_first):
-                after = newest_first[start + per_page]["id"]
-                headers["link"] = (
-                    f'<{API}/app/hook/deliveries?per_page={per_page}&cursor={after}>; rel="next"'
-                )
-            return httpx.Response(200, json=newest_first[start : start + per_page], headers=headers)
-        match = REDELIVER.match(path)
-        if match and request.method == "POST":
-            self.calls["redeliver"] += 1
-            attempt = int(match.group(1))
-            self.pending.append(self.log[attempt - 1]["guid"])
-            return httpx.Response(202, json={})
-        return httpx.Response(404, json={"message": "Not Found"})
-
-
-async def send(sim: SimulatedGitHub, client: Any, url: str, guid: str, redelivery: bool) -> int:
+async def send(sim: DeliveryLog, client: Any, url: str, guid: str, redelivery: bool) -> int:
     import httpx
 
     body, headers = sim.bodies[guid]
@@ -145,7 +77,9 @@ async def one_run(events: int, outage: int, write_interval: float) -> dict[str, 
         )
         .decode()
     )
-    sim = SimulatedGitHub()
+    github = GitHubSim(world=World(installation=42), base_url=API)
+    sim = github.deliveries
+    sim.installation = 42
     processed: Counter[str] = Counter()
     last_done = [0.0]
 
@@ -208,7 +142,7 @@ async def one_run(events: int, outage: int, write_interval: float) -> dict[str, 
         )
         port = free_port()
         url = f"http://127.0.0.1:{port}{settings.webhook_path}"
-        transport = httpx.MockTransport(sim.handle)
+        transport = httpx.ASGITransport(app=github)
 
         async def serve(runtime: Runtime, serving: anyio.Event, stop: anyio.Event) -> None:
             server = uvicorn.Server(
