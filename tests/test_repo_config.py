@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
+import respx
+from githubkit import GitHub, TokenAuthStrategy
 
 from github_app.dispatch.registry import Registry
 from github_app.dispatch.repo_config import (
@@ -13,7 +16,9 @@ from github_app.dispatch.repo_config import (
     MAX_YAML_NODES,
     Budget,
     ConfigParser,
+    ConfigTooCostly,
     RepoConfig,
+    RepoConfigStore,
     extends_target,
 )
 from processors import BUILTINS
@@ -25,6 +30,7 @@ from processors.labeler import (
     LabelerConfig,
     LabelRule,
 )
+from tests.conftest import config_url
 
 SOURCE = "octo/hello"
 
@@ -278,3 +284,40 @@ def test_the_time_budget_is_checked_between_patterns_inside_one_section(
     rules = "".join(f"    - {{label: l{i}, pattern: 'w{i}'}}\n" for i in range(5))
     error = only_error(parser.parse("labeler:\n  rules:\n" + rules, SOURCE, budget))
     assert "longer than 2 s" in error  # one section: only the checks per pattern could see it
+
+
+def test_time_the_budget_is_paused_does_not_count() -> None:
+    now = [0.0]
+    budget = Budget(2.0, clock=lambda: now[0])
+    budget.pause()
+    now[0] = 60.0  # waiting for the reader thread or for GitHub
+    budget.resume()
+    now[0] = 61.5
+    budget.check()  # 1.5 s of work
+    now[0] = 62.5
+    with pytest.raises(ConfigTooCostly):
+        budget.check()
+
+
+@pytest.mark.anyio
+async def test_a_config_whose_extends_base_is_slow_to_arrive_is_not_refused_as_too_costly(
+    github: respx.MockRouter,
+) -> None:
+    """GitHub taking long to answer (or the reader thread busy with other tenants' configs
+    during a burst) is not the config's cost: only the time spent reading it counts."""
+    now = [0.0]
+
+    def slow_base(request: httpx.Request) -> httpx.Response:
+        now[0] += 30.0  # the base arrives 30 s later on the budget's clock
+        return httpx.Response(200, text=VALID)
+
+    github.get(config_url("octo/hello")).mock(
+        return_value=httpx.Response(200, text="_extends: org-config\n")
+    )
+    github.get(config_url("octo/org-config")).mock(side_effect=slow_base)
+    store = RepoConfigStore(BUILTINS, budget=2.0, budget_clock=lambda: now[0])
+    async with GitHub(TokenAuthStrategy("ghs_test")) as client:
+        config = await store.get(client, "octo/hello")
+    assert now[0] == 30.0
+    assert config.errors == ()
+    assert isinstance(config.sections["labeler"], LabelerConfig)

@@ -65,17 +65,34 @@ class ConfigTooCostly(Exception):
 
 @dataclass
 class Budget:
-    """A deadline for reading one config, checked between steps of bounded size."""
+    """The time one config may cost, checked between steps of bounded size.
+
+    Only time spent working counts: the store pauses the budget while the
+    config waits for the one reader thread (behind other tenants' configs in a
+    burst) or for GitHub (an ``_extends`` base), so a small config is never
+    refused because the app or GitHub was busy.
+    """
 
     seconds: float = CONFIG_TIME_BUDGET
     clock: Callable[[], float] = time.monotonic
-    deadline: float = field(init=False)
+    spent: float = field(init=False, default=0.0)
+    _since: float | None = field(init=False, default=None)  # working since; None: paused
 
     def __post_init__(self) -> None:
-        self.deadline = self.clock() + self.seconds
+        self._since = self.clock()
+
+    def pause(self) -> None:
+        if self._since is not None:
+            self.spent += self.clock() - self._since
+            self._since = None
+
+    def resume(self) -> None:
+        if self._since is None:
+            self._since = self.clock()
 
     def check(self) -> None:
-        if self.clock() > self.deadline:
+        working = 0.0 if self._since is None else self.clock() - self._since
+        if self.spent + working > self.seconds:
             raise ConfigTooCostly(
                 f"reading the file took longer than {self.seconds:g} s: make it smaller"
             )
@@ -313,16 +330,26 @@ class RepoConfigStore:
         self.errors.pop(repository, None)
         return config
 
-    async def _off_loop(self, work: Callable[..., Any], *args: Any) -> Any:
-        """``work(*args)`` in a worker thread; one at a time, so one tenant takes one thread."""
+    async def _off_loop(self, work: Callable[[Any, Budget], Any], arg: Any, budget: Budget) -> Any:
+        """``work(arg, budget)`` in a worker thread; one at a time, so one tenant takes one
+        thread. The budget runs only while the thread works on it, not while it waits."""
         if self._readers is None:
             self._readers = anyio.CapacityLimiter(1)
-        return await anyio.to_thread.run_sync(work, *args, limiter=self._readers)
+
+        def working() -> Any:
+            budget.resume()
+            try:
+                return work(arg, budget)
+            finally:
+                budget.pause()
+
+        return await anyio.to_thread.run_sync(working, limiter=self._readers)
 
     async def _resolve(
         self, github: GitHub[Any], owner: str, text: bytes, source: str, sources: list[str]
     ) -> RepoConfig:
         budget = Budget(self._budget, self._budget_clock)
+        budget.pause()  # it runs in the reader thread only
         try:
             return await self._resolve_within(github, owner, text, source, sources, budget)
         except ConfigTooCostly as exc:
