@@ -196,3 +196,24 @@ async def test_maintenance_prunes_old_deliveries_and_gives_deleted_pages_back(
         assert store.size_on_disk() < full / 4
     finally:
         store.close()
+
+
+def test_commits_leave_the_wal_to_the_checkpoint_beside_them(tmp_path: Path) -> None:
+    store = SpoolStore(tmp_path)
+    wal = tmp_path / (FILE_NAME + "-wal")
+    try:
+        for seq in range(1, 1201):
+            item = envelope(f"d-{seq}", issue_number=seq, payload=os.urandom(4000))
+            store.apply(insert_event(seq, item, 2, item.payload))
+        # 1,200 commits of two pages or more: SQLite's automatic checkpoint (every 1,000
+        # pages) would have started the WAL over at about 4 MiB.
+        grown = wal.stat().st_size
+        assert grown > 2 * 1200 * 4096
+        store.checkpoint()
+        for seq in range(1201, 1211):
+            item = envelope(f"d-{seq}", issue_number=seq, payload=os.urandom(4000))
+            store.apply(insert_event(seq, item, 2, item.payload))
+        assert wal.stat().st_size == grown  # checkpointed: the next commits start it over
+        assert len(list(store.events())) == 1210
+    finally:
+        store.close()

@@ -13,12 +13,19 @@ One file, ``spool.sqlite3``, in WAL mode, written by one connection:
 - ``succeeded``: per delivery, the processors that already succeeded.
 
 Writes are grouped: every write asked for while the previous transaction
-commits goes into the next one (``GroupCommitter``), which runs in a worker
-thread, never on the event loop. A write that must be durable before the
-caller goes on (an admission, before its 202) awaits its group; the others
-(attempts, deletes of finished events) ride along. ``SPOOL_SYNC=normal``
-survives a crash of the process (SQLite's ``synchronous=NORMAL`` in WAL
-mode); ``full`` also survives power loss (an fsync per commit group).
+commits, or within ``GROUP_EVERY`` of its start, goes into the next one
+(``GroupCommitter``), which runs in a worker thread, never on the event loop.
+A write that must be durable before the caller goes on (an admission, before
+its 202) awaits its group; the others (attempts, deletes of finished events)
+ride along. ``SPOOL_SYNC=normal`` survives a crash of the process (SQLite's
+``synchronous=NORMAL`` in WAL mode); ``full`` also survives power loss (an
+fsync per commit group).
+
+The WAL is copied back into the database by a checkpoint on a connection of
+its own, beside the writer (``PASSIVE``: it never blocks a commit), about
+once a second while commits come; SQLite's automatic checkpoint is off,
+since it would run inside whichever commit group crossed its threshold and
+hold every delivery in that group for its duration.
 
 A file that is not a readable spool stops start-up with one line naming it;
 it is never overwritten.
@@ -50,6 +57,8 @@ APPLICATION_ID = 0x41495031  # "AIP1": this app's spool, not any SQLite file
 SYNC_MODES = ("normal", "full")
 WAL_LIMIT = 64 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint
 MAINTENANCE_EVERY = 30.0  # seconds between checkpoints, incremental vacuum and pruning
+GROUP_EVERY = 0.002  # seconds from one group's start to the next's while deliveries keep coming
+CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints beside the writer while it commits
 DELIVERY_LOG_ROWS = 400_000  # newest rows of the delivery log kept (the memory holds 100,000)
 LAZY_WRITES = 0.02  # seconds a write nobody waits for may wait for a group to join
 RETRY_PAUSE = 1.0  # after a failed commit, before writes that need no answer are tried again
@@ -143,6 +152,7 @@ class SpoolStore:
             self._create()
         self._writer = self._open(self.path, check=True)
         self._reader = self._open(self.path, check=False)
+        self._checkpointer = self._open(self.path, check=False)
 
     def _create(self) -> None:
         """A new spool is built under a temporary name and renamed: a file named like the
@@ -184,6 +194,7 @@ class SpoolStore:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {self.sync.upper()}")
             connection.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
+            connection.execute("PRAGMA wal_autocheckpoint = 0")  # see ``checkpoint``
         except sqlite3.DatabaseError as exc:
             connection.close()
             raise SpoolUnreadable(f"spool {path} cannot be read ({exc}): {what_to_do}") from None
@@ -193,6 +204,7 @@ class SpoolStore:
         return connection
 
     def close(self) -> None:
+        self._checkpointer.close()
         self._reader.close()
         self._writer.close()
 
@@ -302,6 +314,14 @@ class SpoolStore:
                 # executescript steps the pragma to its end (execute frees one page)
                 connection.executescript("PRAGMA incremental_vacuum;")
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            raise SpoolError(_describe(exc)) from None
+
+    def checkpoint(self) -> None:
+        """Copy committed WAL frames into the database without waiting for, or blocking, the
+        writer (a worker thread, one at a time; the writer may commit meanwhile)."""
+        try:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
             raise SpoolError(_describe(exc)) from None
 
@@ -426,7 +446,9 @@ class GroupCommitter:
         self._flushing = False
         self._idle = False  # the writer waits with nothing to write
         self._ops_since = 0.0  # when the oldest write nobody waits for was asked
+        self._group_started = 0.0
         self._one_at_a_time = anyio.Lock()  # one connection: one transaction at a time
+        self._checkpointing = anyio.Lock()  # maintenance's checkpoint and the periodic one
         self.problem: str | None = None
         self.commits = 0
         self.writes = 0
@@ -461,7 +483,18 @@ class GroupCommitter:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Commit groups until cancelled; what was asked before the cancel is committed first."""
+        """Commit groups until cancelled; what was asked before the cancel is committed first.
+
+        Checkpoints run beside, in a task of their own, so a commit never waits for one.
+        """
+        async with anyio.create_task_group() as beside:
+            beside.start_soon(self._checkpoints)
+            try:
+                await self._commit_groups(task_status)
+            finally:
+                beside.cancel_scope.cancel()
+
+    async def _commit_groups(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         self._running = True
         task_status.started()
         next_maintenance = time.monotonic() + MAINTENANCE_EVERY
@@ -480,6 +513,13 @@ class GroupCommitter:
                 self._wake = anyio.Event()
                 if not self._awaited and self._ops and not self._retry and not self._lazy_due():
                     continue  # a lazy write woke the idle writer: it waits LAZY_WRITES now
+                pause = self._group_started + GROUP_EVERY - time.monotonic()
+                if self._awaited and pause > 0:
+                    # Busy: the last group started moments ago. Waiting the rest of
+                    # GROUP_EVERY lets the deliveries being read now join this group, so a
+                    # burst pays a group's fixed cost (~100 us) once per few deliveries,
+                    # not once per delivery; a lone delivery is committed at once.
+                    await anyio.sleep(pause)
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + MAINTENANCE_EVERY
                     with anyio.CancelScope(shield=True):
@@ -505,6 +545,7 @@ class GroupCommitter:
         if not ops and not awaited and not retry:
             return
         group, self._group = self._group, _Group()
+        self._group_started = time.monotonic()
         self._ops, self._awaited, self._retry = [], [], []
         batch = retry + ops + awaited
         self._flushing = True
@@ -529,10 +570,26 @@ class GroupCommitter:
         group.done.set()
 
     async def _maintain(self) -> None:
-        try:
-            await anyio.to_thread.run_sync(self._store.maintain, self._clock() - self._window)
-        except SpoolError as exc:
-            log.warning("spool maintenance failed: %s", exc)
+        async with self._checkpointing:
+            try:
+                await anyio.to_thread.run_sync(self._store.maintain, self._clock() - self._window)
+            except SpoolError as exc:
+                log.warning("spool maintenance failed: %s", exc)
+
+    async def _checkpoints(self) -> None:
+        """A PASSIVE checkpoint every ``CHECKPOINT_EVERY`` seconds in which something was
+        committed: the WAL stays short without a commit group ever running one."""
+        checkpointed = self.commits
+        while True:
+            await anyio.sleep(CHECKPOINT_EVERY)
+            if self.commits == checkpointed:
+                continue
+            checkpointed = self.commits
+            async with self._checkpointing:
+                try:
+                    await anyio.to_thread.run_sync(self._store.checkpoint)
+                except SpoolError as exc:
+                    log.warning("spool checkpoint failed: %s", exc)
 
     def _fail_waiting(self, reason: str) -> None:
         group = self._group
