@@ -7,7 +7,6 @@ Run these alone with ``python -m pytest -m browser``.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable
@@ -19,7 +18,6 @@ import httpx
 import pytest
 import respx
 
-from github_app.admin.sampler import SERIES
 from tests.chromium import DevTools, devtools, find_browser, rendered_dom
 from tests.conftest import (
     API,
@@ -30,6 +28,7 @@ from tests.conftest import (
     token_response,
     wait_for,
 )
+from tests.dashboard_samples import synthetic_sample
 from tests.deliveries import INSTALLATION_ID, issue_event, signed
 from tests.fake_hook_log import FakeHookLog
 
@@ -251,28 +250,6 @@ async def test_one_hour_of_history_is_drawn_whole_and_its_render_time_is_measure
     assert 17 <= seen["marks"] <= 18
     assert all(isinstance(ms, int | float) and ms >= 0 for ms in seen["times"])
     assert seen["errors"] == []
-
-
-def synthetic_sample(index: int) -> dict[str, float]:
-    """A plausible sample: a burst that builds up and drains over the hour."""
-    wave = max(0.0, math.sin(index / 300))
-    values = dict.fromkeys(SERIES, 0.0)
-    values |= {
-        "depth_high": 50 * wave,
-        "depth_normal": 2000 * wave,
-        "depth_low": 300 * wave,
-        "admitted_per_s": 40 * wave,
-        "received_per_s": 42 * wave,
-        "processed_per_s": 30 + 5 * math.cos(index / 7),
-        "latency_p50": 0.04 + 0.01 * wave,
-        "latency_p99": 0.4 + 0.3 * wave,
-        "width": 8 + (index // 100) % 4 * 4,
-        "in_flight": 6 + (index // 100) % 4 * 4,
-        "github_ok_per_s": 25 * wave + 3,
-        "github_not_modified_per_s": 4,
-        "budget_left": 5000 - index,
-    }
-    return values
 
 
 async def test_admin_page_says_when_the_token_is_refused(tmp_path: Path) -> None:
