@@ -308,8 +308,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = load_settings(env_file=args.env_file, overrides=overrides)
     if not settings.has_credentials and args.host is None:
         # Unconfigured, the server offers /setup: loopback only, unless --host says otherwise.
-        overrides["HOST"] = "127.0.0.1"
-        settings = load_settings(env_file=args.env_file, overrides=overrides)
+        settings = settings.model_copy(update={"host": "127.0.0.1"})
     print(banner(settings), flush=True)
     configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
