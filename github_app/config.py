@@ -278,11 +278,23 @@ class Settings(BaseSettings):
         description="dead-letter entries kept; beyond that the oldest is dropped with a "
         "counter and a log line",
     )
-    queue_backend: Annotated[Literal["sqlite", "memory"], BeforeValidator(_lower)] = Field(
+    queue_backend: Annotated[Literal["sqlite", "memory", "redis"], BeforeValidator(_lower)] = Field(
         "sqlite",
         description="`sqlite`: admitted events are committed to a spool in STATE_DIR before "
         "the 202 and survive kill -9, restarts and deploys; `memory`: kept in this process "
-        "only, lost if it dies",
+        "only, lost if it dies; `redis`: kept in the Redis at REDIS_URL and shared by every "
+        "replica of the app (scale-out)",
+    )
+    redis_url: SecretStr | None = Field(
+        None,
+        description="the Redis that replicas share when QUEUE_BACKEND is `redis`, e.g. "
+        "`redis://:password@redis:6379/0` or `rediss://` for TLS; never logged (it may hold a "
+        "password)",
+    )
+    redis_claim_idle: Seconds = Field(
+        60.0,
+        description="seconds an event may stay taken by a replica that stopped answering "
+        "before another replica claims it (one attempt counted)",
     )
     state_dir: Path = Field(
         Path(".auto-issue-processor"),
@@ -359,6 +371,8 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"RETRY_BASE ({self.retry_base:g}) is above RETRY_MAX ({self.retry_max:g})"
             )
+        if self.queue_backend == "redis" and self.redis_url is None:
+            raise SettingsError("QUEUE_BACKEND is redis but REDIS_URL is not set")
         if self.workers_min > self.workers_max:
             raise SettingsError(
                 f"WORKERS_MIN ({self.workers_min}) is above WORKERS_MAX ({self.workers_max})"

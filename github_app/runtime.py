@@ -98,6 +98,8 @@ class Runtime:
         self._store: SpoolStore | None = None
         self._committer: GroupCommitter | None = None
         journal: SpoolJournal | None = None
+        if settings.queue_backend == "redis":
+            raise SettingsError("QUEUE_BACKEND=redis is not available in this version yet")
         if settings.queue_backend == "sqlite":
             self._lock = open_state_dir(settings.state_dir)
             try:

@@ -32,6 +32,7 @@ from github_app.http_guard import uvicorn_options
 from github_app.runtime import Runtime
 from github_app.server import create_app
 from tests.deliveries import INSTALLATION_ID, SECRET, Delivery
+from tests.redis_server import redis_server  # noqa: F401  (a fixture for every test module)
 
 API = "https://api.github.com"
 APP_SLUG = "auto-issue-processor-test"

@@ -587,3 +587,18 @@ def test_settings_are_frozen() -> None:
     settings = settings_from({})
     with pytest.raises(ValidationError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_redis_backend_needs_a_redis_url() -> None:
+    message = settings_error({"QUEUE_BACKEND": "redis"})
+    assert "REDIS_URL" in message
+
+
+def test_redis_url_is_a_secret_and_never_shown() -> None:
+    settings = load_settings(
+        environ={"QUEUE_BACKEND": "redis", "REDIS_URL": "redis://:hunter2@redis:6379/0"},
+        env_file=None,
+    )
+    assert settings.redis_url is not None
+    assert settings.redis_url.get_secret_value() == "redis://:hunter2@redis:6379/0"
+    assert "hunter2" not in repr(settings)
