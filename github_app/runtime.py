@@ -49,6 +49,7 @@ from github_app.queue.deliveries import RecentDeliveries
 from github_app.queue.journal import SpoolJournal
 from github_app.queue.memory import MemoryQueue
 from github_app.queue.priority import Priority, PriorityRules
+from github_app.queue.redis_queue import RedisQueue
 from github_app.queue.retry import RetryPolicy
 from github_app.queue.spool import GroupCommitter, SpoolStore
 from github_app.queue.spooled import SpooledQueue, replay
@@ -57,6 +58,7 @@ from github_app.queue.succeeded import REDELIVERY_WINDOW, SucceededProcessors
 from github_app.recovery.loop import START_DELAY, Recovery
 from github_app.recovery.spool_store import SpoolRecoveryStore
 from github_app.recovery.store import MemoryRecoveryStore, RecoveryStore
+from github_app.redis_link import RedisLink
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +99,10 @@ class Runtime:
         self._lock: StateLock | None = None
         self._store: SpoolStore | None = None
         self._committer: GroupCommitter | None = None
+        # QUEUE_BACKEND=redis: the one Redis client of this process and its replica id, for every
+        # part whose state the replicas share
+        self.redis: RedisLink | None = None
         journal: SpoolJournal | None = None
-        if settings.queue_backend == "redis":
-            raise SettingsError("QUEUE_BACKEND=redis is not available in this version yet")
         if settings.queue_backend == "sqlite":
             self._lock = open_state_dir(settings.state_dir)
             try:
@@ -111,21 +114,36 @@ class Runtime:
             journal = SpoolJournal(self._committer, wall_clock=clock)
         deliveries = RecentDeliveries(journal=journal, clock=clock)
         self.succeeded = SucceededProcessors(journal=journal, clock=clock)
+        ttl = {
+            Priority.CRITICAL: settings.queue_ttl_critical,
+            Priority.HIGH: settings.queue_ttl_high,
+            Priority.NORMAL: settings.queue_ttl_normal,
+            Priority.LOW: settings.queue_ttl_low,
+        }
         memory = MemoryQueue(
             settings.queue_max_events,
             settings.queue_max_bytes,
-            ttl={
-                Priority.CRITICAL: settings.queue_ttl_critical,
-                Priority.HIGH: settings.queue_ttl_high,
-                Priority.NORMAL: settings.queue_ttl_normal,
-                Priority.LOW: settings.queue_ttl_low,
-            },
+            ttl=ttl,
             ageing=settings.queue_ageing,
             dead_letters=DeadLetterQueue(settings.dead_letter_max, clock=clock),
             deliveries=deliveries,
             journal=journal,
         )
-        self.queue: MemoryQueue | SpooledQueue = memory
+        self.queue: MemoryQueue | SpooledQueue | RedisQueue = memory
+        if settings.queue_backend == "redis" and settings.redis_url is not None:
+            self.redis = RedisLink(settings.redis_url.get_secret_value(), clock=clock)
+            self.queue = RedisQueue(
+                self.redis,
+                settings.queue_max_events,
+                settings.queue_max_bytes,
+                claim_idle=settings.redis_claim_idle,
+                dead_letter_max=settings.dead_letter_max,
+                ttl=ttl,
+                ageing=settings.queue_ageing,
+                notify=lambda: self.dispatcher.notify(),
+                wall_clock=clock,
+            )
+            self.succeeded = self.queue.succeeded  # the record other replicas see too
         if self._store is not None and self._committer is not None:
             replay(
                 self._store,
@@ -311,6 +329,9 @@ class Runtime:
             async with anyio.create_task_group() as spool_group:
                 if self._committer is not None:
                     await spool_group.start(self._committer.run)
+                if self.redis is not None and isinstance(self.queue, RedisQueue):
+                    await spool_group.start(self.redis.watch)
+                    await spool_group.start(self.queue.run)
                 async with anyio.create_task_group() as group:
                     await self._run(group)
                     try:
@@ -324,6 +345,8 @@ class Runtime:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.gateway.aclose()
+                if self.redis is not None:
+                    await self.redis.aclose()
             self.close()
 
     async def _run(self, group: TaskGroup) -> None:
@@ -383,7 +406,15 @@ class Runtime:
         remaining = len(self.queue)
         if cut_off:
             log.error("shutdown: %d in-flight event(s) were cut off unfinished", cut_off)
-        if self._store is not None:
+        if isinstance(self.queue, RedisQueue) and self.redis is not None:
+            given_back = await self.queue.give_back()
+            await self.redis.leave()
+            log.info(
+                "shutdown: %d event(s) held by this replica went back to the shared queue in "
+                "Redis for the other replicas",
+                given_back,
+            )
+        elif self._store is not None:
             log.info(
                 "shutdown: %d queued event(s) stay in the spool %s; "
                 "they will be processed after the restart",
@@ -400,7 +431,8 @@ class Runtime:
             )
         else:
             log.info("shutdown: no queued event remains")
-        dead = self.queue.list_dead_letters() if self._store is None else []
+        durable = self._store is not None or self.redis is not None
+        dead = [] if durable else self.queue.list_dead_letters()
         if dead:
             log.warning(
                 "shutdown: %d dead letter(s) are lost with the process (QUEUE_BACKEND=memory): %s",

@@ -33,7 +33,7 @@ from github_app.intake.webhooks import (
     verify_signature,
 )
 from github_app.queue.compression import PayloadCodec
-from github_app.queue.memory import EventQueue
+from github_app.queue.memory import DUPLICATE, EventQueue
 from github_app.queue.priority import PriorityRules
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,9 @@ class WebhookIntake:
         )
         priority = self._rules.classify(envelope)
         admission = await self._queue.admit(envelope, priority)
+        if admission.error == DUPLICATE.error:  # a shared queue: another replica admitted it
+            self.stats.duplicates += 1
+            return 200, {"status": "duplicate", "delivery": delivery_id}, []
         if not admission.admitted:
             self.stats.refused += 1
             log.warning(

@@ -84,6 +84,8 @@ class Admission:
 
 
 ADMITTED = Admission(True)
+# A shared backend finds a delivery already admitted (by any replica) when it admits it.
+DUPLICATE = Admission(False, "already admitted", 0, "duplicate")
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class QueueStats:
     oldest_wait: float | None = None  # seconds the longest-waiting event has been queued
     waiting_by_installation: dict[int | None, int] = field(default_factory=dict)
     spool: object | None = None  # the durable backend's own stats (``SpoolStats``)
+    shared: object | None = None  # the shared backend's (``SharedQueueStats``): all replicas
 
 
 class EventQueue(Protocol):

@@ -1,0 +1,824 @@
+"""The shared queue (``QUEUE_BACKEND=redis``): every replica admits to and takes from one Redis.
+
+How the ``EventQueue`` contract is kept (layout and scripts: ``redis_scripts``):
+
+- ``admit`` runs one script: the duplicate check against the delivery ids seen
+  in the redelivery window, the admission bounds counted over all replicas,
+  the event's record and its entry in its level's stream, all at once. The
+  intake answers 202 only after Redis took it; a delivery seen by any replica
+  is answered as a duplicate by every other (``DUPLICATE``). When Redis does
+  not answer, ``admit`` refuses (``redis_unavailable``: 503 with Retry-After,
+  GitHub keeps the delivery for recovery) and ``unavailable`` says why.
+- Each replica reads the streams through one consumer group (one consumer per
+  replica) into a local ``MemoryQueue``, which stays the scheduler: a pump
+  task keeps a bounded prefetch of ready events there, so ``take`` stays
+  synchronous and priorities, ageing, TTL and per-issue lanes are
+  ``MemoryQueue``'s rules over what this replica holds. Round-robin across
+  installations is therefore per replica, as are the local counters.
+- One issue is never worked on by two replicas at once: a replica holds a
+  lease per issue in Redis (taken before the issue's events enter its
+  scheduler, renewed while held, released when its lane for the issue is
+  empty). An event whose issue is leased elsewhere waits in this replica,
+  parked, and is looked at again every ``PARKED_RETRY`` seconds.
+- Settles (``done``, ``retry``, ``defer``, ``dead_letter``) change the local
+  scheduler at once and reach Redis through the ``Outbox``: a finished event's
+  entry is acknowledged and deleted with its record; a retried or deferred one
+  stays pending with its attempts, not-before and last error in its record,
+  so a claim by another replica keeps them. Settles made while Redis is away
+  are sent once it answers again.
+- A replica that dies leaves its entries pending: after ``claim_idle`` seconds
+  without their owner touching them, another replica claims them
+  (``XAUTOCLAIM``); the interrupted try was counted in the record when it was
+  taken. A replica that shuts down gives its untaken and cut-off events back
+  to the streams at once.
+- The processors that succeeded per delivery live in Redis; a replica loads
+  the record with the event, so a claimed event does not redo what another
+  replica finished. Dead letters live in Redis too; each replica keeps a view
+  of them (refreshed when they change) for ``/admin``'s list, re-drive and
+  purge, which act on Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+from redis.exceptions import RedisError, ResponseError
+
+from github_app.envelope import Envelope, IssueKey
+from github_app.queue.dead_letters import DeadLetter, DeadLetterQueue
+from github_app.queue.deliveries import RecentDeliveries
+from github_app.queue.event import QueuedEvent
+from github_app.queue.memory import (
+    ADMITTED,
+    DEFAULT_AGEING,
+    DEFAULT_FILL_LIMITS,
+    DEFAULT_TTL,
+    DUPLICATE,
+    Admission,
+    MemoryQueue,
+    QueueStats,
+)
+from github_app.queue.priority import Priority
+from github_app.queue.redis_outbox import Outbox
+from github_app.queue.redis_scripts import (
+    ADMIT,
+    ATTEMPTS,
+    DEAD,
+    DROP_DEAD,
+    FINISH,
+    GIVE_BACK,
+    GROUP,
+    INDEX_FIELDS,
+    LEASE,
+    REDRIVE,
+    RELEASE,
+    TOUCH,
+    EventRecord,
+    Keys,
+    event_fields,
+    read_index,
+    read_record,
+)
+from github_app.queue.succeeded import REDELIVERY_WINDOW, SucceededProcessors
+from github_app.redis_link import PREFIX, RedisLink, ReplicaSeen
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "redis_unavailable"
+ADMIT_TIMEOUT = 5.0  # GitHub waits 10 s for the answer
+PREFETCH = 32  # ready events a replica holds beyond those it is working on
+HOLD_MAX = 2_000  # events a replica holds at most (ready, delayed, behind their issue, parked)
+BLOCK = 1.0  # seconds a read waits for new entries
+PARKED_RETRY = 0.2
+SEEN_LOADED = 100_000  # delivery ids loaded at start-up for ``knows``
+SHUTDOWN_TIMEOUT = 5.0
+
+FORGET = "redis.call('ZREM', KEYS[1], ARGV[1])"
+SUCCEEDED = "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])"
+CLEARED = "redis.call('DEL', KEYS[1])"
+DROP_ENTRY = """
+if redis.call('XACK', KEYS[1], 'replicas', ARGV[1]) == 1 then
+  redis.call('XDEL', KEYS[1], ARGV[1])
+end
+"""
+
+_ERRORS = (RedisError, OSError)
+
+
+@dataclass(frozen=True)
+class SharedQueueStats:
+    """The shared queue in Redis, over all replicas, and this replica's part in it."""
+
+    replica_id: str
+    problem: str | None
+    replicas: list[ReplicaSeen] = field(default_factory=list)
+    # entries in each level's stream: waiting to be read, or read and not settled yet
+    depth_by_priority: dict[str, int] = field(default_factory=dict)
+    pending_by_priority: dict[str, int] = field(default_factory=dict)  # read, not settled
+    held_events: int = 0  # admitted and not finished, what the admission bounds count
+    held_bytes: int = 0
+    dead_letters: int = 0
+    holding: int = 0  # events this replica holds (scheduled or parked)
+    parked: int = 0  # waiting for an issue another replica works on
+    leases: int = 0
+    claimed: int = 0  # events claimed from replicas that stopped answering
+    given_back: int = 0
+    writes_waiting: int = 0
+    refused_unavailable: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    priority: Priority
+    entry_id: bytes
+    delivery_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    priority: Priority
+    entry_id: bytes
+    seq: int
+    delivery_id: str
+
+
+class RedisQueue:
+    """``EventQueue`` over one Redis shared by every replica, scheduled by a local
+    ``MemoryQueue``; ``run`` keeps it fed and its writes flowing."""
+
+    def __init__(
+        self,
+        link: RedisLink,
+        max_events: int,
+        max_bytes: int,
+        *,
+        claim_idle: float = 60.0,
+        dead_letter_max: int = 10_000,
+        ttl: Mapping[Priority, float] = DEFAULT_TTL,
+        ageing: float = DEFAULT_AGEING,
+        fill_limits: Mapping[Priority, float] = DEFAULT_FILL_LIMITS,
+        retry_after: int = 30,
+        notify: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        prefix: str = PREFIX,
+        window: float = REDELIVERY_WINDOW,
+        prefetch: int = PREFETCH,
+    ) -> None:
+        self._link = link
+        self._client = link.client
+        self._me = link.replica_id
+        self._keys = Keys(prefix)
+        self._prefix = prefix
+        self._claim_idle = claim_idle
+        self._lease_ms = max(100, int(claim_idle * 1000))
+        self._dead_letter_max = dead_letter_max
+        self._retry_after = retry_after
+        self._notify = notify
+        self._clock = clock
+        self._wall = wall_clock
+        self._window = window
+        self._prefetch = prefetch
+        self._event_limit = {p: max(1, int(max_events * fill_limits[p])) for p in Priority}
+        self._byte_limit = {p: max(1, int(max_bytes * fill_limits[p])) for p in Priority}
+        self._outbox = Outbox(link)
+        self._dlq = DeadLetterQueue(dead_letter_max, clock=wall_clock)
+        records = _SharedRecords(self._outbox, self._keys, window)
+        self._deliveries = RecentDeliveries(journal=records, clock=wall_clock)
+        self.succeeded = SucceededProcessors(journal=records, clock=wall_clock, window=window)
+        self._memory = MemoryQueue(
+            max_events,
+            max_bytes,
+            clock=clock,
+            fill_limits=fill_limits,
+            retry_after=retry_after,
+            ttl=ttl,
+            ageing=ageing,
+            dead_letters=self._dlq,
+            deliveries=self._deliveries,
+            journal=self,
+        )
+        self._held: dict[int, _Held] = {}  # seq -> where its entry is, for what this replica holds
+        self._parked: dict[IssueKey, list[tuple[_Entry, EventRecord]]] = {}
+        self._leases: set[IssueKey] = set()
+        self._on_issue: Counter[IssueKey] = Counter()  # events of each issue in the scheduler
+        self._fresh_dead: set[str] = set()  # dead-lettered here since the view was last read
+        self._dead_version: bytes | None = None
+        self._room = anyio.Event()
+        self._shared = SharedQueueStats(self._me, None)
+        self._admitted = 0
+        self._refused: Counter[Priority] = Counter()
+        self._claimed = 0
+        self._given_back = 0
+        self.refused_unavailable = 0
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+    @property
+    def replica_id(self) -> str:
+        return self._me
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why events cannot be admitted now (Redis does not answer), or ``None``."""
+        return self._link.problem
+
+    # --- admission ----------------------------------------------------------------------------
+
+    async def admit(self, envelope: Envelope, priority: Priority) -> Admission:
+        keys = self._keys
+        size = len(envelope.payload)
+        now = self._wall()
+        try:
+            with anyio.CancelScope(shield=True), anyio.fail_after(ADMIT_TIMEOUT):
+                answer: Any = await self._client.eval(
+                    ADMIT,
+                    7,
+                    keys.seen,
+                    keys.seq,
+                    keys.held,
+                    keys.stream(priority),
+                    keys.dead,
+                    keys.dead_ids,
+                    keys.dead_version,
+                    envelope.delivery_id,
+                    repr(now),
+                    repr(self._window),
+                    self._event_limit[priority],
+                    self._byte_limit[priority],
+                    size,
+                    self._prefix,
+                    *event_fields(envelope, priority, now),
+                )
+        except (*_ERRORS, TimeoutError) as exc:
+            self.refused_unavailable += 1
+            reason = self._link.failed(exc)
+            return Admission(False, reason, self._retry_after, UNAVAILABLE)
+        self._link.answered()
+        verdict = answer[0].decode()
+        if verdict == "duplicate":
+            self._deliveries.load(envelope.delivery_id)
+            return DUPLICATE
+        if verdict != "ok":
+            self._refused[priority] += 1
+            reason = f"queue full for {priority.name} ({verdict})"
+            return Admission(False, reason, self._retry_after)
+        self._deliveries.load(envelope.delivery_id)
+        self._admitted += 1
+        return ADMITTED
+
+    def knows(self, delivery_id: str) -> bool:
+        """Seen by this replica (admitted here, read here, loaded at start, or answered as a
+        duplicate); ``admit`` asks Redis, which knows what every replica saw."""
+        return delivery_id in self._deliveries
+
+    def accepts(self, priority: Priority, size: int = 0, events: int = 1) -> bool:
+        """Would it fit, by the shared counts last read (every few seconds)?"""
+        shared = self._shared
+        return (
+            shared.held_events + events <= self._event_limit[priority]
+            and shared.held_bytes + size <= self._byte_limit[priority]
+        )
+
+    # --- taking and settling (the scheduler's rules; Redis hears through the journal) --------
+
+    def take(self) -> QueuedEvent | None:
+        item = self._memory.take()
+        self._room.set()
+        return item
+
+    def done(self, item: QueuedEvent, *, failed: bool = False) -> None:
+        self._memory.done(item, failed=failed)
+
+    def retry(self, item: QueuedEvent, not_before: float, error: str) -> None:
+        self._memory.retry(item, not_before, error)
+
+    def defer(self, item: QueuedEvent, not_before: float) -> None:
+        self._memory.defer(item, not_before)
+
+    def dead_letter(self, item: QueuedEvent, reason: str, error: str | None) -> None:
+        self._memory.dead_letter(item, reason, error)
+
+    def dead_letter_installation(
+        self, installation_id: int | None, reason: str, error: str | None
+    ) -> int:
+        """This replica's waiting events of the installation; those other replicas hold meet
+        the same answer from GitHub there."""
+        return self._memory.dead_letter_installation(installation_id, reason, error)
+
+    def next_due_in(self) -> float | None:
+        return self._memory.next_due_in()
+
+    def ready_by_priority(self) -> dict[Priority, int]:
+        return self._memory.ready_by_priority()
+
+    def waiting_delivery_ids(self) -> list[str]:
+        return self._memory.waiting_delivery_ids()
+
+    # --- dead letters (a view of Redis's; changes go to Redis) --------------------------------
+
+    def list_dead_letters(
+        self, *, limit: int | None = None, reason: str | None = None
+    ) -> list[DeadLetter]:
+        return self._memory.list_dead_letters(limit=limit, reason=reason)
+
+    def redrive(self, delivery_ids: Iterable[str] | None = None) -> int:
+        """Back to the shared streams as new arrivals (bounded at CRITICAL's limit in Redis;
+        what does not fit stays a dead letter and shows again in the view)."""
+        entries = self._dlq.remove(delivery_ids)
+        keys = self._keys
+        now = self._wall()
+        for entry in entries:
+            item = entry.item
+            self._deliveries.load(entry.delivery_id)
+            self._outbox.write(
+                REDRIVE,
+                [
+                    keys.dead,
+                    keys.dead_ids,
+                    keys.seq,
+                    keys.held,
+                    keys.seen,
+                    keys.stream(item.priority),
+                    keys.dead_version,
+                ],
+                [
+                    item.seq,
+                    entry.delivery_id,
+                    self._event_limit[Priority.CRITICAL],
+                    self._byte_limit[Priority.CRITICAL],
+                    repr(now),
+                    self._prefix,
+                ],
+                f"the re-drive of {entry.delivery_id}",
+            )
+        self._dlq.count_redriven(len(entries))
+        return len(entries)
+
+    def purge_dead_letters(self, delivery_ids: Iterable[str] | None = None) -> int:
+        return self._memory.purge_dead_letters(delivery_ids)
+
+    # --- QueueJournal: what the scheduler changed, written to Redis ---------------------------
+
+    def _wall_of(self, queue_time: float) -> float:
+        return 0.0 if queue_time <= 0 else self._wall() + (queue_time - self._clock())
+
+    def _attempts(self, item: QueuedEvent) -> None:
+        if item.seq not in self._held:
+            return
+        self._outbox.write(
+            ATTEMPTS,
+            [self._keys.event(item.seq)],
+            [item.attempts, repr(self._wall_of(item.not_before)), item.last_error or ""],
+            f"the attempts of {item.envelope.delivery_id}",
+        )
+
+    def taken(self, item: QueuedEvent) -> None:
+        self._attempts(item)
+
+    def requeued(self, item: QueuedEvent) -> None:
+        self._attempts(item)
+
+    def finished(self, item: QueuedEvent) -> None:
+        held = self._held.pop(item.seq, None)
+        if held is not None:
+            keys = self._keys
+            self._outbox.write(
+                FINISH,
+                [keys.stream(held.priority), keys.held, keys.event(item.seq)],
+                [held.entry_id, item.size],
+                f"the end of {held.delivery_id}",
+            )
+        self._left(item)
+
+    def dead_lettered(self, entry: DeadLetter) -> None:
+        item = entry.item
+        held = self._held.pop(item.seq, None)
+        if held is not None:
+            keys = self._keys
+            self._fresh_dead.add(entry.delivery_id)
+            self._outbox.write(
+                DEAD,
+                [
+                    keys.stream(held.priority),
+                    keys.held,
+                    keys.event(item.seq),
+                    keys.dead,
+                    keys.dead_ids,
+                    keys.dead_version,
+                ],
+                [
+                    held.entry_id,
+                    item.size,
+                    entry.reason,
+                    repr(entry.dead_lettered_at),
+                    item.attempts,
+                    entry.last_error or "",
+                    item.seq,
+                    entry.delivery_id,
+                    self._dead_letter_max,
+                    self._prefix,
+                ],
+                f"the dead letter {entry.delivery_id}",
+            )
+        self._left(item)
+
+    def redriven(self, old_seq: int, item: QueuedEvent) -> None:
+        """Not used: a re-drive goes to Redis (``redrive``), not to this replica's scheduler."""
+
+    def dropped(self, entries: Iterable[DeadLetter]) -> None:
+        keys = self._keys
+        for entry in entries:
+            seq = entry.item.seq
+            self._outbox.write(
+                DROP_DEAD,
+                [keys.dead, keys.dead_ids, keys.event(seq), keys.dead_version],
+                [seq, entry.delivery_id],
+                f"the purge of {entry.delivery_id}",
+            )
+
+    def _left(self, item: QueuedEvent) -> None:
+        """``item`` left the scheduler: with its issue's last event here goes the lease."""
+        self._room.set()
+        key = item.envelope.issue_key
+        if key is None:
+            return
+        self._on_issue[key] -= 1
+        if self._on_issue[key] <= 0:
+            del self._on_issue[key]
+            if key not in self._parked and key in self._leases:
+                self._leases.discard(key)
+                self._outbox.write(RELEASE, [self._keys.lease(key)], [self._me], "a lease")
+
+    # --- running: the pump, upkeep and the outbox ---------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Feed the scheduler from Redis and send its writes, for the life of the app."""
+        async with anyio.create_task_group() as group:
+            await group.start(self._outbox.run)
+            group.start_soon(self._pump)
+            group.start_soon(self._upkeep)
+            task_status.started()
+
+    async def _pump(self) -> None:
+        prepared = False
+        delay = 0.05
+        while True:
+            try:
+                if not prepared:
+                    await self._prepare()
+                    prepared = True
+                await self._fetch(BLOCK)
+                delay = 0.05
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost its data (no persistence): start afresh
+                    prepared = False
+                else:
+                    log.error("reading the shared queue: %s", self._link.describe(exc))
+                await anyio.sleep(delay)
+            except _ERRORS as exc:
+                self._link.failed(exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _prepare(self) -> None:
+        """The consumer group on every stream, and the delivery ids seen recently (``knows``)."""
+        for priority in Priority:
+            try:
+                await self._client.xgroup_create(
+                    self._keys.stream(priority), GROUP, id="0", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        since = self._wall() - self._window
+        seen: Any = await self._client.zrangebyscore(
+            self._keys.seen, since, "+inf", start=0, num=SEEN_LOADED
+        )
+        for delivery_id in seen:
+            self._deliveries.load(delivery_id.decode())
+        self._link.answered()
+
+    def _wanted(self) -> int:
+        ready = sum(self._memory.ready_by_priority().values())
+        parked = sum(len(waiting) for waiting in self._parked.values())
+        return min(self._prefetch - ready - parked, HOLD_MAX - len(self._held))
+
+    async def _fetch(self, block: float | None) -> None:
+        """One round: leases for parked events, then new entries while there is room."""
+        if self._parked:
+            await self._take_leases()
+        wanted = self._wanted()
+        if wanted <= 0:
+            self._room = anyio.Event()
+            with anyio.move_on_after(PARKED_RETRY if self._parked else BLOCK):
+                await self._room.wait()
+            return
+        if block is not None and self._parked:
+            block = PARKED_RETRY
+        streams = {self._keys.stream(p): ">" for p in Priority}
+        answer: Any = await self._client.xreadgroup(
+            GROUP,
+            self._me,
+            streams,  # type: ignore[arg-type]
+            count=wanted,
+            block=None if block is None else int(block * 1000),
+        )
+        self._link.answered()
+        entries = [
+            _entry(stream, entry_id, fields)
+            for stream, found in answer or []
+            for entry_id, fields in found
+            if fields
+        ]
+        if entries:
+            await self._receive(entries)
+
+    async def _receive(self, entries: list[_Entry]) -> None:
+        """Read the records of entries now pending here; queue them, or park them."""
+        keys = self._keys
+        pipe = self._client.pipeline(transaction=False)
+        for entry in entries:
+            pipe.hgetall(keys.event(entry.seq))
+            pipe.get(keys.succeeded(entry.delivery_id))
+        answers = await pipe.execute()
+        arrived: list[tuple[_Entry, EventRecord]] = []
+        for index, entry in enumerate(entries):
+            raw, done_by = answers[2 * index], answers[2 * index + 1]
+            if not raw or b"dr" in raw:  # settled meanwhile (a late claim): only the entry is left
+                self._outbox.write(
+                    DROP_ENTRY, [keys.stream(entry.priority)], [entry.entry_id], "a stale entry"
+                )
+                continue
+            if done_by:
+                at, *names = done_by.decode().split("\n")
+                self.succeeded.load(entry.delivery_id, names, float(at))
+            arrived.append((entry, read_record(entry.seq, raw)))
+        arrived.sort(key=lambda pair: pair[1].seq)
+        for entry, record in arrived:
+            self._held[entry.seq] = _Held(entry.priority, entry.entry_id, entry.delivery_id)
+            key = record.envelope.issue_key
+            if key is None or (key in self._leases and key not in self._parked):
+                self._place(record)
+            else:
+                self._parked.setdefault(key, []).append((entry, record))
+        if self._parked:
+            await self._take_leases()
+
+    def _place(self, record: EventRecord) -> None:
+        now = self._wall()
+        envelope = record.envelope
+        self._deliveries.load(envelope.delivery_id)
+        key = envelope.issue_key
+        if key is not None:
+            self._on_issue[key] += 1
+        self._memory.restore(
+            envelope,
+            record.priority,
+            record.size,
+            seq=record.seq,
+            age=max(0.0, now - record.admitted_at),
+            attempts=record.attempts,
+            not_before_in=record.not_before - now if record.not_before else 0.0,
+            last_error=record.last_error,
+        )
+        self._notify()
+
+    async def _take_leases(self) -> None:
+        wanted = [key for key in self._parked if key not in self._leases]
+        if wanted:
+            pipe = self._client.pipeline(transaction=False)
+            for key in wanted:
+                pipe.eval(LEASE, 1, self._keys.lease(key), self._me, self._lease_ms)
+            for key, got in zip(wanted, await pipe.execute(), strict=True):
+                if got:
+                    self._leases.add(key)
+        for key in [key for key in self._parked if key in self._leases]:
+            for _, record in self._parked.pop(key):
+                self._place(record)
+
+    async def _upkeep(self) -> None:
+        """Keep what this replica holds its own, claim what dead replicas left, read stats."""
+        period = max(0.05, min(self._claim_idle / 3, 2.0))
+        while True:
+            try:
+                await self._touch()
+                await self._renew_leases()
+                await self._claim()
+                await self._refresh()
+            except _ERRORS as exc:
+                self._link.failed(exc)
+            await anyio.sleep(period)
+
+    async def _touch(self) -> None:
+        """Reset the idle time of every entry held here, so no other replica claims it."""
+        by_stream: dict[Priority, list[bytes]] = {}
+        for held in self._held.values():
+            by_stream.setdefault(held.priority, []).append(held.entry_id)
+        for priority, ids in by_stream.items():
+            for start in range(0, len(ids), 500):
+                lost: Any = await self._client.eval(
+                    TOUCH, 1, self._keys.stream(priority), self._me, *ids[start : start + 500]
+                )
+                if lost:
+                    log.warning(
+                        "%d event(s) held here were claimed by another replica (this one was "
+                        "too slow to answer for %.0fs)",
+                        len(lost),
+                        self._claim_idle,
+                    )
+
+    async def _renew_leases(self) -> None:
+        held = list(self._leases)
+        if not held:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for key in held:
+            pipe.eval(LEASE, 1, self._keys.lease(key), self._me, self._lease_ms)
+        for key, kept in zip(held, await pipe.execute(), strict=True):
+            if not kept:
+                log.warning("the lease on issue %s#%s went to another replica", *key)
+
+    async def _claim(self) -> None:
+        """Entries idle longer than ``claim_idle``: their replica stopped; take them over."""
+        wanted = self._wanted()
+        if wanted <= 0:
+            return
+        claimed: list[_Entry] = []
+        for priority in Priority:
+            stream = self._keys.stream(priority)
+            answer = await self._client.xautoclaim(
+                stream, GROUP, self._me, int(self._claim_idle * 1000), "0-0", count=wanted
+            )
+            claimed += [
+                _entry(stream.encode(), entry_id, fields)
+                for entry_id, fields in answer[1]
+                if fields
+            ]
+        claimed = [entry for entry in claimed if entry.seq not in self._held]
+        if claimed:
+            self._claimed += len(claimed)
+            log.info(
+                "claimed %d event(s) left pending for more than %gs by a replica that stopped: %s",
+                len(claimed),
+                self._claim_idle,
+                ", ".join(entry.delivery_id for entry in claimed[:10]),
+            )
+            await self._receive(claimed)
+
+    async def _refresh(self) -> None:
+        """The shared counts, and this replica's view of the dead letters when they changed."""
+        keys = self._keys
+        pipe = self._client.pipeline(transaction=False)
+        for priority in Priority:
+            pipe.xlen(keys.stream(priority))
+            pipe.xpending(keys.stream(priority), GROUP)
+        pipe.zcard(keys.dead)
+        pipe.hmget(keys.held, ["n", "b"])
+        pipe.get(keys.dead_version)
+        answers = await pipe.execute()
+        depth = {p.name: int(answers[2 * p]) for p in Priority}
+        pending = {p.name: int(answers[2 * p + 1]["pending"]) for p in Priority}
+        dead, held, version = answers[8:]
+        self._shared = SharedQueueStats(
+            replica_id=self._me,
+            problem=None,
+            replicas=self._link.replicas,
+            depth_by_priority=depth,
+            pending_by_priority=pending,
+            held_events=int(held[0] or 0),
+            held_bytes=int(held[1] or 0),
+            dead_letters=int(dead),
+        )
+        if version != self._dead_version:
+            await self._read_dead_letters()
+            self._dead_version = version
+
+    async def _read_dead_letters(self) -> None:
+        await self._outbox.flush()  # this replica's own dead letters are in Redis first
+        self._fresh_dead = set()  # from here on, those made meanwhile may be missing there
+        keys = self._keys
+        found: Any = await self._client.zrange(keys.dead, 0, -1)
+        seqs = [int(seq) for seq in found]
+        pipe = self._client.pipeline(transaction=False)
+        for seq in seqs:
+            pipe.hmget(keys.event(seq), list(INDEX_FIELDS))
+        answers = await pipe.execute()
+        records = [read_index(seq, values) for seq, values in zip(seqs, answers, strict=True)]
+        remote = {r.envelope.delivery_id: r for r in records if r.dead_reason is not None}
+        local = {entry.delivery_id for entry in self._dlq.entries()}
+        self._dlq.remove([d for d in local if d not in remote and d not in self._fresh_dead])
+        for delivery_id, record in remote.items():
+            if delivery_id in local:
+                continue
+            self._memory.restore_dead_letter(
+                record.envelope,
+                record.priority,
+                record.size,
+                seq=record.seq,
+                attempts=record.attempts,
+                reason=record.dead_reason or "",
+                last_error=record.last_error,
+                at=record.dead_at,
+            )
+
+    async def sync(self) -> None:
+        """Catch up now (tests, and the CLI): writes sent, new entries read, views refreshed."""
+        await self._outbox.flush()
+        await self._prepare()
+        await self._claim()
+        await self._fetch(None)
+        await self._outbox.flush()
+        await self._refresh()
+
+    async def give_back(self) -> int:
+        """Shutdown: every event held here goes back to the streams for the other replicas,
+        the leases are released, the writes sent; returns how many went back."""
+        keys = self._keys
+        held, self._held = self._held, {}
+        for seq, where in held.items():
+            self._outbox.write(
+                GIVE_BACK,
+                [keys.stream(where.priority)],
+                [where.entry_id, seq, where.delivery_id],
+                f"the return of {where.delivery_id}",
+            )
+        for key in self._leases:
+            self._outbox.write(RELEASE, [keys.lease(key)], [self._me], "a lease")
+        self._leases.clear()
+        self._parked.clear()
+        self._given_back += len(held)
+        with anyio.move_on_after(SHUTDOWN_TIMEOUT):
+            await self._outbox.flush()
+        if self._outbox.written > self._outbox.sent:
+            log.error(
+                "shutdown: Redis did not answer; %d event(s) held here stay pending in Redis and "
+                "are claimed by another replica after %gs",
+                len(held),
+                self._claim_idle,
+            )
+        return len(held)
+
+    # --- stats --------------------------------------------------------------------------------
+
+    def stats(self) -> QueueStats:
+        shared = replace(
+            self._shared,
+            problem=self._link.problem,
+            replicas=self._link.replicas,
+            holding=len(self._held),
+            parked=sum(len(waiting) for waiting in self._parked.values()),
+            leases=len(self._leases),
+            claimed=self._claimed,
+            given_back=self._given_back,
+            writes_waiting=len(self._outbox),
+            refused_unavailable=self.refused_unavailable,
+        )
+        return replace(
+            self._memory.stats(),
+            admitted=self._admitted,
+            refused_by_priority={p.name: self._refused[p] for p in Priority},
+            shared=shared,
+        )
+
+
+class _SharedRecords:
+    """``DeliveryJournal`` and ``SucceededJournal`` onto Redis: the delivery ids seen and the
+    processors that succeeded per delivery, shared by every replica."""
+
+    def __init__(self, outbox: Outbox, keys: Keys, window: float) -> None:
+        self._outbox = outbox
+        self._keys = keys
+        self._window = window
+
+    def remembered(self, delivery_id: str, at: float) -> None:
+        """Nothing to write: ``admit``'s script recorded it."""
+
+    def forgotten(self, delivery_id: str) -> None:
+        self._outbox.write(FORGET, [self._keys.seen], [delivery_id], f"forget {delivery_id}")
+
+    def succeeded(self, delivery_id: str, processors: tuple[str, ...], at: float) -> None:
+        value = "\n".join((repr(at), *processors))
+        self._outbox.write(
+            SUCCEEDED,
+            [self._keys.succeeded(delivery_id)],
+            [value, max(1, int(self._window))],
+            f"the processors done on {delivery_id}",
+        )
+
+    def cleared(self, delivery_id: str) -> None:
+        self._outbox.write(CLEARED, [self._keys.succeeded(delivery_id)], [], "a cleared record")
+
+
+def _entry(stream: bytes, entry_id: bytes, fields: dict[bytes, bytes]) -> _Entry:
+    level = stream.decode().rsplit(":", 1)[1]
+    return _Entry(Priority[level], entry_id, int(fields[b"s"]), fields[b"d"].decode())
