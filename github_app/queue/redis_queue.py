@@ -212,6 +212,7 @@ class RedisQueue:
         self._fresh_dead: set[str] = set()  # dead-lettered here since the view was last read
         self._dead_version: bytes | None = None
         self._room = anyio.Event()
+        self._prepared = anyio.Event()  # the consumer groups exist: upkeep may start
         self._shared = SharedQueueStats(self._me, None)
         self._admitted = 0
         self._refused: Counter[Priority] = Counter()
@@ -477,13 +478,12 @@ class RedisQueue:
                 if not prepared:
                     await self._prepare()
                     prepared = True
+                    self._prepared.set()
                 await self._fetch(BLOCK)
                 delay = 0.05
             except ResponseError as exc:
-                if "NOGROUP" in str(exc):  # Redis lost its data (no persistence): start afresh
-                    prepared = False
-                else:
-                    log.error("reading the shared queue: %s", self._link.describe(exc))
+                prepared = False  # NOGROUP: Redis lost its data (no persistence); make them again
+                log.error("reading the shared queue: %s", self._link.describe(exc))
                 await anyio.sleep(delay)
             except _ERRORS as exc:
                 self._link.failed(exc)
@@ -609,12 +609,15 @@ class RedisQueue:
     async def _upkeep(self) -> None:
         """Keep what this replica holds its own, claim what dead replicas left, read stats."""
         period = max(0.05, min(self._claim_idle / 3, 2.0))
+        await self._prepared.wait()
         while True:
             try:
                 await self._touch()
                 await self._renew_leases()
                 await self._claim()
                 await self._refresh()
+            except ResponseError as exc:  # NOGROUP after Redis lost its data: the pump mends it
+                log.warning("shared queue upkeep: %s", self._link.describe(exc))
             except _ERRORS as exc:
                 self._link.failed(exc)
             await anyio.sleep(period)
