@@ -6,7 +6,8 @@ Read from the source with ``ast``, so every import counts: those under
 
 - base modules, every module at the top of ``github_app`` but config and the
   faces (errors, envelope, processor, event_models, logs, help records and
-  texts), import only each other;
+  texts, redis_link: the one Redis client of a replica, which queue, github,
+  recovery and backfill share), import only each other;
 - ``queue`` and ``control`` import the base;
 - ``config`` (the settings) imports the base and the queue: the queue's and
   the retry policy's defaults are the settings' defaults;

@@ -184,6 +184,7 @@ class StatusCollector(Collector):
             yield CounterMetricFamily(
                 f"{PREFIX}_spool_commits", "Commit groups written to the spool.", spool["commits"]
             )
+        yield from _shared_queue(queue.get("shared"))
         refused = CounterMetricFamily(
             f"{PREFIX}_queue_refused",
             "Offers refused (queue full), per priority.",
@@ -247,6 +248,39 @@ class StatusCollector(Collector):
         host = doc["host"]
         yield _gauge("host_cpu_percent", "Host CPU use, percent.", host["cpu_percent"])
         yield _gauge("process_rss_bytes", "Resident memory of this process.", host["rss_bytes"])
+
+
+def _shared_queue(shared: Any) -> Iterator[Metric]:
+    """QUEUE_BACKEND=redis: the queue all replicas share, and the replicas seen recently."""
+    if not isinstance(shared, Mapping):
+        return
+    yield _by_priority(
+        "shared_queue_depth",
+        "Events in the shared queue (all replicas), waiting or taken, per priority.",
+        shared["depth_by_priority"],
+    )
+    yield _by_priority(
+        "shared_queue_pending",
+        "Events of the shared queue read by a replica and not settled yet, per priority.",
+        shared["pending_by_priority"],
+    )
+    yield _gauge("shared_dead_letters", "Dead letters in the shared queue.", shared["dead_letters"])
+    yield _gauge(
+        "redis_available", "1 when Redis answered this replica.", int(not shared["problem"])
+    )
+    yield CounterMetricFamily(
+        f"{PREFIX}_shared_queue_claimed",
+        "Events this replica claimed from replicas that stopped answering.",
+        shared["claimed"],
+    )
+    beats = GaugeMetricFamily(
+        f"{PREFIX}_replica_beat_age_seconds",
+        "Seconds since each replica seen recently sent its heartbeat.",
+        labels=["replica"],
+    )
+    for replica in shared["replicas"]:
+        beats.add_metric([replica["replica_id"]], replica["beat_age"])
+    yield beats
 
 
 def _recovery(recovery: Any) -> Iterator[Metric]:

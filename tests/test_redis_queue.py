@@ -1,0 +1,181 @@
+"""The shared queue's own rules, with replicas as queues on one real Redis in this process:
+duplicates and bounds over all replicas, one issue on one replica at a time, the shared record
+of succeeded processors, and the status, metrics and readiness of a running app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+import respx
+
+from github_app.dispatch.registry import Registry
+from github_app.queue.memory import DUPLICATE
+from github_app.queue.priority import Priority
+from github_app.queue.redis_queue import RedisQueue, SharedQueueStats
+from github_app.redis_link import RedisLink
+from tests.conftest import make_settings, running_app, wait_for
+from tests.deliveries import app_payload, signed
+from tests.helpers_unit import envelope
+from tests.redis_server import RedisServer
+from tests.test_cli import free_port
+from tests.test_retries import Counting, counting, no_config
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def replica(
+    server: RedisServer, max_events: int = 100, claim_idle: float = 60.0
+) -> AsyncIterator[RedisQueue]:
+    """A replica; leaving the block is its death (nothing given back)."""
+    link = RedisLink(server.url)
+    queue = RedisQueue(link, max_events, 10**8, claim_idle=claim_idle)
+    try:
+        async with anyio.create_task_group() as group:
+            await group.start(queue.run)
+            await queue.sync()
+            yield queue
+            group.cancel_scope.cancel()
+    finally:
+        await link.aclose()
+
+
+def shared(queue: RedisQueue) -> SharedQueueStats:
+    stats = queue.stats().shared
+    assert isinstance(stats, SharedQueueStats)
+    return stats
+
+
+async def test_a_delivery_admitted_at_one_replica_is_a_duplicate_at_another_running_one(
+    redis_server: RedisServer,
+) -> None:
+    async with replica(redis_server) as one, replica(redis_server) as two:
+        assert (await one.admit(envelope("d-1"), Priority.NORMAL)).admitted
+        assert not two.knows("d-1")  # not read by it yet: admission asks Redis
+        assert await two.admit(envelope("d-1"), Priority.NORMAL) == DUPLICATE
+        assert two.knows("d-1")
+
+
+async def test_admission_bounds_count_the_events_of_every_replica(
+    redis_server: RedisServer,
+) -> None:
+    async with replica(redis_server, max_events=4) as one, replica(redis_server, 4) as two:
+        for n in range(3):
+            assert (await one.admit(envelope(f"a-{n}", issue_number=n), Priority.NORMAL)).admitted
+        refused = await two.admit(envelope("b-1", issue_number=9), Priority.NORMAL)
+        assert not refused.admitted and "queue full for NORMAL" in refused.reason
+        assert (await two.admit(envelope("b-2", issue_number=9), Priority.CRITICAL)).admitted
+        await two.sync()
+        assert shared(two).held_events == 4
+        assert not two.accepts(Priority.NORMAL)
+
+
+async def test_one_issue_is_worked_on_by_one_replica_at_a_time_and_its_events_wait_elsewhere(
+    redis_server: RedisServer,
+) -> None:
+    async with replica(redis_server) as one, replica(redis_server) as two:
+        for name in ("first", "second", "third"):
+            await one.admit(envelope(name, issue_number=7), Priority.NORMAL)
+        await one.sync()
+        await two.sync()
+        held_one, held_two = len(one), len(two)
+        assert held_one + held_two + shared(two).parked + shared(one).parked == 3
+        # whichever replica leased issue 7 holds its events; the other parks what it read
+        owner, other = (one, two) if shared(one).leases else (two, one)
+        assert shared(owner).leases == 1 and shared(other).leases == 0
+        assert other.take() is None
+        item = owner.take()
+        assert item is not None and item.envelope.delivery_id == "first"
+        assert owner.take() is None  # never two of one issue at once
+        owner.done(item)
+        taken = []
+        with anyio.fail_after(10):
+            while len(taken) < 2:
+                await one.sync()
+                await two.sync()
+                for queue in (one, two):
+                    if (next_item := queue.take()) is not None:
+                        taken.append(next_item.envelope.delivery_id)
+                        queue.done(next_item)
+        assert sorted(taken) == ["second", "third"]
+
+
+async def test_processors_that_succeeded_are_read_from_redis_with_the_event(
+    redis_server: RedisServer,
+) -> None:
+    async with replica(redis_server, claim_idle=0.1) as one:  # its issue lease lasts 0.1 s
+        await one.admit(envelope("d-1"), Priority.NORMAL)
+        await one.sync()
+        item = one.take()
+        assert item is not None
+        one.succeeded.add("d-1", "labeler")
+        one.retry(item, 0.0, "GitHub answered 502")
+        await one.sync()
+    # that replica is gone; the next one claims its event once it is idle long enough
+    link = RedisLink(redis_server.url)
+    two = RedisQueue(link, 100, 10**8, claim_idle=0.05)
+    try:
+        with anyio.fail_after(10):
+            while len(two) == 0:
+                await two.sync()
+        assert two.succeeded.of("d-1") == ("labeler",)
+        again = two.take()
+        assert again is not None
+        assert (again.attempts, again.last_error) == (2, "GitHub answered 502")
+    finally:
+        await link.aclose()
+
+
+async def test_redis_unreachable_is_named_without_the_password_in_the_url() -> None:
+    link = RedisLink(f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0")
+    queue = RedisQueue(link, 100, 10**8)
+    try:
+        refused = await queue.admit(envelope("d-1"), Priority.NORMAL)
+    finally:
+        await link.aclose()
+    assert (refused.admitted, refused.error) == (False, "redis_unavailable")
+    assert queue.unavailable is not None and queue.unavailable.startswith("Redis unreachable")
+    assert "hunter2" not in queue.unavailable and "hunter2" not in refused.reason
+
+
+async def test_a_running_app_shows_the_replicas_and_the_shared_queue(
+    github: respx.MockRouter,
+    private_key_pem: str,
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    no_config(github)
+    runs = Counting()
+    settings = make_settings(
+        private_key_pem, QUEUE_BACKEND="redis", REDIS_URL=redis_server.url, ADMIN_TOKEN="t" * 20
+    )
+    async with running_app(settings, registry=Registry([counting(runs)])) as app:
+        delivery = signed(app_payload("issues.opened"), "issues")
+        assert (await app.post(delivery)).status_code == 202
+        await wait_for(lambda: len(runs.runs) == 1, what="the event to run")
+        assert (await app.client.get(app.url + "/readyz")).status_code == 200
+        queue = app.runtime.queue
+        assert isinstance(queue, RedisQueue)
+
+        def seen_and_settled() -> bool:
+            stats = shared(queue)
+            return bool(stats.replicas) and stats.held_events == 0
+
+        await wait_for(seen_and_settled, what="the heartbeat and the settle in Redis")
+        answer = await app.client.get(
+            app.url + "/admin/status", headers={"Authorization": "Bearer " + "t" * 20}
+        )
+        document = answer.json()["queue"]["shared"]
+        assert document["replica_id"] == queue.replica_id
+        assert [r["replica_id"] for r in document["replicas"]] == [queue.replica_id]
+        assert set(document["depth_by_priority"]) == {p.name for p in Priority}
+        metrics = (await app.client.get(app.url + "/metrics")).text
+        assert "auto_issue_processor_redis_available 1.0" in metrics
+        assert (
+            f'auto_issue_processor_replica_beat_age_seconds{{replica="{queue.replica_id}"}}'
+            in metrics
+        )
+    assert not [r for r in caplog.records if redis_server.url in r.getMessage()]
