@@ -57,6 +57,7 @@ async def test_a_delivery_admitted_at_one_replica_is_a_duplicate_at_another_runn
         assert not two.knows("d-1")  # not read by it yet: admission asks Redis
         assert await two.admit(envelope("d-1"), Priority.NORMAL) == DUPLICATE
         assert two.knows("d-1")
+        assert await one.seen(["d-1", "d-2"]) == {"d-1"}  # what recovery asks
 
 
 async def test_admission_bounds_count_the_events_of_every_replica(

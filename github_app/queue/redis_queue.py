@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -281,6 +281,18 @@ class RedisQueue:
         """Seen by this replica (admitted here, read here, loaded at start, or answered as a
         duplicate); ``admit`` asks Redis, which knows what every replica saw."""
         return delivery_id in self._deliveries
+
+    async def seen(self, delivery_ids: Sequence[str]) -> set[str]:
+        """Which of these deliveries any replica admitted in the redelivery window (recovery
+        asks before it requests a redelivery); raises ``RedisError`` when Redis is away."""
+        if not delivery_ids:
+            return set()
+        scores = await self._client.zmscore(self._keys.seen, list(delivery_ids))
+        since = self._wall() - self._window
+        found = {d for d, at in zip(delivery_ids, scores, strict=True) if at and at >= since}
+        for delivery_id in found:
+            self._deliveries.load(delivery_id)
+        return found
 
     def accepts(self, priority: Priority, size: int = 0, events: int = 1) -> bool:
         """Would it fit, by the shared counts last read (every few seconds)?"""
