@@ -340,6 +340,10 @@ class Runtime:
                         with anyio.CancelScope(shield=True):
                             await self.shutdown()
                         group.cancel_scope.cancel()  # the controller's loops run until told
+                if isinstance(self.queue, RedisQueue):
+                    # every handler has ended (a cut-off one put its event back, try counted)
+                    with anyio.CancelScope(shield=True):
+                        await self._leave_redis(self.queue)
                 # the commit writer stops last: it commits what the shutdown left to write
                 spool_group.cancel_scope.cancel()
         finally:
@@ -362,6 +366,17 @@ class Runtime:
         group.start_soon(self.backfills.run)
         group.start_soon(self.gateway.renew_tokens)
         group.start_soon(self.recovery.run)
+
+    async def _leave_redis(self, queue: RedisQueue) -> None:
+        """Give the events this replica holds back to the shared queue, for the other replicas."""
+        given_back = await queue.give_back()
+        if self.redis is not None:
+            await self.redis.leave()
+        log.info(
+            "shutdown: %d event(s) held by this replica went back to the shared queue in Redis "
+            "for the other replicas",
+            given_back,
+        )
 
     def close(self) -> None:
         """Close the spool and let go of the state directory (after ``running`` ends)."""
@@ -406,22 +421,16 @@ class Runtime:
         remaining = len(self.queue)
         if cut_off:
             log.error("shutdown: %d in-flight event(s) were cut off unfinished", cut_off)
-        if isinstance(self.queue, RedisQueue) and self.redis is not None:
-            given_back = await self.queue.give_back()
-            await self.redis.leave()
-            log.info(
-                "shutdown: %d event(s) held by this replica went back to the shared queue in "
-                "Redis for the other replicas",
-                given_back,
-            )
-        elif self._store is not None:
+        # with QUEUE_BACKEND=redis what this replica holds goes back to the shared queue once
+        # its handlers have ended (``_leave_redis``)
+        if self._store is not None:
             log.info(
                 "shutdown: %d queued event(s) stay in the spool %s; "
                 "they will be processed after the restart",
                 remaining + cut_off,
                 self._store.path,
             )
-        elif remaining + cut_off:
+        elif self.redis is None and remaining + cut_off:
             log.warning(
                 "shutdown: %d queued event(s) remain unprocessed and are lost "
                 "(QUEUE_BACKEND=memory; GitHub shows them as delivered: redeliver them "
@@ -429,7 +438,7 @@ class Runtime:
                 remaining + cut_off,
                 named_ids(self.queue.waiting_delivery_ids()),
             )
-        else:
+        elif self.redis is None:
             log.info("shutdown: no queued event remains")
         durable = self._store is not None or self.redis is not None
         dead = [] if durable else self.queue.list_dead_letters()

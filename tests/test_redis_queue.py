@@ -4,6 +4,7 @@ of succeeded processors, and the status, metrics and readiness of a running app.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,7 +18,7 @@ from github_app.queue.priority import Priority
 from github_app.queue.redis_queue import RedisQueue, SharedQueueStats
 from github_app.redis_link import RedisLink
 from tests.conftest import make_settings, running_app, wait_for
-from tests.deliveries import app_payload, signed
+from tests.deliveries import app_payload, issue_event, signed
 from tests.helpers_unit import envelope
 from tests.redis_server import RedisServer
 from tests.test_cli import free_port
@@ -180,3 +181,36 @@ async def test_a_running_app_shows_the_replicas_and_the_shared_queue(
             in metrics
         )
     assert not [r for r in caplog.records if redis_server.url in r.getMessage()]
+
+
+async def test_a_replica_that_shuts_down_gives_its_events_back_to_the_others_at_once(
+    github: respx.MockRouter,
+    private_key_pem: str,
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    no_config(github)
+    caplog.set_level(logging.INFO, logger="github_app.runtime")
+    settings = make_settings(private_key_pem, QUEUE_BACKEND="redis", REDIS_URL=redis_server.url)
+    async with running_app(settings, registry=Registry([counting(Counting())]), paused=True) as app:
+        for n in range(3):
+            delivery = signed(issue_event(number=n + 1), "issues")
+            assert (await app.post(delivery)).status_code == 202
+        queue = app.runtime.queue
+        assert isinstance(queue, RedisQueue)
+        await wait_for(lambda: len(queue) == 3, what="the replica to hold the three events")
+    assert "3 event(s) held by this replica went back to the shared queue" in caplog.text
+    # another replica gets them now, not after REDIS_CLAIM_IDLE (60 s)
+    link = RedisLink(redis_server.url)
+    other = RedisQueue(link, 100, 10**8, claim_idle=60)
+    try:
+        await other.sync()
+        assert len(other) == 3, other.stats()
+        assert shared(other).pending_by_priority == {
+            "CRITICAL": 0,
+            "HIGH": 3,
+            "NORMAL": 0,
+            "LOW": 0,
+        }
+    finally:
+        await link.aclose()

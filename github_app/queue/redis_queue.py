@@ -219,7 +219,8 @@ class RedisQueue:
         self._claimed = 0
         self._given_back = 0
         self.refused_unavailable = 0
-        self._closed = False
+        self._feeding: anyio.CancelScope | None = None
+        self._fed = anyio.Event()
 
     def __len__(self) -> int:
         return len(self._memory)
@@ -478,9 +479,16 @@ class RedisQueue:
         """Feed the scheduler from Redis and send its writes, for the life of the app."""
         async with anyio.create_task_group() as group:
             await group.start(self._outbox.run)
-            group.start_soon(self._pump)
-            group.start_soon(self._upkeep)
+            group.start_soon(self._feed)
             task_status.started()
+
+    async def _feed(self) -> None:
+        """The pump and the upkeep, until ``give_back`` stops them (the outbox goes on)."""
+        with anyio.CancelScope() as self._feeding:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._pump)
+                group.start_soon(self._upkeep)
+        self._fed.set()
 
     async def _pump(self) -> None:
         prepared = False
@@ -758,6 +766,9 @@ class RedisQueue:
     async def give_back(self) -> int:
         """Shutdown: every event held here goes back to the streams for the other replicas,
         the leases are released, the writes sent; returns how many went back."""
+        if self._feeding is not None:  # read nothing more: what comes now is for the others
+            self._feeding.cancel()
+            await self._fed.wait()
         keys = self._keys
         held, self._held = self._held, {}
         for seq, where in held.items():
