@@ -51,7 +51,7 @@ import anyio
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
-from github_app.envelope import Envelope, IssueKey
+from github_app.envelope import Envelope
 from github_app.queue.dead_letters import DeadLetter, DeadLetterQueue
 from github_app.queue.deliveries import RecentDeliveries
 from github_app.queue.event import QueuedEvent
@@ -66,6 +66,7 @@ from github_app.queue.memory import (
     QueueStats,
 )
 from github_app.queue.priority import Priority
+from github_app.queue.redis_leases import IssueLeases
 from github_app.queue.redis_outbox import Outbox
 from github_app.queue.redis_scripts import (
     ADMIT,
@@ -76,9 +77,7 @@ from github_app.queue.redis_scripts import (
     GIVE_BACK,
     GROUP,
     INDEX_FIELDS,
-    LEASE,
     REDRIVE,
-    RELEASE,
     TOUCH,
     EventRecord,
     Keys,
@@ -178,7 +177,6 @@ class RedisQueue:
         self._keys = Keys(prefix)
         self._prefix = prefix
         self._claim_idle = claim_idle
-        self._lease_ms = max(100, int(claim_idle * 1000))
         self._dead_letter_max = dead_letter_max
         self._retry_after = retry_after
         self._notify = notify
@@ -206,9 +204,8 @@ class RedisQueue:
             journal=self,
         )
         self._held: dict[int, _Held] = {}  # seq -> where its entry is, for what this replica holds
-        self._parked: dict[IssueKey, list[tuple[_Entry, EventRecord]]] = {}
-        self._leases: set[IssueKey] = set()
-        self._on_issue: Counter[IssueKey] = Counter()  # events of each issue in the scheduler
+        # a dead replica's leases time out when its events may be claimed
+        self._leases = IssueLeases(self._client, self._keys, self._me, claim_idle, self._outbox)
         self._fresh_dead: set[str] = set()  # dead-lettered here since the view was last read
         self._dead_version: bytes | None = None
         self._room = anyio.Event()
@@ -463,15 +460,7 @@ class RedisQueue:
     def _left(self, item: QueuedEvent) -> None:
         """``item`` left the scheduler: with its issue's last event here goes the lease."""
         self._room.set()
-        key = item.envelope.issue_key
-        if key is None:
-            return
-        self._on_issue[key] -= 1
-        if self._on_issue[key] <= 0:
-            del self._on_issue[key]
-            if key not in self._parked and key in self._leases:
-                self._leases.discard(key)
-                self._outbox.write(RELEASE, [self._keys.lease(key)], [self._me], "a lease")
+        self._leases.left(item.envelope.issue_key)
 
     # --- running: the pump, upkeep and the outbox ---------------------------------------------
 
@@ -530,20 +519,20 @@ class RedisQueue:
 
     def _wanted(self) -> int:
         ready = sum(self._memory.ready_by_priority().values())
-        parked = sum(len(waiting) for waiting in self._parked.values())
-        return min(self._prefetch - ready - parked, HOLD_MAX - len(self._held))
+        return min(self._prefetch - ready - self._leases.parked, HOLD_MAX - len(self._held))
 
     async def _fetch(self, block: float | None) -> None:
         """One round: leases for parked events, then new entries while there is room."""
-        if self._parked:
+        parked = self._leases.parked
+        if parked:
             await self._take_leases()
         wanted = self._wanted()
         if wanted <= 0:
             self._room = anyio.Event()
-            with anyio.move_on_after(PARKED_RETRY if self._parked else BLOCK):
+            with anyio.move_on_after(PARKED_RETRY if parked else BLOCK):
                 await self._room.wait()
             return
-        if block is not None and self._parked:
+        if block is not None and parked:
             block = PARKED_RETRY
         streams = {self._keys.stream(p): ">" for p in Priority}
         answer: Any = await self._client.xreadgroup(
@@ -571,7 +560,7 @@ class RedisQueue:
             pipe.hgetall(keys.event(entry.seq))
             pipe.get(keys.succeeded(entry.delivery_id))
         answers = await pipe.execute()
-        arrived: list[tuple[_Entry, EventRecord]] = []
+        arrived: list[EventRecord] = []
         for index, entry in enumerate(entries):
             raw, done_by = answers[2 * index], answers[2 * index + 1]
             if not raw or b"dr" in raw:  # settled meanwhile (a late claim): only the entry is left
@@ -582,25 +571,23 @@ class RedisQueue:
             if done_by:
                 at, *names = done_by.decode().split("\n")
                 self.succeeded.load(entry.delivery_id, names, float(at))
-            arrived.append((entry, read_record(entry.seq, raw)))
-        arrived.sort(key=lambda pair: pair[1].seq)
-        for entry, record in arrived:
             self._held[entry.seq] = _Held(entry.priority, entry.entry_id, entry.delivery_id)
+            arrived.append(read_record(entry.seq, raw))
+        arrived.sort(key=lambda record: record.seq)
+        for record in arrived:
             key = record.envelope.issue_key
-            if key is None or (key in self._leases and key not in self._parked):
+            if key is None or self._leases.may_place(key):
                 self._place(record)
             else:
-                self._parked.setdefault(key, []).append((entry, record))
-        if self._parked:
+                self._leases.park(key, record)
+        if self._leases.parked:
             await self._take_leases()
 
     def _place(self, record: EventRecord) -> None:
         now = self._wall()
         envelope = record.envelope
         self._deliveries.load(envelope.delivery_id)
-        key = envelope.issue_key
-        if key is not None:
-            self._on_issue[key] += 1
+        self._leases.placed(envelope.issue_key)
         self._memory.restore(
             envelope,
             record.priority,
@@ -614,32 +601,33 @@ class RedisQueue:
         self._notify()
 
     async def _take_leases(self) -> None:
-        wanted = [key for key in self._parked if key not in self._leases]
-        if wanted:
-            pipe = self._client.pipeline(transaction=False)
-            for key in wanted:
-                pipe.eval(LEASE, 1, self._keys.lease(key), self._me, self._lease_ms)
-            for key, got in zip(wanted, await pipe.execute(), strict=True):
-                if got:
-                    self._leases.add(key)
-        for key in [key for key in self._parked if key in self._leases]:
-            for _, record in self._parked.pop(key):
-                self._place(record)
+        for record in await self._leases.take():
+            self._place(record)
 
     async def _upkeep(self) -> None:
-        """Keep what this replica holds its own, claim what dead replicas left, read stats."""
+        """Keep what this replica holds its own, claim what dead replicas left, read stats.
+
+        Claims wait until this replica has been connected for ``claim_idle``: the idle time
+        of an entry grows while Redis is away too, and after an outage every live replica
+        must have touched its entries again before any of them looks like a dead one's.
+        """
         period = max(0.05, min(self._claim_idle / 3, 2.0))
         await self._prepared.wait()
+        connected_at: float | None = None
         while True:
             try:
                 await self._touch()
-                await self._renew_leases()
-                await self._claim()
+                await self._leases.renew()
+                now = anyio.current_time()
+                connected_at = now if connected_at is None else connected_at
+                if now - connected_at >= self._claim_idle:
+                    await self._claim()
                 await self._refresh()
             except ResponseError as exc:  # NOGROUP after Redis lost its data: the pump mends it
                 log.warning("shared queue upkeep: %s", self._link.describe(exc))
             except _ERRORS as exc:
                 self._link.failed(exc)
+                connected_at = None
             await anyio.sleep(period)
 
     async def _touch(self) -> None:
@@ -659,17 +647,6 @@ class RedisQueue:
                         len(lost),
                         self._claim_idle,
                     )
-
-    async def _renew_leases(self) -> None:
-        held = list(self._leases)
-        if not held:
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for key in held:
-            pipe.eval(LEASE, 1, self._keys.lease(key), self._me, self._lease_ms)
-        for key, kept in zip(held, await pipe.execute(), strict=True):
-            if not kept:
-                log.warning("the lease on issue %s#%s went to another replica", *key)
 
     async def _claim(self) -> None:
         """Entries idle longer than ``claim_idle``: their replica stopped; take them over."""
@@ -778,10 +755,7 @@ class RedisQueue:
                 [where.entry_id, seq, where.delivery_id],
                 f"the return of {where.delivery_id}",
             )
-        for key in self._leases:
-            self._outbox.write(RELEASE, [keys.lease(key)], [self._me], "a lease")
-        self._leases.clear()
-        self._parked.clear()
+        self._leases.release_all()
         self._given_back += len(held)
         with anyio.move_on_after(SHUTDOWN_TIMEOUT):
             await self._outbox.flush()
@@ -802,7 +776,7 @@ class RedisQueue:
             problem=self._link.problem,
             replicas=self._link.replicas,
             holding=len(self._held),
-            parked=sum(len(waiting) for waiting in self._parked.values()),
+            parked=self._leases.parked,
             leases=len(self._leases),
             claimed=self._claimed,
             given_back=self._given_back,
