@@ -187,6 +187,9 @@ class RedisQueue:
         self._event_limit = {p: max(1, int(max_events * fill_limits[p])) for p in Priority}
         self._byte_limit = {p: max(1, int(max_bytes * fill_limits[p])) for p in Priority}
         self._outbox = Outbox(link)
+        # EVALSHA, loaded again by itself after a Redis restart: the payload, not the script,
+        # goes over the wire with each delivery
+        self._admit_script = self._client.register_script(ADMIT)
         self._dlq = DeadLetterQueue(dead_letter_max, clock=wall_clock)
         records = _SharedRecords(self._outbox, self._keys, window)
         self._deliveries = RecentDeliveries(journal=records, clock=wall_clock)
@@ -239,24 +242,26 @@ class RedisQueue:
         now = self._wall()
         try:
             with anyio.CancelScope(shield=True), anyio.fail_after(ADMIT_TIMEOUT):
-                answer: Any = await self._client.eval(
-                    ADMIT,
-                    7,
-                    keys.seen,
-                    keys.seq,
-                    keys.held,
-                    keys.stream(priority),
-                    keys.dead,
-                    keys.dead_ids,
-                    keys.dead_version,
-                    envelope.delivery_id,
-                    repr(now),
-                    repr(self._window),
-                    self._event_limit[priority],
-                    self._byte_limit[priority],
-                    size,
-                    self._prefix,
-                    *event_fields(envelope, priority, now),
+                answer: Any = await self._admit_script(
+                    [
+                        keys.seen,
+                        keys.seq,
+                        keys.held,
+                        keys.stream(priority),
+                        keys.dead,
+                        keys.dead_ids,
+                        keys.dead_version,
+                    ],
+                    [
+                        envelope.delivery_id,
+                        repr(now),
+                        repr(self._window),
+                        self._event_limit[priority],
+                        self._byte_limit[priority],
+                        size,
+                        self._prefix,
+                        *event_fields(envelope, priority, now),
+                    ],
                 )
         except (*_ERRORS, TimeoutError) as exc:
             self.refused_unavailable += 1
