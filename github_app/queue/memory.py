@@ -29,8 +29,9 @@ Rules it keeps:
   is accepted again.
 
 Another backend implements the ``EventQueue`` protocol; the contract a backend
-keeps is written on the protocol. The SQLite spool (``queue.spooled``) keeps
-this class as its scheduler and hears of every change through ``QueueJournal``.
+keeps is written on the protocol. The SQLite spool (``queue.spooled``) and the
+shared Redis queue (``queue.redis_queue``) keep this class as their scheduler
+and hear of every change through ``QueueJournal``.
 """
 
 from __future__ import annotations
@@ -123,25 +124,43 @@ class QueueStats:
 class EventQueue(Protocol):
     """What the intake, the dispatcher and the admin endpoints need from a queue backend.
 
-    The contract (a later backend, e.g. Redis, keeps it too):
+    The contract, and how each backend keeps it (memory: this class; sqlite: the
+    spool, ``queue.spooled``; redis: the queue replicas share, ``queue.redis_queue``):
 
     - ``admit`` returns an admission only once the event is as durable as the
-      backend promises (the spool: committed; memory: in this process). The
-      intake answers 202 only then. A backend that cannot store the event says
-      so in a refusal (``error`` ``spool_unavailable``), never by admitting it.
+      backend promises (memory: in this process; sqlite: committed; redis: Redis
+      answered the script that stores it). The intake answers 202 only then. A
+      backend that cannot store the event says so in a refusal (``error``
+      ``spool_unavailable`` or ``redis_unavailable``), never by admitting it.
       An event becomes takeable only after it was admitted.
+    - A delivery admitted recently is a duplicate: ``knows`` says so for what
+      this process has seen (the intake asks it first); redis checks the ids
+      every replica saw in the same script as the admission, and answers one
+      another replica admitted with ``DUPLICATE``.
+    - Admission is bounded by events and bytes held (waiting or in flight), per
+      level (redis: counted in Redis over all replicas).
     - ``take`` hands out an event with its compressed payload in
-      ``envelope.payload`` (a backend may keep payloads elsewhere while queued);
-      it counts one attempt. Every taken event is settled exactly once:
-      ``done``, ``retry``, ``defer`` or ``dead_letter``; until then it counts
-      as in flight, and a process that dies with it in flight finds it queued
-      again at its next start, that attempt counted.
+      ``envelope.payload`` (a backend may keep payloads elsewhere while queued:
+      sqlite on disk, redis in Redis until a replica reads it); it counts one
+      attempt. Every taken event is settled exactly once: ``done``, ``retry``,
+      ``defer`` or ``dead_letter``; until then it counts as in flight, and a
+      process that dies with it in flight finds it queued again at its next
+      start (redis: another replica claims it after ``REDIS_CLAIM_IDLE``),
+      that attempt counted.
     - What the backend keeps across a restart: the queued events with their
       priority, arrival order, attempts, not-before time and last error; the
       dead letters; the delivery ids seen recently (``RecentDeliveries``); the
-      processors that succeeded per delivery (``SucceededProcessors``).
+      processors that succeeded per delivery (``SucceededProcessors``). Memory
+      keeps none of it; sqlite keeps it in the spool; redis in Redis, where every
+      replica reads it (a retried event claimed elsewhere keeps its attempts and
+      runs only the processors that did not succeed).
     - The scheduling rules (admission bounds, priorities, ageing,
-      installations in turn, per-issue lanes, TTL) are ``MemoryQueue``'s.
+      installations in turn, per-issue lanes, TTL) are ``MemoryQueue``'s: each
+      backend schedules with one. With redis each replica schedules what it
+      read; installations take turns per replica, and a lease per issue keeps
+      one issue on one replica at a time.
+    - Dead letters are listed, re-driven and purged here (redis: a view of the
+      shared ones, refreshed when they change; re-drive and purge act on Redis).
     """
 
     async def admit(self, envelope: Envelope, priority: Priority) -> Admission: ...
