@@ -81,28 +81,31 @@ async def test_one_issue_is_worked_on_by_one_replica_at_a_time_and_its_events_wa
     async with replica(redis_server) as one, replica(redis_server) as two:
         for name in ("first", "second", "third"):
             await one.admit(envelope(name, issue_number=7), Priority.NORMAL)
-        await one.sync()
-        await two.sync()
-        held_one, held_two = len(one), len(two)
-        assert held_one + held_two + shared(two).parked + shared(one).parked == 3
+
+        def read_by_both() -> int:  # each pump reads in the background too: wait for both
+            return len(one) + len(two) + shared(one).parked + shared(two).parked
+
+        await wait_for(lambda: read_by_both() == 3, what="the three events to be read")
         # whichever replica leased issue 7 holds its events; the other parks what it read
         owner, other = (one, two) if shared(one).leases else (two, one)
         assert shared(owner).leases == 1 and shared(other).leases == 0
         assert other.take() is None
         item = owner.take()
-        assert item is not None and item.envelope.delivery_id == "first"
+        assert item is not None
         assert owner.take() is None  # never two of one issue at once
         owner.done(item)
-        taken = []
+        # the order is kept within a replica; across replicas, only one at a time
+        taken = [item.envelope.delivery_id]
         with anyio.fail_after(10):
-            while len(taken) < 2:
+            while len(taken) < 3:
                 await one.sync()
                 await two.sync()
-                for queue in (one, two):
+                for queue, another in ((one, two), (two, one)):
                     if (next_item := queue.take()) is not None:
+                        assert another.take() is None
                         taken.append(next_item.envelope.delivery_id)
                         queue.done(next_item)
-        assert sorted(taken) == ["second", "third"]
+        assert sorted(taken) == ["first", "second", "third"]
 
 
 async def test_processors_that_succeeded_are_read_from_redis_with_the_event(
@@ -212,5 +215,31 @@ async def test_a_replica_that_shuts_down_gives_its_events_back_to_the_others_at_
             "NORMAL": 0,
             "LOW": 0,
         }
+    finally:
+        await link.aclose()
+
+
+async def test_a_replica_that_did_not_answer_lets_go_of_the_events_another_one_claimed(
+    redis_server: RedisServer,
+) -> None:
+    """A stalled replica (here: one whose upkeep has not run) loses its events to a live one
+    after REDIS_CLAIM_IDLE; when it runs again it leaves them to that one, not running them
+    a second time."""
+    link = RedisLink(redis_server.url)
+    stalled = RedisQueue(link, 100, 10**8, claim_idle=0.3)
+    try:
+        await stalled.admit(envelope("d-1"), Priority.NORMAL)
+        await stalled.sync()
+        assert len(stalled) == 1
+        async with replica(redis_server, claim_idle=0.3) as live:
+            await wait_for(lambda: len(live) == 1, what="the live replica's claim")
+            async with anyio.create_task_group() as group:
+                await group.start(stalled.run)
+                await wait_for(lambda: shared(stalled).holding == 0, what="the stalled to let go")
+                assert stalled.take() is None
+                group.cancel_scope.cancel()
+            item = live.take()
+            assert item is not None and item.envelope.delivery_id == "d-1"
+            assert shared(live).claimed == 1
     finally:
         await link.aclose()

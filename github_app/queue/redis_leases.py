@@ -68,6 +68,15 @@ class IssueLeases:
             free += self._parked.pop(key)
         return free
 
+    def drop(self, seqs: set[int]) -> None:
+        """Parked events another replica claimed: they wait here no more."""
+        for key in list(self._parked):
+            kept = [record for record in self._parked[key] if record.seq not in seqs]
+            if kept:
+                self._parked[key] = kept
+            else:
+                del self._parked[key]
+
     def placed(self, key: IssueKey | None) -> None:
         if key is not None:
             self._holding[key] += 1

@@ -209,6 +209,7 @@ class RedisQueue:
         self._held: dict[int, _Held] = {}  # seq -> where its entry is, for what this replica holds
         # a dead replica's leases time out when its events may be claimed
         self._leases = IssueLeases(self._client, self._keys, self._me, claim_idle, self._outbox)
+        self._lost: set[int] = set()  # events another replica claimed from this one
         self._fresh_dead: set[str] = set()  # dead-lettered here since the view was last read
         self._dead_version: bytes | None = None
         self._room = anyio.Event()
@@ -309,6 +310,10 @@ class RedisQueue:
 
     def take(self) -> QueuedEvent | None:
         item = self._memory.take()
+        while item is not None and item.seq in self._lost:
+            self._lost.discard(item.seq)
+            self._memory.done(item)  # not this replica's any more: nothing is written for it
+            item = self._memory.take()
         self._room.set()
         return item
 
@@ -646,12 +651,26 @@ class RedisQueue:
                     TOUCH, 1, self._keys.stream(priority), self._me, *ids[start : start + 500]
                 )
                 if lost:
-                    log.warning(
-                        "%d event(s) held here were claimed by another replica (this one was "
-                        "too slow to answer for %.0fs)",
-                        len(lost),
-                        self._claim_idle,
-                    )
+                    self._let_go(priority, set(lost))
+
+    def _let_go(self, priority: Priority, entry_ids: set[bytes]) -> None:
+        """Entries another replica claimed (this one did not answer for ``claim_idle``): they
+        are its events now; this replica drops them where they wait (``take`` skips them)."""
+        seqs = {
+            seq
+            for seq, held in self._held.items()
+            if held.priority is priority and held.entry_id in entry_ids
+        }
+        for seq in seqs:
+            del self._held[seq]
+        self._lost |= seqs
+        self._leases.drop(seqs)
+        log.warning(
+            "%d event(s) held here were claimed by another replica (this one did not answer "
+            "for %gs); they are left to it",
+            len(seqs),
+            self._claim_idle,
+        )
 
     async def _claim(self) -> None:
         """Entries idle longer than ``claim_idle``: their replica stopped; take them over."""
