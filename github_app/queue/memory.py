@@ -157,8 +157,9 @@ class EventQueue(Protocol):
     - The scheduling rules (admission bounds, priorities, ageing,
       installations in turn, per-issue lanes, TTL) are ``MemoryQueue``'s: each
       backend schedules with one. With redis each replica schedules what it
-      read; installations take turns per replica, and a lease per issue keeps
-      one issue on one replica at a time.
+      read; installations take turns per replica, and a lease per issue and
+      its lane in Redis keep one issue on one replica at a time, in arrival
+      order.
     - Dead letters are listed, re-driven and purged here (redis: a view of the
       shared ones, refreshed when they change; re-drive and purge act on Redis).
     """

@@ -1,30 +1,33 @@
-"""One issue on one replica at a time: this replica's leases on issues in the shared queue.
+"""One issue on one replica at a time, in arrival order: this replica's leases on issues.
 
-A replica takes an issue's lease in Redis (``SET NX PX``, in the ``LEASE``
-script) before any event of that issue enters its scheduler, renews it while
-it holds events of the issue, and releases it when it holds none. An event
-read while another replica holds its issue's lease waits here, parked, in
-arrival order, until the lease is free (that replica released it, or died
-and it timed out); the queue asks again every few tenths of a second.
+Every admitted event of an issue is in the issue's lane in Redis (arrival
+numbers, in order) until it is finished. A replica's events of an issue wait
+here, parked, until it holds the issue's lease, which it may take only while
+the front of the lane is one of its own events (the ``LEASE`` script): an
+earlier event of the issue goes first wherever it waits. With the lease, the
+replica's events from the front of the lane on enter its scheduler, in lane
+order; it renews the lease while it has any there and releases it with the
+last, so a replica holding the issue's next event can take it. A dead
+replica's lease times out when its events may be claimed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from typing import Any
 
 import redis.asyncio as redis
 
 from github_app.envelope import IssueKey
 from github_app.queue.redis_outbox import Outbox
-from github_app.queue.redis_scripts import LEASE, RELEASE, EventRecord, Keys
+from github_app.queue.redis_scripts import LEASE, RELEASE, RENEW, EventRecord, Keys
 
 log = logging.getLogger(__name__)
 
 
 class IssueLeases:
-    """The leases this replica holds, the events parked for others', and the events it holds
-    per issue (the lease goes with the last of them)."""
+    """The leases this replica holds, its events parked until then, and those of each issue
+    in its scheduler (the lease goes with the last of them)."""
 
     def __init__(
         self, client: redis.Redis, keys: Keys, replica_id: str, timeout: float, outbox: Outbox
@@ -35,61 +38,70 @@ class IssueLeases:
         self._milliseconds = max(100, int(timeout * 1000))
         self._outbox = outbox
         self._held: set[IssueKey] = set()
-        self._parked: dict[IssueKey, list[EventRecord]] = {}
-        self._holding: Counter[IssueKey] = Counter()
+        self._parked: dict[IssueKey, dict[int, EventRecord]] = {}
+        self._placed: dict[IssueKey, set[int]] = {}
 
     def __len__(self) -> int:
         return len(self._held)
 
     @property
     def parked(self) -> int:
-        """Events waiting for an issue another replica works on."""
+        """Events waiting for their issue's lease (an earlier event, or another replica)."""
         return sum(len(waiting) for waiting in self._parked.values())
 
-    def may_place(self, key: IssueKey) -> bool:
-        """May an event of this issue enter the scheduler now (behind any parked before it)?"""
-        return key in self._held and key not in self._parked
-
     def park(self, key: IssueKey, record: EventRecord) -> None:
-        self._parked.setdefault(key, []).append(record)
+        self._parked.setdefault(key, {})[record.seq] = record
 
     async def take(self) -> list[EventRecord]:
-        """Ask for the leases of the parked events' issues; the events now free, in order."""
-        wanted = [key for key in self._parked if key not in self._held]
-        if wanted:
-            pipe = self._client.pipeline(transaction=False)
-            for key in wanted:
-                pipe.eval(LEASE, 1, self._keys.lease(key), self._me, self._milliseconds)
-            for key, got in zip(wanted, await pipe.execute(), strict=True):
-                if got:
-                    self._held.add(key)
+        """Ask for the leases of the parked events' issues; the events now free, in lane order."""
+        wanted = list(self._parked)
+        if not wanted:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for key in wanted:
+            ours = [*self._placed.get(key, ()), *self._parked[key]]
+            pipe.eval(
+                LEASE,
+                2,
+                self._keys.lease(key),
+                self._keys.lane(key),
+                self._me,
+                self._milliseconds,
+                self._keys.prefix,
+                *ours,
+            )
+        answers: list[Any] = await pipe.execute()
         free: list[EventRecord] = []
-        for key in [key for key in self._parked if key in self._held]:
-            free += self._parked.pop(key)
+        for key, (granted, lane) in zip(wanted, answers, strict=True):
+            if not granted:
+                continue
+            self._held.add(key)
+            waiting = self._parked[key]
+            placed = self._placed.get(key, set())
+            for seq in (int(member) for member in lane):
+                if seq in placed:
+                    continue
+                record = waiting.pop(seq, None)
+                if record is None:  # the next event of the issue is not here: it goes first
+                    break
+                free.append(record)
+            if not waiting:
+                del self._parked[key]
         return free
 
-    def drop(self, seqs: set[int]) -> None:
-        """Parked events another replica claimed: they wait here no more."""
-        for key in list(self._parked):
-            kept = [record for record in self._parked[key] if record.seq not in seqs]
-            if kept:
-                self._parked[key] = kept
-            else:
-                del self._parked[key]
+    def placed(self, key: IssueKey, seq: int) -> None:
+        self._placed.setdefault(key, set()).add(seq)
 
-    def placed(self, key: IssueKey | None) -> None:
-        if key is not None:
-            self._holding[key] += 1
-
-    def left(self, key: IssueKey | None) -> None:
+    def left(self, key: IssueKey, seq: int) -> None:
         """An event of this issue left the scheduler: with the last one goes the lease."""
-        if key is None:
+        placed = self._placed.get(key)
+        if placed is None:
             return
-        self._holding[key] -= 1
-        if self._holding[key] > 0:
+        placed.discard(seq)
+        if placed:
             return
-        del self._holding[key]
-        if key not in self._parked and key in self._held:
+        del self._placed[key]
+        if key in self._held:
             self._held.discard(key)
             self._outbox.write(RELEASE, [self._keys.lease(key)], [self._me], "a lease")
 
@@ -99,10 +111,19 @@ class IssueLeases:
             return
         pipe = self._client.pipeline(transaction=False)
         for key in held:
-            pipe.eval(LEASE, 1, self._keys.lease(key), self._me, self._milliseconds)
+            pipe.eval(RENEW, 1, self._keys.lease(key), self._me, self._milliseconds)
         for key, kept in zip(held, await pipe.execute(), strict=True):
             if not kept:
                 log.warning("the lease on issue %s#%s went to another replica", *key)
+
+    def drop(self, seqs: set[int]) -> None:
+        """Parked events another replica claimed: they wait here no more."""
+        for key in list(self._parked):
+            waiting = self._parked[key]
+            for seq in seqs & waiting.keys():
+                del waiting[seq]
+            if not waiting:
+                del self._parked[key]
 
     def release_all(self) -> None:
         """Shutdown: every lease goes (the events went back to the shared queue)."""
@@ -110,4 +131,4 @@ class IssueLeases:
             self._outbox.write(RELEASE, [self._keys.lease(key)], [self._me], "a lease")
         self._held.clear()
         self._parked.clear()
-        self._holding.clear()
+        self._placed.clear()

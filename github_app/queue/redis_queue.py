@@ -15,11 +15,13 @@ How the ``EventQueue`` contract is kept (layout and scripts: ``redis_scripts``):
   synchronous and priorities, ageing, TTL and per-issue lanes are
   ``MemoryQueue``'s rules over what this replica holds. Round-robin across
   installations is therefore per replica, as are the local counters.
-- One issue is never worked on by two replicas at once: a replica holds a
-  lease per issue in Redis (taken before the issue's events enter its
-  scheduler, renewed while held, released when its lane for the issue is
-  empty). An event whose issue is leased elsewhere waits in this replica,
-  parked, and is looked at again every ``PARKED_RETRY`` seconds.
+- One issue is never worked on by two replicas at once, and its events run in
+  arrival order wherever they were read: each issue has a lane in Redis (its
+  unfinished events in order) and a lease; a replica takes the lease only
+  while the front of the lane is one of its own events, lets its events enter
+  its scheduler from the front on, renews the lease while it has any there
+  and releases it with the last (``redis_leases``). Its other events of the
+  issue wait here, parked, and are looked at again every ``PARKED_RETRY`` s.
 - Settles (``done``, ``retry``, ``defer``, ``dead_letter``) change the local
   scheduler at once and reach Redis through the ``Outbox``: a finished event's
   entry is acknowledged and deleted with its record; a retried or deferred one
@@ -261,6 +263,7 @@ class RedisQueue:
                         self._byte_limit[priority],
                         size,
                         self._prefix,
+                        keys.lane(envelope.issue_key),
                         *event_fields(envelope, priority, now),
                     ],
                 )
@@ -416,7 +419,7 @@ class RedisQueue:
             self._outbox.write(
                 FINISH,
                 [keys.stream(held.priority), keys.held, keys.event(item.seq)],
-                [held.entry_id, item.size],
+                [held.entry_id, item.size, keys.lane(item.envelope.issue_key), item.seq],
                 f"the end of {held.delivery_id}",
             )
         self._left(item)
@@ -448,6 +451,7 @@ class RedisQueue:
                     entry.delivery_id,
                     self._dead_letter_max,
                     self._prefix,
+                    keys.lane(item.envelope.issue_key),
                 ],
                 f"the dead letter {entry.delivery_id}",
             )
@@ -470,7 +474,9 @@ class RedisQueue:
     def _left(self, item: QueuedEvent) -> None:
         """``item`` left the scheduler: with its issue's last event here goes the lease."""
         self._room.set()
-        self._leases.left(item.envelope.issue_key)
+        key = item.envelope.issue_key
+        if key is not None:
+            self._leases.left(key, item.seq)
 
     # --- running: the pump, upkeep and the outbox ---------------------------------------------
 
@@ -586,9 +592,9 @@ class RedisQueue:
         arrived.sort(key=lambda record: record.seq)
         for record in arrived:
             key = record.envelope.issue_key
-            if key is None or self._leases.may_place(key):
+            if key is None:
                 self._place(record)
-            else:
+            else:  # it enters the scheduler when its issue's lease and turn are this replica's
                 self._leases.park(key, record)
         if self._leases.parked:
             await self._take_leases()
@@ -597,7 +603,8 @@ class RedisQueue:
         now = self._wall()
         envelope = record.envelope
         self._deliveries.load(envelope.delivery_id)
-        self._leases.placed(envelope.issue_key)
+        if envelope.issue_key is not None:
+            self._leases.placed(envelope.issue_key, record.seq)
         self._memory.restore(
             envelope,
             record.priority,

@@ -17,6 +17,9 @@ Keys (``aip:`` first, so one Redis can serve other things too):
 - ``dead`` (seq by time given up), ``dead:ids`` (delivery id -> seq),
   ``dead:v`` (bumped on every change: replicas refresh their view of it).
 - ``ok:<delivery>``: the processors that succeeded on a delivery.
+- ``lane:<repo>#<number>``: the arrival numbers of an issue's events not
+  finished yet, in order: a replica works on an issue only from the front
+  of its lane, so one issue's events run in arrival order across replicas.
 - ``lease:<repo>#<number>``: the replica working on that issue now.
 
 Every script is idempotent where a retried write could repeat it (a settle
@@ -50,6 +53,10 @@ class Keys:
 
     def lease(self, key: IssueKey) -> str:
         return f"{self.prefix}lease:{key[0]}#{key[1]}"
+
+    def lane(self, key: IssueKey | None) -> str:
+        """The issue's lane, or ``""`` for an event about no issue (scripts skip it)."""
+        return "" if key is None else f"{self.prefix}lane:{key[0]}#{key[1]}"
 
     @property
     def seq(self) -> str:
@@ -176,7 +183,8 @@ def read_index(seq: int, values: list[bytes | None]) -> EventRecord:
 # --- scripts ----------------------------------------------------------------------------------
 
 # KEYS: seen, seq, held, stream, dead, dead_ids, dead_version
-# ARGV: delivery, now, window, event limit, byte limit, size, prefix, fields...
+# ARGV: delivery, now, window, event limit, byte limit, size, prefix, lane ('' for none),
+#       fields...
 # -> {'ok', seq} | {'duplicate'} | {'events'} | {'bytes'}
 ADMIT = """
 local d = ARGV[1]
@@ -188,7 +196,8 @@ local held = redis.call('HMGET', KEYS[3], 'n', 'b')
 if tonumber(held[1] or '0') + 1 > tonumber(ARGV[4]) then return {'events'} end
 if tonumber(held[2] or '0') + size > tonumber(ARGV[5]) then return {'bytes'} end
 local seq = redis.call('INCR', KEYS[2])
-redis.call('HSET', ARGV[7] .. 'ev:' .. seq, unpack(ARGV, 8))
+redis.call('HSET', ARGV[7] .. 'ev:' .. seq, unpack(ARGV, 9))
+if ARGV[8] ~= '' then redis.call('ZADD', ARGV[8], seq, seq) end
 redis.call('XADD', KEYS[4], '*', 's', seq, 'd', d)
 redis.call('ZADD', KEYS[1], now, d)
 redis.call('HINCRBY', KEYS[3], 'n', 1)
@@ -203,10 +212,11 @@ end
 return {'ok', seq}
 """
 
-# KEYS: stream, held, event   ARGV: entry id, size
+# KEYS: stream, held, event   ARGV: entry id, size, lane ('' for none), seq
 FINISH = """
 if redis.call('XACK', KEYS[1], 'replicas', ARGV[1]) == 1 then
   redis.call('XDEL', KEYS[1], ARGV[1])
+  if ARGV[3] ~= '' then redis.call('ZREM', ARGV[3], ARGV[4]) end
   redis.call('DEL', KEYS[3])
   redis.call('HINCRBY', KEYS[2], 'n', -1)
   redis.call('HINCRBY', KEYS[2], 'b', -tonumber(ARGV[2]))
@@ -215,10 +225,11 @@ end
 
 # KEYS: stream, held, event, dead, dead_ids, dead_version
 # ARGV: entry id, size, reason, at, attempts, last error ('' for none), seq, delivery,
-#       capacity, prefix
+#       capacity, prefix, lane ('' for none)
 DEAD = """
 if redis.call('XACK', KEYS[1], 'replicas', ARGV[1]) == 1 then
   redis.call('XDEL', KEYS[1], ARGV[1])
+  if ARGV[11] ~= '' then redis.call('ZREM', ARGV[11], ARGV[7]) end
   redis.call('HINCRBY', KEYS[2], 'n', -1)
   redis.call('HINCRBY', KEYS[2], 'b', -tonumber(ARGV[2]))
   redis.call('HSET', KEYS[3], 'dr', ARGV[3], 'da', ARGV[4], 'att', ARGV[5])
@@ -274,6 +285,10 @@ redis.call('RENAME', old, new)
 redis.call('HDEL', new, 'dr', 'da', 'le')
 redis.call('HSET', new, 'att', 0, 'nb', 0, 'at', ARGV[5])
 redis.call('XADD', KEYS[6], '*', 's', seq, 'd', ARGV[2])
+local repository, number = redis.call('HGET', new, 'r'), redis.call('HGET', new, 'n')
+if repository and number then
+  redis.call('ZADD', ARGV[6] .. 'lane:' .. repository .. '#' .. number, seq, seq)
+end
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2])
 redis.call('HINCRBY', KEYS[4], 'n', 1)
 redis.call('HINCRBY', KEYS[4], 'b', size)
@@ -303,18 +318,33 @@ end
 return lost
 """
 
-# KEYS: lease   ARGV: replica, milliseconds -> 1 held (taken or renewed), 0 held by another
+# KEYS: lease, lane   ARGV: replica, milliseconds, prefix, seqs this replica holds of the issue
+# -> {1 or 0, the lane}: 1 when the lease is this replica's now. It is taken only when the
+# front of the lane is one of this replica's events: an earlier event of the issue, wherever
+# it waits, goes first. Lane entries whose event is gone (Redis lost data) are dropped.
 LEASE = """
+local lane
+while true do
+  lane = redis.call('ZRANGE', KEYS[2], 0, -1)
+  if not lane[1] or redis.call('EXISTS', ARGV[3] .. 'ev:' .. lane[1]) == 1 then break end
+  redis.call('ZREM', KEYS[2], lane[1])
+end
+local ours = {}
+for i = 4, #ARGV do ours[ARGV[i]] = true end
+if not lane[1] or not ours[lane[1]] then return {0, lane} end
 local holder = redis.call('GET', KEYS[1])
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
+if holder and holder ~= ARGV[1] then return {0, lane} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, lane}
+"""
+
+# KEYS: lease   ARGV: replica, milliseconds -> 1 renewed (or taken again, if it timed out
+# and nobody took it), 0 held by another
+RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 
 # KEYS: lease   ARGV: replica
