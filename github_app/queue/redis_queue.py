@@ -534,8 +534,11 @@ class RedisQueue:
         self._link.answered()
 
     def _wanted(self) -> int:
+        """How many more entries to read: ready events up to the prefetch, all held at most
+        ``HOLD_MAX``. Parked events do not count: the earlier event they wait for may still
+        be unread in a stream."""
         ready = sum(self._memory.ready_by_priority().values())
-        return min(self._prefetch - ready - self._leases.parked, HOLD_MAX - len(self._held))
+        return min(self._prefetch - ready, HOLD_MAX - len(self._held))
 
     async def _fetch(self, block: float | None) -> None:
         """One round: leases for parked events, then new entries while there is room."""
