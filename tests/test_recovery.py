@@ -11,15 +11,18 @@ import anyio
 import httpx
 import pytest
 import respx
+from redis.asyncio import Redis
 
 from github_app.config import Settings
 from github_app.github.gateway import GitHubGateway
 from github_app.logs import install_context
-from github_app.recovery.loop import DAY, Recovery
+from github_app.recovery.loop import DAY, ELSEWHERE, Recovery
 from github_app.recovery.plan import Skip
-from github_app.recovery.store import MemoryRecoveryStore
+from github_app.recovery.redis_store import RedisRecoveryStore
+from github_app.recovery.store import MemoryRecoveryStore, RequestRecord
 from tests.conftest import make_settings
 from tests.fake_hook_log import FakeHookLog
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -326,3 +329,44 @@ async def test_a_round_that_reached_its_cap_is_followed_by_the_next_at_once(
     assert hook_log.requested_guids() == [f"g{i}" for i in range(5)]
     last = recovery.stats().last_round
     assert last is not None and last.skipped == {Skip.REQUESTED: 4}
+
+
+async def test_replicas_sharing_redis_take_turns_and_read_on_from_each_others_checkpoint(
+    gateway: GitHubGateway, hook_log: FakeHookLog, clock: Clock, redis_server: RedisServer
+) -> None:
+    hook_log.log("lost", status_code=0, at=START - 300)
+    hook_log.log("fine", status_code=202, at=START - 200)
+    one, other = Redis.from_url(redis_server.url), Redis.from_url(redis_server.url)
+    try:
+        stores = [
+            RedisRecoveryStore(client, lambda guid: False, prefix="t:") for client in (one, other)
+        ]
+        first, second = (
+            Recovery(
+                gateway,
+                store,
+                interval=INTERVAL,
+                lookback=3 * DAY,
+                retention=3 * DAY,
+                max_attempts=3,
+                clock=clock,
+            )
+            for store in stores
+        )
+        async with stores[0].exclusive() as ours:  # the first replica is in a round
+            assert ours
+            skipped = await second.round()
+        assert skipped.outcome == f"skipped: {ELSEWHERE}"
+        assert hook_log.redelivery_requests == [] and len(hook_log.router.calls) == 0
+
+        report = await first.round()
+        assert report.requested == 1 and report.checkpoint is not None
+        clock.now += INTERVAL
+        again = await second.round()  # the other replica reads on from the shared record
+        assert again.since == report.checkpoint
+        assert stores[1].request_record("lost") == RequestRecord(1, START)
+        assert hook_log.requested_guids() == ["lost"]
+        assert second.stats().checkpoint == first.stats().checkpoint
+    finally:
+        await one.aclose()
+        await other.aclose()

@@ -47,6 +47,7 @@ RETENTION_ENTERPRISE = 7 * DAY
 DEFAULT_WINDOW = 300.0  # when the loop is off (operator's command alone)
 MAX_REQUESTS_PER_ROUND = 250  # at one a second, a round ends before the next begins
 START_DELAY = 5.0  # the first round waits for the server to listen (redeliveries come at once)
+ELSEWHERE = "another replica is running a round"
 
 
 def retention(api_url: str) -> float:
@@ -246,7 +247,28 @@ class Recovery:
         progress: Progress | None = None,
     ) -> RoundReport:
         """Read the log back to ``since`` (default: the checkpoint), request what the plan
-        chose (unless ``dry_run``); the report says what happened."""
+        chose (unless ``dry_run``); the report says what happened. Replicas sharing a store
+        take turns: while another runs a round, this one is skipped and says so."""
+        async with self._store.exclusive() as ours:
+            if ours:
+                return await self._exclusive_round(since, event, dry_run, progress)
+        now = self._clock()
+        skipped = RoundReport(
+            started_at=now,
+            since=now,
+            dry_run=dry_run,
+            outcome=f"skipped: {ELSEWHERE}",
+            checkpoint=self._store.checkpoint(),
+        )
+        return self._ended(skipped)
+
+    async def _exclusive_round(
+        self,
+        since: float | None,
+        event: str | None,
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> RoundReport:
         self._count_recovered()
         now = self._clock()
         previous = self._store.checkpoint()
@@ -257,11 +279,17 @@ class Recovery:
         self._last = report
         try:
             report = await self._round(report, event, moves_checkpoint, progress)
-        finally:
-            self._rounds += 1
-            self._last = replace(report, finished_at=self._clock())
-            self.round_done.set()
-            self.round_done = anyio.Event()
+        except BaseException:
+            self._ended(report)
+            raise
+        return self._ended(report)
+
+    def _ended(self, report: RoundReport) -> RoundReport:
+        """Count the round, keep its report (finished now) and wake whoever waits for it."""
+        self._rounds += 1
+        self._last = replace(report, finished_at=self._clock())
+        self.round_done.set()
+        self.round_done = anyio.Event()
         return self._last
 
     async def _round(

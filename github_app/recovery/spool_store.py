@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager, closing
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from typing import Any
 
 import anyio
@@ -25,7 +25,7 @@ from github_app.config import Settings
 from github_app.queue.spool import FILE_NAME, GroupCommitter, Op, SpoolStore
 from github_app.queue.state_lock import StateDirBusy, open_state_dir
 from github_app.queue.succeeded import REDELIVERY_WINDOW
-from github_app.recovery.store import MemoryRecoveryStore, RecoveryStore, RequestRecord
+from github_app.recovery.store import MemoryRecoveryStore, RecoveryStore, RequestRecord, alone
 
 CHECKPOINT_SQL = "SELECT at FROM recovery_checkpoint WHERE id = 1"
 REQUESTS_SQL = "SELECT guid, attempts, last_at, given_up FROM recovery_requests"
@@ -92,6 +92,9 @@ class SpoolRecoveryStore:
         )
         for guid in old:
             self._requests.pop(guid, None)
+
+    def exclusive(self) -> AbstractAsyncContextManager[bool]:
+        return alone()  # the spool has one writer: the app that holds STATE_DIR
 
     def __len__(self) -> int:
         return len(self._requests)

@@ -14,12 +14,18 @@ Three facts, nothing else:
 Reads are synchronous (the planner runs between awaits); writes are awaited,
 so a store on disk can commit them before the round goes on.
 ``MemoryRecoveryStore`` keeps the last two in memory and asks the queue for
-the first; the spool keeps them in its database.
+the first; the spool keeps them in its database; Redis (``redis_store``) keeps
+them for every replica, each reading its copy afresh when a round begins.
+
+A round runs inside ``exclusive()``: where replicas share the store, only one
+of them runs a round at a time and the others skip theirs; alone, a process
+always may (``alone``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +58,17 @@ class RecoveryStore(Protocol):
     async def forget_requests(self, before: float) -> None:
         """Drop records last requested before ``before`` (GitHub no longer keeps them)."""
         ...
+
+    def exclusive(self) -> AbstractAsyncContextManager[bool]:
+        """The right to run a round now: ``True`` for the block when this process has it (the
+        reads above are then up to date), ``False`` when another replica is running one."""
+        ...
+
+
+@asynccontextmanager
+async def alone() -> AsyncIterator[bool]:
+    """``exclusive`` of a store no other process shares: always granted."""
+    yield True
 
 
 class MemoryRecoveryStore:
@@ -87,6 +104,9 @@ class MemoryRecoveryStore:
     async def forget_requests(self, before: float) -> None:
         for guid in [g for g, r in self._requests.items() if r.last_at < before]:
             del self._requests[guid]
+
+    def exclusive(self) -> AbstractAsyncContextManager[bool]:
+        return alone()
 
     def __len__(self) -> int:
         return len(self._requests)

@@ -1,0 +1,106 @@
+"""Recovery's memory in Redis (``QUEUE_BACKEND=redis``): one checkpoint and one record of
+requests for every replica, and one round at a time.
+
+Keys (under the app's prefix):
+
+- ``recovery:checkpoint``: the delivery-log time the next round reads back to;
+- ``recovery:requests``: a hash, guid -> ``[attempts, last_at, given_up]``;
+- ``recovery:lock``: the lease of the replica running a round (``redis_lease``).
+
+A round takes the lease first, then reads the checkpoint and the requests into
+this replica's copy, which the planner's synchronous reads answer from; every
+change is written to Redis, awaited, before the copy takes it, as the spool
+commits before it remembers. A replica that finds the lease taken skips its
+round (the other is doing the work) but still reads the copy, so its status
+shows the shared checkpoint. Whether a delivery was admitted is the shared
+queue's answer (``knows``), as with the spool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import orjson
+from redis.asyncio import Redis
+
+from github_app.recovery.store import RequestRecord
+from github_app.redis_lease import lease
+
+LOCK_TTL = 60.0  # a replica killed during a round holds recovery up at most this long
+
+
+class RedisRecoveryStore:
+    """``RecoveryStore`` in Redis, shared by the replicas (see the module docstring)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        knows: Callable[[str], bool],
+        *,
+        prefix: str,
+        lock_ttl: float = LOCK_TTL,
+    ) -> None:
+        self._redis = redis
+        self._knows = knows
+        self._lock_ttl = lock_ttl
+        self._checkpoint_key = f"{prefix}recovery:checkpoint"
+        self._requests_key = f"{prefix}recovery:requests"
+        self._lock_key = f"{prefix}recovery:lock"
+        self._checkpoint: float | None = None
+        self._requests: dict[str, RequestRecord] = {}
+
+    def knows(self, delivery_id: str) -> bool:
+        return self._knows(delivery_id)
+
+    def checkpoint(self) -> float | None:
+        return self._checkpoint
+
+    def request_record(self, guid: str) -> RequestRecord | None:
+        return self._requests.get(guid)
+
+    async def save_checkpoint(self, at: float) -> None:
+        await self._redis.set(self._checkpoint_key, repr(at))
+        self._checkpoint = at
+
+    async def save_request(self, guid: str, record: RequestRecord) -> None:
+        value = orjson.dumps([record.attempts, record.last_at, record.given_up])
+        await self._redis.hset(self._requests_key, guid, value)  # type: ignore[misc]
+        self._requests[guid] = record
+
+    async def forget_requests(self, before: float) -> None:
+        old = [guid for guid, record in self._requests.items() if record.last_at < before]
+        if not old:
+            return
+        await self._redis.hdel(self._requests_key, *old)  # type: ignore[misc]
+        for guid in old:
+            self._requests.pop(guid, None)
+
+    def exclusive(self) -> AbstractAsyncContextManager[bool]:
+        return self._exclusive()
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[bool]:
+        async with lease(self._redis, self._lock_key, self._lock_ttl) as ours:
+            await self.load()
+            yield ours
+
+    async def load(self) -> None:
+        """Read the shared checkpoint and requests into this replica's copy."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._checkpoint_key)
+            pipe.hgetall(self._requests_key)
+            checkpoint, requests = await pipe.execute()
+        self._checkpoint = None if checkpoint is None else float(checkpoint)
+        self._requests = {
+            (guid.decode() if isinstance(guid, bytes) else guid): _record(raw)
+            for guid, raw in requests.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+
+def _record(raw: bytes | str) -> RequestRecord:
+    attempts, last_at, given_up = orjson.loads(raw)
+    return RequestRecord(int(attempts), float(last_at), bool(given_up))
