@@ -78,6 +78,10 @@ async def lease(redis: Redis, key: str, ttl: float) -> AsyncIterator[bool]:
             group.start_soon(keep)
             yield True
             group.cancel_scope.cancel()
+    except BaseExceptionGroup as raised:  # the block's own error (``keep`` raises none)
+        if len(raised.exceptions) == 1:
+            raise raised.exceptions[0] from None
+        raise
     finally:
         with anyio.CancelScope(shield=True):
             try:

@@ -169,8 +169,9 @@ class Runtime:
         self.breaker = CircuitBreaker(clock=time.monotonic)
         self.gate = GitHubGate(self.controller, self.breaker, on_observation=on_observation)
         # Backfill jobs offer existing issues at LOW priority; the runner reports each one back.
+        self.job_store = backfill_store if backfill_store is not None else self._job_store()
         self.backfills = BackfillService(
-            store=backfill_store if backfill_store is not None else self._job_store(),
+            store=self.job_store,
             lister=Lister(self.gateway),
             queue=self.queue,
             codec=self.codec,
@@ -332,6 +333,7 @@ class Runtime:
                 if self.redis is not None and isinstance(self.queue, RedisQueue):
                     await spool_group.start(self.redis.watch)
                     await spool_group.start(self.queue.run)
+                spool_group.start_soon(self.job_store.run)  # a shared store writes behind
                 async with anyio.create_task_group() as group:
                     await self._run(group)
                     try:

@@ -8,15 +8,20 @@ admin API as the command does.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 import respx
+from redis.asyncio import Redis
 
-from github_app.backfill.store import MemoryJobStore
+from github_app.backfill.job import Checkpoint, Job, JobSpec
+from github_app.backfill.redis_store import RedisJobStore
+from github_app.backfill.store import JobStore, MemoryJobStore
 from tests.conftest import (
     API,
     RunningApp,
@@ -28,6 +33,7 @@ from tests.conftest import (
 )
 from tests.deliveries import INSTALLATION_ID, issue_event, signed
 from tests.fake_repository import FakeRepository
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -214,13 +220,47 @@ async def test_backfill_routes_need_the_admin_token(
     assert missing.status_code == 404
 
 
+MakeStore = Callable[[], JobStore]
+
+
+@pytest.fixture
+async def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+async def redis_stores(redis_server: RedisServer) -> AsyncIterator[Callable[..., RedisJobStore]]:
+    """Each call: one replica's (or one restart's) Redis job store on a connection of its own."""
+    clients: list[Redis] = []
+
+    def make(claim_ttl: float = 30.0) -> RedisJobStore:
+        clients.append(Redis.from_url(redis_server.url))
+        return RedisJobStore(clients[-1], prefix="test:", claim_ttl=claim_ttl)
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def job_stores(request: pytest.FixtureRequest) -> MakeStore:
+    """The store after each restart: memory lives on with the process, Redis is read afresh."""
+    if request.param == "redis":
+        make: MakeStore = request.getfixturevalue("redis_stores")
+        return make
+    memory = MemoryJobStore()
+    return lambda: memory
+
+
 async def test_a_restart_resumes_the_job_from_its_checkpoint_without_listing_or_writing_again(
-    github: respx.MockRouter, private_key_pem: str
+    github: respx.MockRouter, private_key_pem: str, job_stores: MakeStore
 ) -> None:
     # Page 3 fails until the restart: pages 1 and 2 are done, the job waits on page 3.
     repo = FakeRepository(REPO, count=400, matching_every=10, fail_page={3: 1000})
     repo.route(github)
-    store = MemoryJobStore()
+    store = job_stores()
     async with running_app(settings(private_key_pem), backfill_store=store) as app:
         job_id = (await start(app, repository=REPO)).json()["id"]
         await wait_for(lambda: repo.reads[3] >= 1, timeout=10, what="page 3 to fail")
@@ -236,7 +276,7 @@ async def test_a_restart_resumes_the_job_from_its_checkpoint_without_listing_or_
     assert sorted(labelled_before) == [n for n in repo.matching() if n <= 200]
     repo.fail_page.clear()
     listed_before = dict(repo.reads)
-    async with running_app(settings(private_key_pem), backfill_store=store) as app:
+    async with running_app(settings(private_key_pem), backfill_store=job_stores()) as app:
         done = await until_final(app, job_id)
     assert done["state"] == "finished"
     assert done["processed"] == done["listed"] == 400
@@ -394,3 +434,65 @@ async def test_an_installation_job_runs_every_repository_with_each_processors_ow
     # duplicates indexed the stream and posted nothing
     assert index is not None and len(index.index) == 30
     assert not [c for c in github_calls(github) if c[1].endswith("/comments")]
+
+
+async def test_replicas_sharing_redis_show_every_job_and_a_cancel_on_either_stops_it(
+    github: respx.MockRouter, private_key_pem: str, redis_stores: Callable[..., RedisJobStore]
+) -> None:
+    # Page 2 fails for good: the job keeps running on the replica that took it.
+    repo = FakeRepository(REPO, count=300, matching_every=10, fail_page={2: 1000})
+    repo.route(github)
+    async with (
+        running_app(settings(private_key_pem), backfill_store=redis_stores()) as one,
+        running_app(settings(private_key_pem), backfill_store=redis_stores()) as other,
+    ):
+        job_id = (await start(one, repository=REPO)).json()["id"]
+        await wait_for(lambda: repo.reads[2] >= 1, timeout=10, what="page 2 to fail")
+        deadline = time.monotonic() + 10  # the other replica shows what the first one saved
+        while (elsewhere := await job(other, job_id))["processed"] < 100:
+            assert time.monotonic() < deadline, elsewhere
+            await anyio.sleep(0.05)
+        conflict = await start(other, repository=REPO)
+        cancelled = await other.client.delete(f"{other.url}/admin/backfills/{job_id}", headers=AUTH)
+        await wait_for(
+            lambda: one.runtime.backfills.get(job_id).state == "cancelled",  # type: ignore[union-attr]
+            timeout=10,
+            what="the first replica to learn of the cancel",
+        )
+        reads = sum(repo.reads.values())
+        listed = (await other.client.get(f"{other.url}/admin/backfills", headers=AUTH)).json()
+    assert elsewhere["state"] == "running" and elsewhere["listed"] == 100
+    assert conflict.status_code == 409 and conflict.json()["job"] == job_id
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert not other.runtime.backfills.lister_retries  # the second replica never listed
+    assert listed["count"] == 1 and listed["jobs"][0]["state"] == "cancelled"
+    assert sum(repo.reads.values()) == reads  # no page read after the first replica stopped
+
+
+async def test_a_job_whose_replica_died_is_resumed_by_another_from_its_checkpoint(
+    github: respx.MockRouter, private_key_pem: str, redis_url: str
+) -> None:
+    repo = FakeRepository(REPO, count=250, matching_every=10)
+    repo.route(github)
+    # What a replica killed with -9 leaves: its claim (until it expires) and its last save,
+    # pages 1 and 2 done.
+    dead = Job("0123456789ab", JobSpec(repository=REPO, processors=("labeler",)), created_at=1.0)
+    dead.start(2.0)
+    page_3 = f"{API}/repos/{REPO}/issues?state=open&sort=created&direction=asc&per_page=100&page=3"
+    dead.checkpoint = Checkpoint(
+        installation=INSTALLATION_ID, repositories=(REPO,), page_url=page_3
+    )
+    for number in range(1, 201):
+        dead.note(number, {}, ok=True)
+    client = Redis.from_url(redis_url)
+    try:
+        await client.hset("test:backfill:jobs", dead.id, orjson.dumps(dead.as_json()))
+        await client.set(f"test:backfill:claim:{dead.id}", "the dead replica", px=300)
+        store = RedisJobStore(client, prefix="test:")
+        async with running_app(settings(private_key_pem), backfill_store=store) as app:
+            done = await until_final(app, dead.id)
+    finally:
+        await client.aclose()
+    assert done["state"] == "finished" and done["processed"] == 250
+    assert sorted(repo.labelled) == [210, 220, 230, 240, 250]  # only what the dead one left
+    assert repo.reads[1] == repo.reads[2] == 0

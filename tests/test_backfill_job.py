@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from github_app.backfill.job import BadRequest, Checkpoint, Job, JobSpec, JobState, iso_since
-from github_app.backfill.store import MemoryJobStore
+from github_app.backfill.job import BadRequest, Job, JobSpec, JobState, iso_since
 from github_app.processor import BackfillChange
 
 BACKFILLING = ("labeler", "triage", "duplicates")
@@ -79,22 +78,3 @@ def test_progress_counts_changes_and_the_eta_follows_the_rate() -> None:
     assert stats.rate == 1.0
     assert stats.eta == 30.0
     assert stats.examples == ("#0 labeler: add label bug", "#5 labeler: add label bug")
-
-
-def test_a_stored_job_comes_back_with_its_checkpoint_and_counters() -> None:
-    job = Job("j", JobSpec(installation=7, processors=("labeler",), dry_run=True), created_at=3.0)
-    job.start(4.0)
-    job.checkpoint = Checkpoint(
-        installation=7,
-        repositories=("o/a", "o/b"),
-        repository_index=1,
-        page_url="https://api.github.com/repos/o/b/issues?page=3",
-        done=frozenset({201, 205}),
-    )
-    job.note(201, {"labeler": BackfillChange(labels_added=("bug",))}, ok=True)
-    store = MemoryJobStore()
-    store.save(job)
-    [restored] = store.jobs()
-    assert restored == job
-    assert restored.stats(5.0).repositories_done == 1
-    assert restored.stats(5.0).repositories_total == 2

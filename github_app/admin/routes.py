@@ -187,6 +187,7 @@ def backfill_routes(
             body = json.loads(await request.body())
         except ValueError:
             return bad_request("the body must be a JSON object")
+        await backfills.refresh()  # another replica's job on the same target is a conflict
         try:
             job = backfills.submit(body)
         except BadRequest as exc:
@@ -206,16 +207,19 @@ def backfill_routes(
         )
 
     async def listing(request: Request) -> Response:
+        await backfills.refresh()
         jobs = [stats.as_json() for stats in backfills.list()]
         return JSONResponse({"count": len(jobs), "jobs": jobs}, headers=NO_STORE)
 
     async def one(request: Request) -> Response:
+        await backfills.look_up(request.path_params["job_id"])
         stats = backfills.get(request.path_params["job_id"])
         if stats is None:
             return no_job(request.path_params["job_id"])
         return JSONResponse(stats.as_json(), headers=NO_STORE)
 
     async def cancel(request: Request) -> Response:
+        await backfills.look_up(request.path_params["job_id"])
         job = backfills.cancel(request.path_params["job_id"])
         if job is None:
             return no_job(request.path_params["job_id"])

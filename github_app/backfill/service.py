@@ -14,6 +14,13 @@ writes of a live event take their turn before a backfill's.
 A checkpoint is saved when a page is done and at most every
 ``SAVE_INTERVAL`` seconds: after a restart the job lists again only the first
 page not fully done and skips the issues of it already processed.
+
+Replicas sharing a store (Redis) share the jobs: every ``REFRESH`` seconds
+each takes in the jobs the others saved (to show them, and to run one whose
+replica died: a job runs where its ``claim`` is held), and a job cancelled on
+another replica is cancelled here. An issue offered here may be processed by
+another replica's dispatcher; that replica reports the outcome through the
+store, and the job counts it as it counts its own.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import orjson
 
 from github_app.backfill.job import Job, JobSpec, JobStats
 from github_app.backfill.lister import JobFailed, Lister
-from github_app.backfill.store import JobStore
+from github_app.backfill.store import JobStore, Outcome, StoredJob, StoreUnavailable
 from github_app.dispatch.registry import Registry
 from github_app.envelope import Envelope
 from github_app.errors import GitHubError
@@ -40,12 +47,14 @@ from github_app.processor import BACKFILL_EVENT, BackfillChange
 from github_app.queue.compression import PayloadCodec
 from github_app.queue.memory import EventQueue
 from github_app.queue.priority import Priority
+from github_app.redis_lease import LeaseLost
 
 log = logging.getLogger(__name__)
 
 WINDOW_PAGES = 2
 SAVE_INTERVAL = 2.0
 POLL = 0.5  # seconds between looks for room in the queue and for dead-lettered issues
+REFRESH = 2.0  # seconds between looks at the jobs other replicas saved
 
 
 class Conflict(Exception):
@@ -104,6 +113,8 @@ class BackfillService:
         self._new: list[Job] = [job for job in self._jobs.values() if not job.state.final]
         self._saved_at: dict[str, float] = {}
         self._pages: dict[str, deque[_Page]] = {}  # per running job: pages not fully done
+        self._forwarding: set[str] = set()  # delivery ids of other replicas' runs, in process here
+        self._refreshed_at = -REFRESH
 
     @property
     def lister_retries(self) -> int:
@@ -154,18 +165,44 @@ class BackfillService:
 
     # --- what the event runner calls ---------------------------------------------------
 
-    def wanted(self, delivery_id: str) -> bool:
-        """Is this backfill event's job still running? (A cancelled job's events are skipped.)"""
+    async def wanted(self, delivery_id: str) -> bool:
+        """Is this backfill event's job still running? A cancelled job's events, and those
+        of an earlier run of it, are skipped; so is an event of this replica's run the queue
+        had before. An issue another replica's run offered is processed here and reported."""
         issue = self._waiting.get(delivery_id)
-        return issue is not None and not issue.job.state.final
+        if issue is not None:
+            return not issue.job.state.final
+        run = run_of(delivery_id)
+        if run is None or run[0] in self._scopes:
+            return False
+        try:
+            stored = await self._store.current(run[0])
+        except StoreUnavailable as exc:  # run it: an issue done twice beats a job stuck on it
+            log.warning("backfill: cannot tell whether %s is wanted (%s)", delivery_id, exc)
+            self._forwarding.add(delivery_id)
+            return True
+        if stored is None or not stored.claimed or stored.job.state.final:
+            return False
+        if stored.job.runs != run[1]:
+            return False
+        self._forwarding.add(delivery_id)
+        return True
 
     def backfilled(self, delivery_id: str, changes: Mapping[str, BackfillChange], ok: bool) -> None:
         issue = self._waiting.pop(delivery_id, None)
         if issue is None:
+            if delivery_id in self._forwarding:  # another replica's run: tell it
+                self._forwarding.discard(delivery_id)
+                run = run_of(delivery_id)
+                assert run is not None
+                self._store.report(run[0], Outcome(delivery_id, ok, dict(changes)))
             return
         issue.job.note(issue.number, changes, ok)
         issue.page.waiting.discard(issue.number)
         issue.page.done.add(issue.number)
+        pages = self._pages.get(issue.job.id)
+        if pages is not None:  # saved every SAVE_INTERVAL even while a page read is retried
+            self._advance(issue.job, pages)
         self._wake()
 
     # --- running ----------------------------------------------------------------------
@@ -175,14 +212,71 @@ class BackfillService:
         self._changed = anyio.Event()
 
     async def run(self) -> None:
-        """Run queued jobs (those left unfinished by a previous run first) until cancelled."""
+        """Run queued jobs (those left unfinished by a previous run first) until cancelled;
+        every ``REFRESH`` seconds take in what other replicas saved."""
         async with anyio.create_task_group() as group:
             while True:
                 while self._new:
                     group.start_soon(self._run_job, self._new.pop(0))
-                await self._changed.wait()
+                changed = self._changed
+                with anyio.move_on_after(REFRESH):
+                    await changed.wait()
+                if anyio.current_time() - self._refreshed_at >= REFRESH:
+                    await self.refresh()
+
+    async def refresh(self) -> None:
+        """Take in every job as the replicas sharing the store saved it (nothing to do for a
+        store this process alone uses)."""
+        self._refreshed_at = anyio.current_time()
+        try:
+            stored = await self._store.shared()
+        except StoreUnavailable as exc:
+            log.warning("backfill: cannot read the shared jobs (%s)", exc)
+            return
+        for entry in stored:
+            self._take_in(entry)
+
+    async def look_up(self, job_id: str) -> None:
+        """Bring one job up to date from the shared store (an admin request may reach any
+        replica, the job may be another's)."""
+        if job_id in self._scopes:
+            return
+        try:
+            entry = await self._store.current(job_id)
+        except StoreUnavailable as exc:
+            log.warning("backfill: cannot read job %s (%s)", job_id, exc)
+            return
+        if entry is not None:
+            self._take_in(entry)
+
+    def _take_in(self, entry: StoredJob) -> None:
+        """Show another replica's record of a job; run it if it is unfinished and nobody holds
+        its claim (its replica died); cancel it here if it was cancelled elsewhere."""
+        job = entry.job
+        if job.id in self._scopes:  # running here: this replica's record is the newer one
+            if job.state.final and not self._jobs[job.id].state.final:
+                log.info("backfill job %s was cancelled on another replica", job.id)
+                self.cancel(job.id)
+            return
+        self._jobs[job.id] = job
+        if job.state.final or entry.claimed or any(new.id == job.id for new in self._new):
+            return
+        self._new.append(job)
+        self._wake()
 
     async def _run_job(self, job: Job) -> None:
+        """Run ``job`` here if this replica gets its claim (always, with a store of its own)."""
+        try:
+            async with self._store.claim(job) as claimed:
+                if claimed is not None:
+                    self._jobs[job.id] = claimed
+                    await self._run_claimed(claimed)
+        except StoreUnavailable as exc:  # unclaimed: the next refresh offers it again
+            log.warning("backfill job %s waits for the shared store: %s", job.id, exc)
+        except LeaseLost:
+            log.warning("backfill job %s stopped here: another replica took it over", job.id)
+
+    async def _run_claimed(self, job: Job) -> None:
         with anyio.CancelScope() as scope:
             self._scopes[job.id] = scope
             try:
@@ -309,7 +403,7 @@ class BackfillService:
     ) -> None:
         # One id per run of the job: an event of an earlier run that the spool kept is
         # skipped (``wanted``), its issue is offered again unless the checkpoint has it done.
-        delivery_id = f"backfill-{job.id}-{job.runs}-{repository}#{number}"
+        delivery_id = backfill_delivery_id(job, repository, number)
         envelope = self._envelope(job, installation, repository, issue, delivery_id)
         while not (await self._queue.admit(envelope, Priority.LOW)).admitted:
             await self._until(lambda: False, job, timeout=self.poll)
@@ -367,7 +461,18 @@ class BackfillService:
             changed = self._changed
             with anyio.move_on_after(self.poll):
                 await changed.wait()
+            await self._collect(job)
             self._settle_lost(job)
+
+    async def _collect(self, job: Job) -> None:
+        """Count the outcomes other replicas reported for the job's issues."""
+        try:
+            outcomes = await self._store.reports(job.id)
+        except StoreUnavailable as exc:
+            log.warning("backfill job %s: cannot read reports (%s)", job.id, exc)
+            return
+        for outcome in outcomes:
+            self.backfilled(outcome.delivery_id, outcome.changes, outcome.ok)
 
     def _settle_lost(self, job: Job) -> None:
         lost = [
@@ -392,3 +497,16 @@ class BackfillService:
             row = {"label": stats.spec.target, "done": stats.processed, "total": total}
             jobs.append({**stats.as_json(), **row})
         return {"jobs": jobs}
+
+
+def backfill_delivery_id(job: Job, repository: str, number: int) -> str:
+    """One id per issue and run of its job (job ids are hex: ``run_of`` reads them back)."""
+    return f"backfill-{job.id}-{job.runs}-{repository}#{number}"
+
+
+def run_of(delivery_id: str) -> tuple[str, int] | None:
+    """The job id and run a backfill event's delivery id names."""
+    parts = delivery_id.split("-", 3)
+    if len(parts) != 4 or parts[0] != "backfill" or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])

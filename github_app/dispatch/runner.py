@@ -82,8 +82,9 @@ class BackfillObserver(Protocol):
     the event comes back).
     """
 
-    def wanted(self, delivery_id: str) -> bool:
-        """False once the event's job was cancelled or is gone: it is skipped."""
+    async def wanted(self, delivery_id: str) -> bool:
+        """False once the event's job was cancelled or is gone: it is skipped. (Awaited: with
+        replicas, the job may be running on another one, which the shared store says.)"""
 
     def backfilled(
         self, delivery_id: str, changes: Mapping[str, BackfillChange], ok: bool
@@ -153,7 +154,7 @@ class EventRunner:
         if (
             backfill
             and self._backfills is not None
-            and not self._backfills.wanted(envelope.delivery_id)
+            and not await self._backfills.wanted(envelope.delivery_id)
         ):
             log.debug("skipped: its backfill job was cancelled")
             return True

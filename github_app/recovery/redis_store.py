@@ -65,14 +65,14 @@ class RedisRecoveryStore:
 
     async def save_request(self, guid: str, record: RequestRecord) -> None:
         value = orjson.dumps([record.attempts, record.last_at, record.given_up])
-        await self._redis.hset(self._requests_key, guid, value)  # type: ignore[misc]
+        await self._redis.hset(self._requests_key, guid, value)
         self._requests[guid] = record
 
     async def forget_requests(self, before: float) -> None:
         old = [guid for guid, record in self._requests.items() if record.last_at < before]
         if not old:
             return
-        await self._redis.hdel(self._requests_key, *old)  # type: ignore[misc]
+        await self._redis.hdel(self._requests_key, *old)
         for guid in old:
             self._requests.pop(guid, None)
 
