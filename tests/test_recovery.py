@@ -4,7 +4,7 @@ what is requested, in which order, and how each fault stops a round without losi
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 import anyio
@@ -336,10 +336,16 @@ async def test_replicas_sharing_redis_take_turns_and_read_on_from_each_others_ch
 ) -> None:
     hook_log.log("lost", status_code=0, at=START - 300)
     hook_log.log("fine", status_code=202, at=START - 200)
+    hook_log.log("admitted-elsewhere", status_code=503, at=START - 250)  # a slow 2xx elsewhere
+
+    async def admitted(guids: Collection[str]) -> set[str]:  # the shared queue's record
+        return {guid for guid in guids if guid == "admitted-elsewhere"}
+
     one, other = Redis.from_url(redis_server.url), Redis.from_url(redis_server.url)
     try:
         stores = [
-            RedisRecoveryStore(client, lambda guid: False, prefix="t:") for client in (one, other)
+            RedisRecoveryStore(client, lambda guid: False, prefix="t:", admitted=admitted)
+            for client in (one, other)
         ]
         first, second = (
             Recovery(
@@ -361,6 +367,7 @@ async def test_replicas_sharing_redis_take_turns_and_read_on_from_each_others_ch
 
         report = await first.round()
         assert report.requested == 1 and report.checkpoint is not None
+        assert report.skipped[Skip.ADMITTED] == 1
         clock.now += INTERVAL
         again = await second.round()  # the other replica reads on from the shared record
         assert again.since == report.checkpoint

@@ -34,7 +34,7 @@ from github_app.github.hook_deliveries import DeliveryPage, LoggedDelivery, Malf
 from github_app.github.pacing import serving
 from github_app.logs import EVENT_CONTEXT
 from github_app.queue.priority import Priority
-from github_app.recovery.plan import Candidate, Plan, Skip, plan_round
+from github_app.recovery.plan import Candidate, Plan, Skip, failed_guids, plan_round
 from github_app.recovery.store import RecoveryStore, RequestRecord
 
 log = logging.getLogger(__name__)
@@ -308,6 +308,7 @@ class Recovery:
             return replace(report, seen=len(deliveries), outcome=f"stopped: {exc}")
         report = replace(report, pages=pages)
         store = self._store
+        await store.look_up(failed_guids(deliveries) | set(self._outstanding))
         plan = plan_round(
             deliveries,
             knows=store.knows,

@@ -172,6 +172,17 @@ def plan_round(
     )
 
 
+def failed_guids(deliveries: Iterable[LoggedDelivery]) -> set[str]:
+    """The events no attempt delivered: those the plan asks ``knows`` about."""
+    seen: set[str] = set()
+    delivered: set[str] = set()
+    for delivery in deliveries:
+        seen.add(delivery.guid)
+        if delivery.ok:
+            delivered.add(delivery.guid)
+    return seen - delivered
+
+
 def _on_its_way(previous: RequestRecord, latest: LoggedDelivery, now: float, window: float) -> bool:
     """May the redelivery asked for last still come? Within the window, yes; and within the
     grace while GitHub has logged no attempt since the request (it did not try yet)."""

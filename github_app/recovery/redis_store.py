@@ -12,13 +12,15 @@ this replica's copy, which the planner's synchronous reads answer from; every
 change is written to Redis, awaited, before the copy takes it, as the spool
 commits before it remembers. A replica that finds the lease taken skips its
 round (the other is doing the work) but still reads the copy, so its status
-shows the shared checkpoint. Whether a delivery was admitted is the shared
-queue's answer (``knows``), as with the spool.
+shows the shared checkpoint. Whether a delivery was admitted is the queue's
+answer (``knows``: what this replica saw) and, for the guids a round asks
+about, the shared record of every replica's admissions (``admitted``, read by
+``look_up`` before the plan).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import orjson
@@ -28,6 +30,8 @@ from github_app.recovery.store import RequestRecord
 from github_app.redis_lease import lease
 
 LOCK_TTL = 60.0  # a replica killed during a round holds recovery up at most this long
+
+Admitted = Callable[[Collection[str]], Awaitable[set[str]]]
 
 
 class RedisRecoveryStore:
@@ -39,10 +43,15 @@ class RedisRecoveryStore:
         knows: Callable[[str], bool],
         *,
         prefix: str,
+        admitted: Admitted | None = None,
         lock_ttl: float = LOCK_TTL,
     ) -> None:
+        """``admitted``: which of some delivery ids any replica admitted (the shared queue's
+        record); without it, ``knows`` alone answers."""
         self._redis = redis
         self._knows = knows
+        self._admitted = admitted
+        self._admitted_elsewhere: set[str] = set()
         self._lock_ttl = lock_ttl
         self._checkpoint_key = f"{prefix}recovery:checkpoint"
         self._requests_key = f"{prefix}recovery:requests"
@@ -51,7 +60,11 @@ class RedisRecoveryStore:
         self._requests: dict[str, RequestRecord] = {}
 
     def knows(self, delivery_id: str) -> bool:
-        return self._knows(delivery_id)
+        return delivery_id in self._admitted_elsewhere or self._knows(delivery_id)
+
+    async def look_up(self, guids: Collection[str]) -> None:
+        if self._admitted is not None:
+            self._admitted_elsewhere = await self._admitted(guids) if guids else set()
 
     def checkpoint(self) -> float | None:
         return self._checkpoint

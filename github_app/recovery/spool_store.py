@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from typing import Any
 
@@ -92,6 +92,9 @@ class SpoolRecoveryStore:
         )
         for guid in old:
             self._requests.pop(guid, None)
+
+    async def look_up(self, guids: Collection[str]) -> None:
+        """The spool's queue knows them all (one process)."""
 
     def exclusive(self) -> AbstractAsyncContextManager[bool]:
         return alone()  # the spool has one writer: the app that holds STATE_DIR

@@ -24,7 +24,7 @@ always may (``alone``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -57,6 +57,11 @@ class RecoveryStore(Protocol):
 
     async def forget_requests(self, before: float) -> None:
         """Drop records last requested before ``before`` (GitHub no longer keeps them)."""
+        ...
+
+    async def look_up(self, guids: Collection[str]) -> None:
+        """Before a round's plan: learn which of ``guids`` any replica sharing the queue
+        admitted, so ``knows`` answers for them (a store of one process knows already)."""
         ...
 
     def exclusive(self) -> AbstractAsyncContextManager[bool]:
@@ -104,6 +109,9 @@ class MemoryRecoveryStore:
     async def forget_requests(self, before: float) -> None:
         for guid in [g for g, r in self._requests.items() if r.last_at < before]:
             del self._requests[guid]
+
+    async def look_up(self, guids: Collection[str]) -> None:
+        """The queue of this process knows them all."""
 
     def exclusive(self) -> AbstractAsyncContextManager[bool]:
         return alone()
