@@ -4,7 +4,7 @@ what is requested, in which order, and how each fault stops a round without losi
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -338,7 +338,7 @@ async def test_replicas_sharing_redis_take_turns_and_read_on_from_each_others_ch
     hook_log.log("fine", status_code=202, at=START - 200)
     hook_log.log("admitted-elsewhere", status_code=503, at=START - 250)  # a slow 2xx elsewhere
 
-    async def admitted(guids: Collection[str]) -> set[str]:  # the shared queue's record
+    async def admitted(guids: Sequence[str]) -> set[str]:  # the shared queue's record
         return {guid for guid in guids if guid == "admitted-elsewhere"}
 
     one, other = Redis.from_url(redis_server.url), Redis.from_url(redis_server.url)

@@ -20,7 +20,7 @@ about, the shared record of every replica's admissions (``admitted``, read by
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import orjson
@@ -31,7 +31,7 @@ from github_app.redis_lease import lease
 
 LOCK_TTL = 60.0  # a replica killed during a round holds recovery up at most this long
 
-Admitted = Callable[[Collection[str]], Awaitable[set[str]]]
+Admitted = Callable[[Sequence[str]], Awaitable[set[str]]]
 
 
 class RedisRecoveryStore:
@@ -64,7 +64,7 @@ class RedisRecoveryStore:
 
     async def look_up(self, guids: Collection[str]) -> None:
         if self._admitted is not None:
-            self._admitted_elsewhere = await self._admitted(guids) if guids else set()
+            self._admitted_elsewhere = await self._admitted(sorted(guids)) if guids else set()
 
     def checkpoint(self) -> float | None:
         return self._checkpoint
