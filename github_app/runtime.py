@@ -26,6 +26,7 @@ from github_app.admin.metrics import Metrics
 from github_app.admin.sampler import INTERVAL, SERIES, Reading, Sampler, reading_from
 from github_app.admin.status import StatusReporter
 from github_app.backfill.lister import Lister
+from github_app.backfill.redis_store import RedisJobStore
 from github_app.backfill.service import BackfillService
 from github_app.backfill.store import JobStore, MemoryJobStore, SpoolJobStore
 from github_app.config import Settings
@@ -56,9 +57,10 @@ from github_app.queue.spooled import SpooledQueue, replay
 from github_app.queue.state_lock import StateLock, open_state_dir
 from github_app.queue.succeeded import REDELIVERY_WINDOW, SucceededProcessors
 from github_app.recovery.loop import START_DELAY, Recovery
+from github_app.recovery.redis_store import RedisRecoveryStore
 from github_app.recovery.spool_store import SpoolRecoveryStore
 from github_app.recovery.store import MemoryRecoveryStore, RecoveryStore
-from github_app.redis_link import RedisLink
+from github_app.redis_link import PREFIX, RedisLink
 
 log = logging.getLogger(__name__)
 
@@ -232,10 +234,15 @@ class Runtime:
             observe=self.configs.observe,
         )
         # Failed deliveries asked for again from GitHub's delivery log (off without credentials);
-        # its checkpoint and requests live in the spool when there is one.
+        # its checkpoint and requests live in the spool when there is one, or in the replicas'
+        # Redis (one replica at a time runs a round).
         recovery_store: RecoveryStore = MemoryRecoveryStore(self.queue.knows)
         if self._store is not None and self._committer is not None:
             recovery_store = SpoolRecoveryStore(self._store, self._committer, self.queue.knows)
+        elif self.redis is not None and isinstance(self.queue, RedisQueue):
+            recovery_store = RedisRecoveryStore(
+                self.redis.client, self.queue.knows, prefix=PREFIX, admitted=self.queue.seen
+            )
         self.recovery = Recovery.from_settings(
             settings, self.gateway, recovery_store, start_delay=recovery_delay, clock=clock
         )
@@ -263,9 +270,12 @@ class Runtime:
         self._drain_scope: anyio.CancelScope | None = None
 
     def _job_store(self) -> JobStore:
-        """Backfill jobs live in the spool when there is one, else in memory."""
+        """Backfill jobs live in the spool when there is one, in Redis when the replicas share
+        it, else in memory."""
         if self._store is not None and self._committer is not None:
             return SpoolJobStore(self._store, self._committer)
+        if self.redis is not None:
+            return RedisJobStore(self.redis.client, prefix=PREFIX)
         return MemoryJobStore()
 
     def backlog(self) -> Backlog:

@@ -287,12 +287,21 @@ async def test_a_restart_resumes_the_job_from_its_checkpoint_without_listing_or_
     assert repo.reads[3] == listed_before[3] + 1 and repo.reads[4] == 1
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def lasting(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The settings of a backend that outlives the app: the spool, or the replicas' Redis."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return {"QUEUE_BACKEND": "redis", "REDIS_URL": server.url}
+    return {"QUEUE_BACKEND": "sqlite", "STATE_DIR": str(tmp_path / "state")}
+
+
 async def test_after_a_restart_the_spool_gives_the_job_back_and_it_finishes_without_rewriting(
-    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+    github: respx.MockRouter, private_key_pem: str, lasting: dict[str, str]
 ) -> None:
     repo = FakeRepository(REPO, count=300, matching_every=10, fail_page={3: 1000})
     repo.route(github)
-    env = {"QUEUE_BACKEND": "sqlite", "STATE_DIR": str(tmp_path / "state")}
+    env = lasting
     async with running_app(settings(private_key_pem, **env)) as app:
         job_id = (await start(app, repository=REPO)).json()["id"]
         await wait_for(lambda: repo.reads[3] >= 1, timeout=10, what="page 3 to fail")
@@ -314,14 +323,14 @@ async def test_after_a_restart_the_spool_gives_the_job_back_and_it_finishes_with
 
 
 async def test_events_of_an_earlier_run_kept_by_the_spool_are_skipped_not_run_twice(
-    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+    github: respx.MockRouter, private_key_pem: str, lasting: dict[str, str]
 ) -> None:
     repo = FakeRepository(REPO, count=150, matching_every=10)
     repo.route(github)
-    env = {"QUEUE_BACKEND": "sqlite", "STATE_DIR": str(tmp_path / "state")}
+    env = lasting
     async with running_app(settings(private_key_pem, **env), paused=True) as app:
         job_id = (await start(app, repository=REPO)).json()["id"]
-        await wait_for(lambda: len(app.runtime.queue) == 150, what="both pages queued")
+        await wait_for(lambda: app.runtime.queue.stats().admitted == 150, what="both pages queued")
     assert repo.labelled == {}
     async with running_app(settings(private_key_pem, **env)) as app:
         done = await until_final(app, job_id)
@@ -496,3 +505,25 @@ async def test_a_job_whose_replica_died_is_resumed_by_another_from_its_checkpoin
     assert done["state"] == "finished" and done["processed"] == 250
     assert sorted(repo.labelled) == [210, 220, 230, 240, 250]  # only what the dead one left
     assert repo.reads[1] == repo.reads[2] == 0
+
+
+async def test_replicas_sharing_the_redis_queue_process_a_jobs_issues_once_wherever_they_run(
+    github: respx.MockRouter, private_key_pem: str, redis_url: str
+) -> None:
+    repo = FakeRepository(REPO, count=300, matching_every=3)
+    repo.route(github)
+    env = {"QUEUE_BACKEND": "redis", "REDIS_URL": redis_url}
+    async with (
+        running_app(settings(private_key_pem, **env)) as one,
+        running_app(settings(private_key_pem, **env)) as other,
+    ):
+        job_id = (await start(one, repository=REPO)).json()["id"]
+        done = await until_final(other, job_id, timeout=60)  # followed on the other replica
+        on_one = one.runtime.runner.stats.events_ok
+        on_other = other.runtime.runner.stats.events_ok
+    assert done["state"] == "finished", done
+    assert done["processed"] == done["listed"] == 300 and done["errors"] == 0
+    assert sorted(repo.labelled) == repo.matching()
+    assert all(labels == ["bug"] for labels in repo.labelled.values())  # each written once
+    assert on_one > 0 and on_other > 0  # both dispatchers took the job's issues
+    assert on_one + on_other == 300

@@ -93,15 +93,22 @@ async def first_round(app: RunningApp) -> None:
     await wait_for(lambda: recovery.stats().rounds >= 1, timeout=10, what="the first round")
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def lasting(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The settings of a backend that outlives the app: the spool, or the replicas' Redis."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return {"QUEUE_BACKEND": "redis", "REDIS_URL": server.url}
+    return {"QUEUE_BACKEND": "sqlite", "STATE_DIR": str(tmp_path / "state")}
+
+
 async def test_a_restarted_app_keeps_its_checkpoint_and_does_not_ask_twice_in_a_window(
-    github: respx.MockRouter, private_key_pem: str, tmp_path: Path
+    github: respx.MockRouter, private_key_pem: str, lasting: dict[str, str]
 ) -> None:
     hook_log = FakeHookLog(github)
     hook_log.log("lost", status_code=0)
     hook_log.log("fine", status_code=202)
-    settings = make_settings(
-        private_key_pem, RECOVERY_INTERVAL="300", STATE_DIR=str(tmp_path / "state")
-    )
+    settings = make_settings(private_key_pem, RECOVERY_INTERVAL="300", **lasting)
     async with running_app(settings) as app:
         await first_round(app)
         first = app.runtime.recovery.stats()

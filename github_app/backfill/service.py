@@ -114,6 +114,7 @@ class BackfillService:
         self._saved_at: dict[str, float] = {}
         self._pages: dict[str, deque[_Page]] = {}  # per running job: pages not fully done
         self._forwarding: set[str] = set()  # delivery ids of other replicas' runs, in process here
+        self._claiming: set[str] = set()  # job ids this replica is about to run
         self._refreshed_at = -REFRESH
 
     @property
@@ -173,8 +174,8 @@ class BackfillService:
         if issue is not None:
             return not issue.job.state.final
         run = run_of(delivery_id)
-        if run is None or run[0] in self._scopes:
-            return False
+        if run is None or run[0] in self._scopes or run[0] in self._claiming:
+            return False  # not a job, or one this replica runs: an earlier run's event
         try:
             stored = await self._store.current(run[0])
         except StoreUnavailable as exc:  # run it: an issue done twice beats a job stuck on it
@@ -266,6 +267,7 @@ class BackfillService:
 
     async def _run_job(self, job: Job) -> None:
         """Run ``job`` here if this replica gets its claim (always, with a store of its own)."""
+        self._claiming.add(job.id)
         try:
             async with self._store.claim(job) as claimed:
                 if claimed is not None:
@@ -275,6 +277,8 @@ class BackfillService:
             log.warning("backfill job %s waits for the shared store: %s", job.id, exc)
         except LeaseLost:
             log.warning("backfill job %s stopped here: another replica took it over", job.id)
+        finally:
+            self._claiming.discard(job.id)
 
     async def _run_claimed(self, job: Job) -> None:
         with anyio.CancelScope() as scope:
