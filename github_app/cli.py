@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -50,6 +50,10 @@ from github_app.http_guard import uvicorn_options
 from github_app.logs import configure_logging
 from github_app.runtime import Runtime
 from github_app.server import create_app
+
+if TYPE_CHECKING:
+    from github_app.github.gateway import GitHubGateway
+    from github_app.recovery.loop import RoundReport
 
 log = logging.getLogger("github_app")
 
@@ -262,34 +266,57 @@ async def redeliver_once(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
 ) -> int:
+    from redis.exceptions import RedisError
+
     from github_app.github.gateway import GitHubGateway
-    from github_app.recovery.loop import Recovery
-    from github_app.recovery.progress import RoundProgress, candidates, summary
-    from github_app.recovery.spool_store import command_store
+    from github_app.recovery.progress import candidates, summary
 
     console = console if console is not None else Console()
     if settings.dry_run and not dry_run:
         console.print("DRY_RUN is on: redelivery requests are logged, not sent")
     gateway = GitHubGateway(settings, transport=transport, clock=clock)
     try:
-        async with command_store(settings, clock=clock) as (store, note):
-            if note is not None:
-                console.print(note)
-            recovery = Recovery.from_settings(settings, gateway, store, clock=clock)
-            now = clock()
-            with RoundProgress(console, now=now) as progress:
-                report = await recovery.round(
-                    since=None if since is None else now - since,
-                    event=event,
-                    dry_run=dry_run,
-                    progress=progress,
-                )
+        report = await _redeliver_round(
+            settings, gateway, since, event, dry_run, console=console, clock=clock
+        )
+    except RedisError as exc:  # QUEUE_BACKEND=redis: its record is not reachable
+        console.print(f"error: Redis (REDIS_URL) does not answer: {type(exc).__name__}")
+        return 1
     finally:
         await gateway.aclose()
     if report.candidates:
         console.print(candidates(report))
     console.print(summary(report))
     return 0 if report.outcome == "complete" else 1
+
+
+async def _redeliver_round(
+    settings: Settings,
+    gateway: GitHubGateway,
+    since: float | None,
+    event: str | None,
+    dry_run: bool,
+    *,
+    console: Console,
+    clock: Callable[[], float],
+) -> RoundReport:
+    """The round itself, on the store of the queue backend (see ``command_store``)."""
+    from github_app.recovery.loop import Recovery
+    from github_app.recovery.progress import RoundProgress
+    from github_app.recovery.spool_store import command_store
+
+    async with command_store(settings, clock=clock) as (store, note):
+        if note is not None:
+            console.print(note)
+        recovery = Recovery.from_settings(settings, gateway, store, clock=clock)
+        now = clock()
+        with RoundProgress(console, now=now) as progress:
+            return await recovery.round(
+                since=None if since is None else now - since,
+                event=event,
+                dry_run=dry_run,
+                progress=progress,
+            )
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -10,13 +10,18 @@ from pathlib import Path
 
 import pytest
 import respx
+from redis.asyncio import Redis
 from rich.console import Console
 
 from github_app.cli import main, parse_duration, redeliver_once
+from github_app.queue.redis_scripts import Keys
 from github_app.queue.spool import FILE_NAME, SpoolStore, remember_delivery
 from github_app.queue.state_lock import open_state_dir
+from github_app.redis_lease import lease
+from github_app.redis_link import PREFIX
 from tests.conftest import make_settings
 from tests.fake_hook_log import FakeHookLog
+from tests.redis_server import RedisServer
 
 
 def console(terminal: bool) -> tuple[Console, io.StringIO]:
@@ -159,3 +164,45 @@ async def test_while_the_app_holds_the_spool_it_reads_it_and_writes_nothing(
         assert db.execute(
             "SELECT count(*) FROM sqlite_master WHERE name LIKE 'recovery%'"
         ).fetchone() == (0,)
+
+
+@pytest.mark.anyio
+async def test_with_redis_it_uses_the_replicas_record_and_takes_its_turn(
+    github: respx.MockRouter, private_key_pem: str, redis_server: RedisServer
+) -> None:
+    settings = make_settings(private_key_pem, QUEUE_BACKEND="redis", REDIS_URL=redis_server.url)
+    client = Redis.from_url(redis_server.url)
+    try:
+        await client.zadd(Keys(PREFIX).seen, {"admitted-one": time.time()})  # a replica took it
+        hook_log = failed_log(github)
+        hook_log.log("admitted-one", status_code=503, at=time.time() - 100)
+
+        shown, out = console(False)
+        assert await redeliver_once(settings, None, None, False, console=shown) == 0
+        assert hook_log.requested_guids() == ["lost-1", "lost-2"]
+        assert "already admitted" in out.getvalue()
+        assert await client.hexists(f"{PREFIX}recovery:requests", "lost-1")  # theirs too
+
+        async with lease(client, f"{PREFIX}recovery:lock", ttl=30):  # a replica's round
+            shown, out = console(False)
+            assert await redeliver_once(settings, 7200.0, None, False, console=shown) == 1
+        assert "another replica is running a round" in out.getvalue()
+        shown, out = console(False)
+        assert await redeliver_once(settings, 7200.0, None, False, console=shown) == 0
+        assert hook_log.requested_guids() == ["lost-1", "lost-2"]  # remembered: not this window
+        assert "skipped: requested this window" in out.getvalue()
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_with_redis_down_it_says_so_and_exits_1(
+    github: respx.MockRouter, private_key_pem: str, redis_server: RedisServer
+) -> None:
+    settings = make_settings(private_key_pem, QUEUE_BACKEND="redis", REDIS_URL=redis_server.url)
+    failed_log(github)
+    redis_server.stop()
+    shown, out = console(False)
+    assert await redeliver_once(settings, None, None, False, console=shown) == 1
+    assert "error: Redis (REDIS_URL) does not answer: ConnectionError" in out.getvalue()
+    assert str(redis_server.port) not in out.getvalue()

@@ -51,6 +51,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
+from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from github_app.envelope import Envelope
@@ -292,11 +293,7 @@ class RedisQueue:
     async def seen(self, delivery_ids: Sequence[str]) -> set[str]:
         """Which of these deliveries any replica admitted in the redelivery window (recovery
         asks before it requests a redelivery); raises ``RedisError`` when Redis is away."""
-        if not delivery_ids:
-            return set()
-        scores = await self._client.zmscore(self._keys.seen, list(delivery_ids))
-        since = self._wall() - self._window
-        found = {d for d, at in zip(delivery_ids, scores, strict=True) if at and at >= since}
+        found = await seen_in(self._client, self._keys, delivery_ids, self._wall() - self._window)
         for delivery_id in found:
             self._deliveries.load(delivery_id)
         return found
@@ -823,6 +820,14 @@ class RedisQueue:
             refused_by_priority={p.name: self._refused[p] for p in Priority},
             shared=shared,
         )
+
+
+async def seen_in(client: Redis, keys: Keys, delivery_ids: Sequence[str], since: float) -> set[str]:
+    """Which of ``delivery_ids`` some replica admitted at or after ``since`` (wall clock)."""
+    if not delivery_ids:
+        return set()
+    scores = await client.zmscore(keys.seen, list(delivery_ids))
+    return {d for d, at in zip(delivery_ids, scores, strict=True) if at and at >= since}
 
 
 class _SharedRecords:

@@ -20,14 +20,20 @@ about, the shared record of every replica's admissions (``admitted``, read by
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import orjson
 from redis.asyncio import Redis
 
+from github_app.config import Settings
+from github_app.queue.redis_queue import seen_in
+from github_app.queue.redis_scripts import Keys
+from github_app.queue.succeeded import REDELIVERY_WINDOW
 from github_app.recovery.store import RequestRecord
 from github_app.redis_lease import lease
+from github_app.redis_link import PREFIX
 
 LOCK_TTL = 60.0  # a replica killed during a round holds recovery up at most this long
 
@@ -117,3 +123,25 @@ class RedisRecoveryStore:
 def _record(raw: bytes | str) -> RequestRecord:
     attempts, last_at, given_up = orjson.loads(raw)
     return RequestRecord(int(attempts), float(last_at), bool(given_up))
+
+
+@asynccontextmanager
+async def command_store(
+    settings: Settings, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[RedisRecoveryStore]:
+    """The store ``python -m github_app redeliver`` uses with ``QUEUE_BACKEND=redis``: the
+    replicas' own record (what they admitted, asked and read up to), written as theirs, its
+    round taking turns with theirs."""
+    assert settings.redis_url is not None  # the settings require it with this backend
+    client = Redis.from_url(settings.redis_url.get_secret_value())
+    keys = Keys(PREFIX)
+
+    async def admitted(delivery_ids: Sequence[str]) -> set[str]:
+        return await seen_in(client, keys, delivery_ids, clock() - REDELIVERY_WINDOW)
+
+    try:
+        yield RedisRecoveryStore(
+            client, lambda delivery_id: False, prefix=PREFIX, admitted=admitted
+        )
+    finally:
+        await client.aclose()

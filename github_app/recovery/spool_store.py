@@ -25,6 +25,7 @@ from github_app.config import Settings
 from github_app.queue.spool import FILE_NAME, GroupCommitter, Op, SpoolStore
 from github_app.queue.state_lock import StateDirBusy, open_state_dir
 from github_app.queue.succeeded import REDELIVERY_WINDOW
+from github_app.recovery.redis_store import command_store as redis_command_store
 from github_app.recovery.store import MemoryRecoveryStore, RecoveryStore, RequestRecord, alone
 
 CHECKPOINT_SQL = "SELECT at FROM recovery_checkpoint WHERE id = 1"
@@ -123,8 +124,13 @@ async def command_store(
     With the spool backend and no app running on STATE_DIR: the spool itself (its delivery
     ids, checkpoint and requests; what the round asks is remembered). With the app running
     (it holds the lock): a read-only copy of the same, whose changes stay in this process,
-    since the spool has one writer. With the memory backend: nothing is known.
+    since the spool has one writer. With Redis: the replicas' shared record (``redis_store``).
+    With the memory backend: nothing is known.
     """
+    if settings.queue_backend == "redis":
+        async with redis_command_store(settings, clock=clock) as shared:
+            yield shared, None
+        return
     if settings.queue_backend != "sqlite":
         yield MemoryRecoveryStore(lambda delivery_id: False), "QUEUE_BACKEND=memory: no record"
         return
