@@ -44,7 +44,7 @@ from github_app.config import (
     load_settings,
     settings_table,
 )
-from github_app.errors import SettingsError
+from github_app.errors import SettingsError, StoreUnavailable
 from github_app.generated_text import rewrite
 from github_app.http_guard import uvicorn_options
 from github_app.logs import configure_logging
@@ -266,8 +266,6 @@ async def redeliver_once(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
 ) -> int:
-    from redis.exceptions import RedisError
-
     from github_app.github.gateway import GitHubGateway
     from github_app.recovery.progress import candidates, summary
 
@@ -279,8 +277,8 @@ async def redeliver_once(
         report = await _redeliver_round(
             settings, gateway, since, event, dry_run, console=console, clock=clock
         )
-    except RedisError as exc:  # QUEUE_BACKEND=redis: its record is not reachable
-        console.print(f"error: Redis (REDIS_URL) does not answer: {type(exc).__name__}")
+    except StoreUnavailable as exc:  # QUEUE_BACKEND=redis: the replicas' record is away
+        console.print(f"error: {exc}")
         return 1
     finally:
         await gateway.aclose()

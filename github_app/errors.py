@@ -50,6 +50,11 @@ class RetryableGitHubError(GitHubError):
         return self.retry_after is not None
 
 
+class StoreUnavailable(AppError):
+    """A store the replicas share (Redis) did not answer; what needed it is tried again later.
+    The message names the store, never its URL."""
+
+
 class Deferred(AppError):
     """The event's installation must wait (budget under reserve, secondary-limit pause).
 

@@ -20,7 +20,8 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -29,6 +30,8 @@ from anyio.abc import TaskStatus
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
+
+from github_app.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +144,16 @@ class RedisLink:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+REDIS_ERRORS = (RedisError, OSError)
+
+
+@contextmanager
+def answering(store: str) -> Iterator[None]:
+    """Redis not answering inside the block, as ``StoreUnavailable`` naming ``store`` (the
+    error's kind only: no URL, no password)."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        raise StoreUnavailable(f"{store}: Redis does not answer ({type(exc).__name__})") from exc

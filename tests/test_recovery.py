@@ -20,7 +20,7 @@ from github_app.recovery.loop import DAY, ELSEWHERE, Recovery
 from github_app.recovery.plan import Skip
 from github_app.recovery.redis_store import RedisRecoveryStore
 from github_app.recovery.store import MemoryRecoveryStore, RequestRecord
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_for
 from tests.fake_hook_log import FakeHookLog
 from tests.redis_server import RedisServer
 
@@ -377,3 +377,43 @@ async def test_replicas_sharing_redis_take_turns_and_read_on_from_each_others_ch
     finally:
         await one.aclose()
         await other.aclose()
+
+
+async def test_with_redis_away_a_round_is_put_off_with_a_warning_and_the_loop_goes_on(
+    gateway: GitHubGateway,
+    hook_log: FakeHookLog,
+    clock: Clock,
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hook_log.log("lost", status_code=0, at=START - 300)
+    client = Redis.from_url(redis_server.url)
+    try:
+        store = RedisRecoveryStore(client, lambda guid: False, prefix="t:")
+        recovery = Recovery(
+            gateway,
+            store,
+            interval=0.01,
+            lookback=3 * DAY,
+            retention=3 * DAY,
+            max_attempts=3,
+            start_delay=0,
+            clock=clock,
+        )
+        redis_server.stop()
+        with caplog.at_level(logging.WARNING, logger="github_app.recovery"):
+            async with anyio.create_task_group() as group:
+                group.start_soon(recovery.run)
+                await wait_for(
+                    lambda: sum("put off" in r.getMessage() for r in caplog.records) >= 2,
+                    what="two rounds put off",
+                )
+                group.cancel_scope.cancel()
+    finally:
+        await client.aclose()
+    put_off = [r for r in caplog.records if "put off" in r.getMessage()]
+    assert put_off[0].getMessage() == (
+        "recovery round put off: recovery's record: Redis does not answer (ConnectionError)"
+    )
+    assert all(r.exc_info is None for r in caplog.records)  # no traceback in the log
+    assert hook_log.redelivery_requests == []

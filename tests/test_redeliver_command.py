@@ -204,5 +204,5 @@ async def test_with_redis_down_it_says_so_and_exits_1(
     redis_server.stop()
     shown, out = console(False)
     assert await redeliver_once(settings, None, None, False, console=shown) == 1
-    assert "error: Redis (REDIS_URL) does not answer: ConnectionError" in out.getvalue()
+    assert "error: recovery's record: Redis does not answer (ConnectionError)" in out.getvalue()
     assert str(redis_server.port) not in out.getvalue()

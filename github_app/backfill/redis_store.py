@@ -26,11 +26,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from github_app.backfill.job import Job
-from github_app.backfill.store import Outcome, StoredJob, StoreUnavailable, json_object
+from github_app.backfill.store import Outcome, StoredJob, json_object
 from github_app.redis_lease import lease
+from github_app.redis_link import REDIS_ERRORS, answering
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-ERRORS = (RedisError, OSError)
+STORE = "backfill jobs"
 
 
 class RedisJobStore:
@@ -88,23 +88,19 @@ class RedisJobStore:
     # --- reads of what every replica saved ------------------------------------------------
 
     async def shared(self) -> list[StoredJob]:
-        try:
+        with answering(STORE):
             stored = await self._redis.hgetall(self._jobs_key)
             records = {_text(key): self._newest(_text(key), raw) for key, raw in stored.items()}
             claimed = await self._claimed(list(records))
-        except ERRORS as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from exc
         self._records.update(records)
         jobs = [Job.from_json(json_object(raw)) for raw in records.values()]
         found = [StoredJob(job, job.id in claimed) for job in jobs]
         return sorted(found, key=lambda stored: stored.job.created_at)
 
     async def current(self, job_id: str) -> StoredJob | None:
-        try:
+        with answering(STORE):
             raw = await self._redis.hget(self._jobs_key, job_id)
             claimed = await self._claimed([job_id]) if raw is not None else set()
-        except ERRORS as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from exc
         if raw is None:
             return None
         raw = self._newest(job_id, raw)
@@ -134,7 +130,7 @@ class RedisJobStore:
 
     @asynccontextmanager
     async def _claim(self, job: Job) -> AsyncIterator[Job | None]:
-        try:
+        with answering(STORE):
             async with lease(self._redis, self._claim_prefix + job.id, self._claim_ttl) as ours:
                 if not ours:
                     yield None
@@ -142,18 +138,14 @@ class RedisJobStore:
                 # another replica may have run it since this one read it: its record says how far
                 stored = await self.current(job.id)
                 yield job if stored is None else stored.job
-        except ERRORS as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from exc
 
     async def reports(self, job_id: str) -> list[Outcome]:
         key = self._reports_prefix + job_id
-        try:
+        with answering(STORE):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.lrange(key, 0, -1)
                 pipe.delete(key)
                 raw, _ = await pipe.execute()
-        except ERRORS as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from exc
         return [Outcome.from_json(json_object(item)) for item in raw]
 
     # --- the writer ------------------------------------------------------------------------
@@ -181,7 +173,7 @@ class RedisJobStore:
         while self._unsaved or self._unreported:
             try:
                 await self.write()
-            except ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 if not failing:
                     log.warning("backfill: cannot write to Redis (%s), retrying", exc)
                 failing = True

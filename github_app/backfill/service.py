@@ -39,10 +39,10 @@ import orjson
 
 from github_app.backfill.job import Job, JobSpec, JobStats
 from github_app.backfill.lister import JobFailed, Lister
-from github_app.backfill.store import JobStore, Outcome, StoredJob, StoreUnavailable
+from github_app.backfill.store import JobStore, Outcome, StoredJob
 from github_app.dispatch.registry import Registry
 from github_app.envelope import Envelope
-from github_app.errors import GitHubError
+from github_app.errors import GitHubError, StoreUnavailable
 from github_app.processor import BACKFILL_EVENT, BackfillChange
 from github_app.queue.compression import PayloadCodec
 from github_app.queue.memory import EventQueue

@@ -28,10 +28,6 @@ from github_app.processor import BackfillChange
 from github_app.queue.spool import GroupCommitter, SpoolStore
 
 
-class StoreUnavailable(Exception):
-    """The shared store did not answer (Redis away); the caller tries again later."""
-
-
 @dataclass(frozen=True)
 class StoredJob:
     """A job's latest saved record, and whether a replica holds its claim (is running it)."""
@@ -79,7 +75,7 @@ class JobStore(Protocol):
 
     async def shared(self) -> list[StoredJob]:
         """Every job as saved by any replica (``[]`` when no other process shares the store).
-        ``StoreUnavailable`` when the store does not answer."""
+        ``errors.StoreUnavailable`` when the store does not answer."""
 
     async def current(self, job_id: str) -> StoredJob | None:
         """One job as last saved by any replica (``None``: unknown, or nothing shared)."""

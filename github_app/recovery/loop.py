@@ -29,7 +29,7 @@ from typing import Protocol
 import anyio
 
 from github_app.config import DEFAULT_API_URL, Settings
-from github_app.errors import GitHubError, RetryableGitHubError
+from github_app.errors import GitHubError, RetryableGitHubError, StoreUnavailable
 from github_app.github.hook_deliveries import DeliveryPage, LoggedDelivery, MalformedDelivery
 from github_app.github.pacing import serving
 from github_app.logs import EVENT_CONTEXT
@@ -228,6 +228,8 @@ class Recovery:
             interval = self._interval
             try:
                 report = await self.round()
+            except StoreUnavailable as exc:  # Redis away: the next round reads on from the record
+                log.warning("recovery round put off: %s", exc)
             except Exception:  # a bug in one round must not stop the app; the next may work
                 log.exception("recovery round failed")
             else:

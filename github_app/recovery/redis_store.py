@@ -33,8 +33,9 @@ from github_app.queue.redis_scripts import Keys
 from github_app.queue.succeeded import REDELIVERY_WINDOW
 from github_app.recovery.store import RequestRecord
 from github_app.redis_lease import lease
-from github_app.redis_link import PREFIX
+from github_app.redis_link import PREFIX, answering
 
+STORE = "recovery's record"
 LOCK_TTL = 60.0  # a replica killed during a round holds recovery up at most this long
 
 Admitted = Callable[[Sequence[str]], Awaitable[set[str]]]
@@ -70,7 +71,8 @@ class RedisRecoveryStore:
 
     async def look_up(self, guids: Collection[str]) -> None:
         if self._admitted is not None:
-            self._admitted_elsewhere = await self._admitted(sorted(guids)) if guids else set()
+            with answering(STORE):
+                self._admitted_elsewhere = await self._admitted(sorted(guids)) if guids else set()
 
     def checkpoint(self) -> float | None:
         return self._checkpoint
@@ -79,19 +81,22 @@ class RedisRecoveryStore:
         return self._requests.get(guid)
 
     async def save_checkpoint(self, at: float) -> None:
-        await self._redis.set(self._checkpoint_key, repr(at))
+        with answering(STORE):
+            await self._redis.set(self._checkpoint_key, repr(at))
         self._checkpoint = at
 
     async def save_request(self, guid: str, record: RequestRecord) -> None:
         value = orjson.dumps([record.attempts, record.last_at, record.given_up])
-        await self._redis.hset(self._requests_key, guid, value)
+        with answering(STORE):
+            await self._redis.hset(self._requests_key, guid, value)
         self._requests[guid] = record
 
     async def forget_requests(self, before: float) -> None:
         old = [guid for guid, record in self._requests.items() if record.last_at < before]
         if not old:
             return
-        await self._redis.hdel(self._requests_key, *old)
+        with answering(STORE):
+            await self._redis.hdel(self._requests_key, *old)
         for guid in old:
             self._requests.pop(guid, None)
 
@@ -100,9 +105,10 @@ class RedisRecoveryStore:
 
     @asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[bool]:
-        async with lease(self._redis, self._lock_key, self._lock_ttl) as ours:
-            await self.load()
-            yield ours
+        with answering(STORE):
+            async with lease(self._redis, self._lock_key, self._lock_ttl) as ours:
+                await self.load()
+                yield ours
 
     async def load(self) -> None:
         """Read the shared checkpoint and requests into this replica's copy."""
