@@ -2,6 +2,7 @@
 
     python -m benchmarks.serve_adaptive --port P --api http://127.0.0.1:S --key-file K
         [--workers-min 1] [--workers-max 128] [--github-concurrency 8] [--write-interval 1]
+        [--secondary-limits github|off]
 
 Each option left out is the app's default (the adaptive runs use the defaults).
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers-max", type=int)
     parser.add_argument("--github-concurrency", type=int)
     parser.add_argument("--write-interval", type=float)
+    parser.add_argument("--secondary-limits", choices=["github", "off"])
     args = parser.parse_args(argv)
 
     from starlette.requests import Request
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                     ("WORKERS_MAX", args.workers_max),
                     ("GITHUB_CONCURRENCY", args.github_concurrency),
                     ("GITHUB_WRITE_INTERVAL", args.write_interval),
+                    ("GITHUB_SECONDARY_LIMITS", args.secondary_limits),
                 )
                 if value is not None
             },
