@@ -439,6 +439,36 @@ def test_the_most_overdue_level_is_aged_first() -> None:
     assert drain_ids(queue) == ["low", "normal", "critical"]
 
 
+def test_ageing_sees_the_oldest_ready_event_behind_one_that_left_and_came_back() -> None:
+    clock = FakeClock()
+    queue = MemoryQueue(1000, 10**6, clock=clock, ageing=30.0)
+    queue.offer(loose("a"), Priority.LOW)
+    queue.offer(loose("b"), Priority.LOW)
+    item = take(queue)  # a: taken, back in 20 s; b stays ready since the start
+    clock.now += 20.0
+    queue.retry(item, clock.now, "GitHub answered 502")
+    queue.offer(loose("h"), Priority.HIGH)
+    clock.now += 11.0  # b ready for 31 s: overdue, though a came back only 11 s ago
+    assert drain_ids(queue) == ["a", "b", "h"]
+
+
+def test_a_lane_of_one_event_grows_and_shrinks_back_with_its_issue() -> None:
+    clock = FakeClock()
+    queue = MemoryQueue(100, 10**6, clock=clock)
+    queue.offer(about_issue("first", 7), Priority.NORMAL)
+    first = take(queue)
+    queue.offer(about_issue("second", 7), Priority.NORMAL)
+    queue.retry(first, clock.now, "timeout")  # back before "second"
+    queue.offer(about_issue("third", 7), Priority.NORMAL)
+    order = []
+    while (item := queue.take()) is not None:
+        order.append(item.envelope.delivery_id)
+        assert queue.take() is None  # one event of the issue at a time
+        queue.done(item)
+    assert order == ["first", "second", "third"]
+    assert len(queue) == 0
+
+
 # --- retries, deferral and per-issue order --------------------------------------------------
 
 

@@ -153,6 +153,9 @@ class QueueMachine(RuleBasedStateMachine):
         assert len(self.queue) == stats.depth == queued
         assert stats.in_flight == len(self.in_flight)
         assert sum(stats.depth_by_priority.values()) == queued
+        waiting = [d for d, p in self.place.items() if p == "queued"]
+        assert sorted(self.queue.waiting_delivery_ids()) == sorted(waiting)
+        assert sum(stats.waiting_by_installation.values()) == queued
         dead = {d for d, p in self.place.items() if p == "dead"}
         assert {e.delivery_id for e in self.queue.list_dead_letters()} == dead
         assert stats.depth + stats.in_flight <= 12  # the bound holds, retries included

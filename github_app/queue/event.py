@@ -42,6 +42,7 @@ class QueuedEvent:
     state: State = State.LANE
     gen: int = 0
     ready_since: float = 0.0
+    age_entries: int = 0  # its entries in its level's ready-order queue (``memory._Level``)
 
     def __lt__(self, other: QueuedEvent) -> bool:
         return self.seq < other.seq

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -226,16 +226,49 @@ class QueueJournal(Protocol):
 
 
 class _Level:
-    """One priority level's ready events: a heap per installation, installations in turn."""
+    """One priority level's ready events: a heap per installation, installations in turn.
+
+    The heaps hold the events themselves (ordered by arrival number), not tuples: an
+    event leaves its installation's heap only by being popped (or with the whole heap,
+    when the installation's events are dead-lettered), so no entry is ever stale there.
+    ``ages`` holds the events in the order they became ready, which is the order of
+    their ``ready_since`` (the clock never goes back): the oldest ready event is its
+    first live entry. An event that left READY and came back has more than one entry;
+    only its last counts (``QueuedEvent.age_entries``).
+    """
 
     __slots__ = ("ages", "heaps", "live", "rotation")
 
     def __init__(self) -> None:
         self.rotation: OrderedDict[int | None, None] = OrderedDict()
-        self.heaps: dict[int | None, list[tuple[int, int, QueuedEvent]]] = {}
+        self.heaps: dict[int | None, list[QueuedEvent]] = {}
         self.live: dict[int | None, int] = {}
-        # (ready since, seq, gen, item), oldest first; entries go stale when the item leaves.
-        self.ages: list[tuple[float, int, int, QueuedEvent]] = []
+        self.ages: deque[QueuedEvent] = deque()
+
+    def oldest_ready_since(self) -> float:
+        """When the level's longest-ready event became ready (the level has one)."""
+        ages = self.ages
+        while True:
+            item = ages[0]
+            if item.state is State.READY and item.age_entries == 1:
+                return item.ready_since
+            ages.popleft()
+            item.age_entries -= 1
+
+    def forget_ages(self) -> None:
+        """No event of this level is ready: every entry of ``ages`` is stale."""
+        ages = self.ages
+        while ages:
+            ages.pop().age_entries -= 1
+
+
+# A lane: the waiting events of one issue, oldest first. Most lanes hold one event, kept
+# as itself: a list (about 90 bytes) would cost more than the rest of a lane's entry.
+Lane = QueuedEvent | list[QueuedEvent]
+
+
+def _front(lane: Lane) -> QueuedEvent:
+    return lane if isinstance(lane, QueuedEvent) else lane[0]
 
 
 def _valid(item: QueuedEvent, gen: int, state: State) -> bool:
@@ -276,11 +309,11 @@ class MemoryQueue:
         self._journal = journal
         self._levels = {p: _Level() for p in Priority}
         self._delayed: list[tuple[float, int, int, QueuedEvent]] = []
-        # A list per issue, not a deque: most lanes hold one event, and an empty deque alone
-        # costs about 600 bytes, more than the rest of a queued event's index.
-        self._lanes: dict[IssueKey, list[QueuedEvent]] = {}
+        self._lanes: dict[IssueKey, Lane] = {}
         self._busy: set[IssueKey] = set()
-        self._waiting_by_installation: dict[int | None, dict[int, QueuedEvent]] = {}
+        # How many events of each installation wait; the events themselves are found where
+        # they wait (``_waiting``), rarely: an index of them would cost ~40 bytes an event.
+        self._waiting_by_installation: dict[int | None, int] = {}
         self._seq = 0
         self._count = 0  # waiting
         self._bytes = 0
@@ -448,9 +481,11 @@ class MemoryQueue:
             return item
         lane = self._lanes.get(key)
         if lane is None:
-            self._lanes[key] = [item]
+            self._lanes[key] = item
             if key not in self._busy:
                 self._enter(item, now)
+        elif isinstance(lane, QueuedEvent):
+            self._lanes[key] = [lane, item]
         else:
             lane.append(item)
         return item
@@ -471,10 +506,7 @@ class MemoryQueue:
             item = self._pop(self._levels[level])
             key = item.envelope.issue_key
             if key is not None:
-                lane = self._lanes[key]
-                del lane[0]
-                if not lane:
-                    del self._lanes[key]
+                self._leave_lane(key, item)
             self._unwait(item)
             if now - item.enqueued_at > self._ttl[item.priority]:
                 self._finish(item, EXPIRED, f"older than the {item.priority.name} TTL")
@@ -499,13 +531,10 @@ class MemoryQueue:
         for priority, level in self._levels.items():
             if not level.rotation:
                 continue
-            ages = level.ages
-            while not _valid(ages[0][3], ages[0][2], State.READY):
-                heapq.heappop(ages)
             if first is None:
                 first = priority
                 continue
-            overdue = now - ages[0][0] - self._ageing
+            overdue = now - level.oldest_ready_since() - self._ageing
             if overdue > most_overdue:
                 most_overdue, overdue_level = overdue, priority
         if overdue_level is not None:
@@ -516,11 +545,7 @@ class MemoryQueue:
     def _pop(self, level: _Level) -> QueuedEvent:
         """The next installation's oldest ready event; that installation goes to the back."""
         installation = next(iter(level.rotation))
-        heap = level.heaps[installation]
-        while True:
-            _, gen, item = heapq.heappop(heap)
-            if _valid(item, gen, State.READY):
-                break
+        item = heapq.heappop(level.heaps[installation])
         item.state = State.LANE  # no longer READY: its entries elsewhere are stale now
         self._drop_live(level, installation)
         return item
@@ -532,7 +557,7 @@ class MemoryQueue:
             return
         del level.live[installation], level.heaps[installation], level.rotation[installation]
         if not level.rotation:
-            level.ages.clear()
+            level.forget_ages()
 
     # --- settling a taken event ---------------------------------------------------------------
 
@@ -584,7 +609,9 @@ class MemoryQueue:
             self._busy.discard(key)
             lane = self._lanes.get(key)
             if lane is None:
-                self._lanes[key] = [item]
+                self._lanes[key] = item
+            elif isinstance(lane, QueuedEvent):
+                self._lanes[key] = [item, lane]
             else:
                 lane.insert(0, item)
         item.state = State.LANE
@@ -602,10 +629,12 @@ class MemoryQueue:
         self, installation_id: int | None, reason: str, error: str | None
     ) -> int:
         """Dead-letter every waiting event of an installation (it was removed or suspended)."""
-        waiting = self._waiting_by_installation.get(installation_id)
-        if not waiting:
+        if not self._waiting_by_installation.get(installation_id):
             return 0
-        items = sorted(waiting.values(), key=lambda queued: queued.seq)
+        items = sorted(
+            (item for item in self._waiting() if item.envelope.installation_id == installation_id),
+            key=lambda queued: queued.seq,
+        )
         touched: set[IssueKey] = set()
         for item in items:
             if item.state is State.DELAYED:
@@ -616,10 +645,7 @@ class MemoryQueue:
                 self._drop_live(level, installation_id)
             key = item.envelope.issue_key
             if key is not None:
-                lane = self._lanes[key]
-                lane.remove(item)
-                if not lane:
-                    del self._lanes[key]
+                self._leave_lane(key, item)
                 touched.add(key)
             self._unwait(item)
             self._finish(item, reason, error)
@@ -635,11 +661,8 @@ class MemoryQueue:
 
     def waiting_delivery_ids(self) -> list[str]:
         """The delivery ids of the events not yet done (ready, delayed or behind their issue)."""
-        return [
-            item.envelope.delivery_id
-            for waiting in self._waiting_by_installation.values()
-            for item in waiting.values()
-        ]
+        items = sorted(self._waiting(), key=lambda queued: queued.seq)
+        return [item.envelope.delivery_id for item in items]
 
     def redrive(self, delivery_ids: Iterable[str] | None = None) -> int:
         """Put dead letters back in the queue as new arrivals (attempts start again).
@@ -677,7 +700,9 @@ class MemoryQueue:
         self._bytes += size
         self._count_by[item.priority] += 1
         self._bytes_by[item.priority] += size
-        self._waiting_by_installation.setdefault(item.envelope.installation_id, {})[item.seq] = item
+        waiting = self._waiting_by_installation
+        installation = item.envelope.installation_id
+        waiting[installation] = waiting.get(installation, 0) + 1
 
     def _unwait(self, item: QueuedEvent) -> None:
         size = item.size
@@ -686,10 +711,27 @@ class MemoryQueue:
         self._count_by[item.priority] -= 1
         self._bytes_by[item.priority] -= size
         installation = item.envelope.installation_id
-        waiting = self._waiting_by_installation[installation]
-        del waiting[item.seq]
-        if not waiting:
-            del self._waiting_by_installation[installation]
+        waiting = self._waiting_by_installation
+        left = waiting[installation] - 1
+        if left:
+            waiting[installation] = left
+        else:
+            del waiting[installation]
+
+    def _waiting(self) -> Iterator[QueuedEvent]:
+        """Every waiting event, in no particular order. An event about an issue waits in its
+        issue's lane; any other waits ready (in its level's heap) or delayed."""
+        for lane in self._lanes.values():
+            if isinstance(lane, QueuedEvent):
+                yield lane
+            else:
+                yield from lane
+        for level in self._levels.values():
+            for heap in level.heaps.values():
+                yield from (item for item in heap if item.envelope.issue_key is None)
+        for _, _, gen, item in self._delayed:
+            if item.envelope.issue_key is None and _valid(item, gen, State.DELAYED):
+                yield item
 
     def _finish(self, item: QueuedEvent, reason: str | None, error: str | None) -> None:
         """The queue lets go of ``item``: processed (no reason) or dead-lettered."""
@@ -710,10 +752,22 @@ class MemoryQueue:
         # given up: forgotten, so GitHub's redelivery of it is accepted again
         self._deliveries.forget(item.envelope.delivery_id)
 
+    def _leave_lane(self, key: IssueKey, item: QueuedEvent) -> None:
+        lane = self._lanes[key]
+        if isinstance(lane, QueuedEvent):
+            del self._lanes[key]
+            return
+        lane.remove(item)  # the front, but for a dead-lettered installation
+        if len(lane) == 1:
+            self._lanes[key] = lane[0]
+
     def _release_lane(self, key: IssueKey, now: float) -> None:
         lane = self._lanes.get(key)
-        if lane and key not in self._busy and lane[0].state is State.LANE:
-            self._enter(lane[0], now)
+        if lane is None or key in self._busy:
+            return
+        front = _front(lane)
+        if front.state is State.LANE:
+            self._enter(front, now)
 
     def _enter(self, item: QueuedEvent, now: float) -> None:
         """``item`` is at the front of its lane: ready now, or once its not-before passes."""
@@ -735,9 +789,10 @@ class MemoryQueue:
             heap = level.heaps[installation] = []
             level.live[installation] = 0
             level.rotation[installation] = None
-        heapq.heappush(heap, (item.seq, item.gen, item))
+        heapq.heappush(heap, item)
         level.live[installation] += 1
-        heapq.heappush(level.ages, (now, item.seq, item.gen, item))
+        level.ages.append(item)
+        item.age_entries += 1
 
     def _release_due(self, now: float) -> None:
         delayed = self._delayed
@@ -766,11 +821,10 @@ class MemoryQueue:
         # here are its numbers, kept in this snapshot for the status document's readers.
         dead_letters = self._dlq.stats()
         reasons = dead_letters.added_by_reason
-        waiting = self._waiting_by_installation
         # One pass over the waiting events, here and never on offer/take: the status
         # document and the dashboard's sampler ask every few seconds.
         oldest = min(
-            (item.enqueued_at for items in waiting.values() for item in items.values()),
+            (item.enqueued_at for item in self._waiting()),
             default=None,
         )
         return QueueStats(
@@ -792,5 +846,5 @@ class MemoryQueue:
             aged=self._aged,
             dead_letters=dead_letters,
             oldest_wait=None if oldest is None else max(0.0, self._clock() - oldest),
-            waiting_by_installation={key: len(items) for key, items in waiting.items()},
+            waiting_by_installation=dict(self._waiting_by_installation),
         )
