@@ -82,3 +82,22 @@ def test_non_string_membership_check_is_simply_false() -> None:
     recent = RecentDeliveries(capacity=2)
     recent.remember("1")
     assert 1 not in recent
+
+
+def test_a_large_memory_forgets_its_oldest_ids_a_batch_at_a_time() -> None:
+    recent = RecentDeliveries(capacity=64 * 100)  # batches of 100
+    for n in range(6400):
+        recent.remember(str(n))
+    recent.remember("0")  # remembered again: now the newest
+    recent.forget("5")
+    assert len(recent) == 6399
+    recent.remember("new")
+    recent.remember("newer")
+    assert len(recent) == 6301  # 6,401 > capacity: the oldest 100 are forgotten at once
+    assert all(str(n) not in recent for n in range(1, 102))
+    assert all(str(n) in recent for n in range(102, 6400))
+    assert "0" in recent and "new" in recent and "newer" in recent
+    for n in range(6400, 20_000):
+        recent.remember(str(n))
+    assert 6301 <= len(recent) <= 6400
+    assert "19999" in recent and "14000" in recent and "6400" not in recent

@@ -11,10 +11,12 @@ so a redelivery after a restart is still recognised.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
+
+EVICT_SHARE = 64  # beyond capacity, 1/64 of the oldest ids are forgotten at once
 
 
 class DeliveryJournal(Protocol):
@@ -24,7 +26,11 @@ class DeliveryJournal(Protocol):
 
 
 class RecentDeliveries:
-    """An insertion-ordered set that forgets its oldest ids beyond ``capacity``."""
+    """An insertion-ordered set that forgets its oldest ids beyond ``capacity``.
+
+    Exactly the oldest one below 128 ids; above, the oldest 1/64 at once (``EVICT_SHARE``),
+    so it holds between 98.5 % and all of ``capacity``.
+    """
 
     def __init__(
         self,
@@ -38,9 +44,12 @@ class RecentDeliveries:
         self._capacity = capacity
         self._journal = journal
         self._clock = clock
-        # OrderedDict, not dict: evicting a dict's first key walks the deleted slots before it,
-        # which grew to ~100 us per call once the memory was full.
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        # A plain dict (insertion-ordered) rather than an OrderedDict, whose linked list costs
+        # about 35 bytes more per id. Finding a dict's first key walks the deleted slots in
+        # front of it, which grow with every eviction until the dict is resized; so a large
+        # memory forgets its oldest ids a batch at a time (1/64 of it), one walk per batch.
+        self._ids: dict[str, None] = {}
+        self._evict = max(1, capacity // EVICT_SHARE)
 
     def __contains__(self, delivery_id: object) -> bool:
         return delivery_id in self._ids
@@ -60,11 +69,11 @@ class RecentDeliveries:
             ids.pop(delivery_id, None)
             return
         if delivery_id in ids:
-            ids.move_to_end(delivery_id)
-            return
+            del ids[delivery_id]  # remembered again: it becomes the newest
         ids[delivery_id] = None
         if len(ids) > self._capacity:
-            ids.popitem(last=False)
+            for oldest in list(itertools.islice(ids, self._evict)):
+                del ids[oldest]
 
     def forget(self, delivery_id: str) -> None:
         self._ids.pop(delivery_id, None)
