@@ -17,15 +17,20 @@ import pytest
 from github_app.errors import SettingsError
 from github_app.queue.spool import (
     FILE_NAME,
+    WAL_LIMIT,
     GroupCommitter,
     SpoolError,
     SpoolStore,
     SpoolUnreadable,
+    batched,
     delete_event,
+    forget_delivery,
     insert_event,
     remember_delivery,
+    update_attempts,
 )
 from github_app.queue.succeeded import REDELIVERY_WINDOW
+from tests.conftest import wait_for
 from tests.helpers_unit import envelope
 
 pytestmark = pytest.mark.anyio
@@ -191,7 +196,8 @@ async def test_maintenance_prunes_old_deliveries_and_gives_deleted_pages_back(
             for seq in range(1, 400):
                 committer.write(delete_event(seq))
             await committer.flush()
-            await anyio.to_thread.run_sync(store.maintain, 500.0)
+        # with the writer stopped: its checkpoints beside the writer no longer run
+        await anyio.to_thread.run_sync(store.maintain, 500.0)
         assert list(store.deliveries(0.0)) == [("new", True)]
         assert store.size_on_disk() < full / 4
     finally:
@@ -213,7 +219,80 @@ def test_commits_leave_the_wal_to_the_checkpoint_beside_them(tmp_path: Path) -> 
         for seq in range(1201, 1211):
             item = envelope(f"d-{seq}", issue_number=seq, payload=os.urandom(4000))
             store.apply(insert_event(seq, item, 2, item.payload))
-        assert wal.stat().st_size == grown  # checkpointed: the next commits start it over
+        # checkpointed: the next commits start it over, cut back to the limit
+        assert wal.stat().st_size <= WAL_LIMIT < grown
         assert len(list(store.events())) == 1210
+    finally:
+        store.close()
+
+
+def test_a_groups_inserts_go_one_statement_per_table_in_their_order_per_table() -> None:
+    first = envelope("d-1", issue_number=1)
+    second = envelope("d-2", issue_number=2)
+    ops = [
+        remember_delivery("d-1", 10.0),
+        *insert_event(1, first, 2, first.payload),
+        remember_delivery("d-2", 11.0),
+        *insert_event(2, second, 2, second.payload),
+    ]
+    statements = list(batched(ops))
+    assert [sql.split()[2] for sql, _ in statements] == ["deliveries", "events", "payloads"]
+    assert statements[0][1] == [("d-1", 10.0), ("d-2", 11.0)]
+    assert [row[0] for row in statements[1][1]] == [1, 2]
+    assert [row[0] for row in statements[2][1]] == [1, 2]
+
+
+def test_an_update_or_another_kind_of_insert_into_a_table_keeps_its_place_in_a_group() -> None:
+    item = envelope("d-1", issue_number=1)
+    ops = [
+        remember_delivery("a", 1.0),
+        forget_delivery("a", 2.0),  # the log's order is what a restart replays
+        remember_delivery("a", 3.0),
+        *insert_event(1, item, 2, item.payload),
+        update_attempts(1, 1, 0.0, None),
+        *insert_event(2, item._replace(delivery_id="d-2"), 2, item.payload),
+    ]
+    shape = [(" ".join(sql.split()[:3]), len(rows)) for sql, rows in batched(ops)]
+    assert shape == [
+        ("INSERT INTO deliveries", 1),
+        ("INSERT INTO deliveries", 1),
+        ("INSERT INTO deliveries", 1),
+        ("INSERT INTO events", 1),
+        ("INSERT INTO payloads", 1),
+        ("UPDATE events SET", 1),
+        ("INSERT INTO events", 1),
+        ("INSERT INTO payloads", 1),
+    ]
+
+
+def test_a_group_written_with_batched_statements_reads_back_in_order(tmp_path: Path) -> None:
+    store = SpoolStore(tmp_path)
+    try:
+        ops = []
+        for seq in range(1, 6):
+            item = envelope(f"d-{seq}", issue_number=seq, payload=bytes([seq]) * 50)
+            ops += [remember_delivery(item.delivery_id, float(seq))]
+            ops += insert_event(seq, item, 2, item.payload)
+        ops.append(forget_delivery("d-2", 9.0))
+        store.apply(ops)
+        assert [row.seq for row in store.events()] == [1, 2, 3, 4, 5]
+        assert store.payload(4) == bytes([4]) * 50
+        seen = list(store.deliveries(0.0))
+        assert seen == [(f"d-{n}", True) for n in range(1, 6)] + [("d-2", False)]
+    finally:
+        store.close()
+
+
+async def test_a_quiet_second_after_commits_cuts_the_wal_to_nothing(tmp_path: Path) -> None:
+    store = SpoolStore(tmp_path)
+    wal = tmp_path / (FILE_NAME + "-wal")
+    try:
+        async with committing(store) as committer:
+            for seq in range(1, 50):
+                item = envelope(f"d-{seq}", issue_number=seq, payload=os.urandom(3000))
+                await committer.commit(insert_event(seq, item, 2, item.payload))
+            assert wal.stat().st_size > 49 * 3000
+            await wait_for(lambda: wal.stat().st_size == 0, timeout=10, what="the WAL cut")
+            assert len(list(store.events())) == 49  # copied into the database, not lost
     finally:
         store.close()

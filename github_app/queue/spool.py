@@ -34,6 +34,7 @@ it is never overwritten.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -55,12 +56,14 @@ FILE_NAME = "spool.sqlite3"
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x41495031  # "AIP1": this app's spool, not any SQLite file
 SYNC_MODES = ("normal", "full")
-WAL_LIMIT = 64 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint
+WAL_LIMIT = 4 * 1024 * 1024  # the WAL file is cut back to this when it starts over
 MAINTENANCE_EVERY = 30.0  # seconds between checkpoints, incremental vacuum and pruning
 GROUP_EVERY = 0.002  # seconds from one group's start to the next's while deliveries keep coming
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints beside the writer while it commits
+QUIET_WAIT = 0.1  # seconds a WAL-cutting checkpoint may wait for the writer (then gives up)
 DELIVERY_LOG_ROWS = 400_000  # newest rows of the delivery log kept (the memory holds 100,000)
 LAZY_WRITES = 0.02  # seconds a write nobody waits for may wait for a group to join
+CACHE_KIB = 256  # page cache per connection (SQLite's default is 2 MiB)
 RETRY_PAUSE = 1.0  # after a failed commit, before writes that need no answer are tried again
 
 SCHEMA = """
@@ -153,6 +156,8 @@ class SpoolStore:
         self._writer = self._open(self.path, check=True)
         self._reader = self._open(self.path, check=False)
         self._checkpointer = self._open(self.path, check=False)
+        # a TRUNCATE checkpoint holds off the writer while it waits: briefly (``checkpoint``)
+        self._checkpointer.execute(f"PRAGMA busy_timeout = {int(QUIET_WAIT * 1000)}")
 
     def _create(self) -> None:
         """A new spool is built under a temporary name and renamed: a file named like the
@@ -195,6 +200,7 @@ class SpoolStore:
             connection.execute(f"PRAGMA synchronous = {self.sync.upper()}")
             connection.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
             connection.execute("PRAGMA wal_autocheckpoint = 0")  # see ``checkpoint``
+            connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         except sqlite3.DatabaseError as exc:
             connection.close()
             raise SpoolUnreadable(f"spool {path} cannot be read ({exc}): {what_to_do}") from None
@@ -213,10 +219,11 @@ class SpoolStore:
     def events(self) -> Iterator[SpooledEvent]:
         """Every event row in arrival order (queued, in flight when the process died, or dead).
 
-        The names that repeat across events come back shared (``sys.intern``), as the
-        scheduler's index keeps them.
+        The names that repeat across events come back shared (``sys.intern``), and so do
+        the installation ids, as the scheduler's index keeps them.
         """
         intern = sys.intern
+        installations: dict[int, int] = {}
         rows = self._reader.execute(
             "SELECT id, delivery_id, event, action, installation_id, repository, issue_number,"
             " sender_login, sender_type, received_at, raw_size, size, priority, attempts,"
@@ -224,11 +231,14 @@ class SpoolStore:
         )
         for row in rows:
             action, repository, login, kind = row[3], row[5], row[7], row[8]
+            installation = row[4]
+            if installation is not None:
+                installation = installations.setdefault(installation, installation)
             envelope = Envelope(
                 row[1],
                 intern(row[2]),
                 action and intern(action),
-                row[4],
+                installation,
                 repository and intern(repository),
                 row[6],
                 login and intern(login),
@@ -281,13 +291,16 @@ class SpoolStore:
     # --- writes (a worker thread, one group at a time) ----------------------------------------
 
     def apply(self, ops: Sequence[Op]) -> None:
-        """Run ``ops`` in one transaction; all or nothing."""
+        """Run ``ops`` in one transaction; all or nothing.
+
+        The inserts of a group go in one ``executemany`` per table (``batched``).
+        """
         connection = self._writer
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                for sql, params in ops:
-                    connection.execute(sql, params)
+                for sql, rows in batched(ops):
+                    connection.executemany(sql, rows)
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -317,13 +330,54 @@ class SpoolStore:
         except sqlite3.Error as exc:
             raise SpoolError(_describe(exc)) from None
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, truncate: bool = False) -> bool:
         """Copy committed WAL frames into the database without waiting for, or blocking, the
-        writer (a worker thread, one at a time; the writer may commit meanwhile)."""
+        writer (a worker thread, one at a time; the writer may commit meanwhile).
+
+        ``truncate`` (when commits have stopped): also cut the WAL file to zero bytes. That
+        needs a moment without a writer; if one comes, it waits at most ``QUIET_WAIT`` and
+        the WAL is cut another time. True when every frame was copied (and the WAL cut).
+        """
+        mode = "TRUNCATE" if truncate else "PASSIVE"
         try:
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            busy, _, _ = self._checkpointer.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         except sqlite3.Error as exc:
             raise SpoolError(_describe(exc)) from None
+        return not busy
+
+
+def batched(ops: Sequence[Op]) -> Iterator[tuple[str, list[Sequence[Any]]]]:
+    """``ops`` as (statement, rows) for ``executemany``, in an order with the same outcome.
+
+    A run of plain inserts (``INSERT INTO``) is grouped by table, one statement per table:
+    inserts into different tables do not depend on each other, and each table's rows keep
+    their order. Anything else (updates, deletes, ``INSERT OR REPLACE``), or a second kind
+    of insert into a table of the run, ends the run and goes alone, in its place.
+    """
+    run: dict[str, tuple[str, list[Sequence[Any]]]] = {}  # table -> (statement, rows)
+    for sql, params in ops:
+        table = _inserted_table(sql)
+        if table is not None:
+            entry = run.get(table)
+            if entry is None:
+                run[table] = (sql, [params])
+                continue
+            if entry[0] == sql:
+                entry[1].append(params)
+                continue
+        yield from run.values()
+        run = {}
+        if table is not None:
+            run[table] = (sql, [params])
+        else:
+            yield sql, [params]
+    yield from run.values()
+
+
+def _inserted_table(sql: str) -> str | None:
+    if not sql.startswith("INSERT INTO "):
+        return None
+    return sql[12:].split(None, 1)[0]
 
 
 # --- the writes, as statements ----------------------------------------------------------------
@@ -578,18 +632,26 @@ class GroupCommitter:
 
     async def _checkpoints(self) -> None:
         """A PASSIVE checkpoint every ``CHECKPOINT_EVERY`` seconds in which something was
-        committed: the WAL stays short without a commit group ever running one."""
+        committed: the WAL stays short without a commit group ever running one. The first
+        second without a commit (a burst is over) cuts the WAL file to nothing: bursts of
+        small groups leave a WAL several times the size of what they wrote."""
         checkpointed = self.commits
+        cut = True
         while True:
             await anyio.sleep(CHECKPOINT_EVERY)
-            if self.commits == checkpointed:
+            quiet = self.commits == checkpointed
+            if quiet and cut:
                 continue
             checkpointed = self.commits
             async with self._checkpointing:
                 try:
-                    await anyio.to_thread.run_sync(self._store.checkpoint)
+                    complete = await anyio.to_thread.run_sync(
+                        functools.partial(self._store.checkpoint, truncate=quiet)
+                    )
                 except SpoolError as exc:
                     log.warning("spool checkpoint failed: %s", exc)
+                else:
+                    cut = quiet and complete and self.commits == checkpointed
 
     def _fail_waiting(self, reason: str) -> None:
         group = self._group

@@ -64,6 +64,7 @@ class SpooledQueue:
         self._retry_after = retry_after
         self._pending_events = 0
         self._pending_bytes = 0
+        self._installations: dict[int, int] = {}  # one int object per installation id
         self.refused_unavailable = 0
 
     def __len__(self) -> int:
@@ -102,7 +103,7 @@ class SpooledQueue:
         finally:
             self._pending_events -= 1
             self._pending_bytes -= size
-        self._memory.enqueue(index_of(envelope), priority, size, seq=seq)
+        self._memory.enqueue(index_of(envelope, self._installations), priority, size, seq=seq)
         return ADMITTED
 
     def knows(self, delivery_id: str) -> bool:
@@ -192,15 +193,19 @@ def _shared(text: str | None) -> str | None:
     return None if text is None else sys.intern(text)
 
 
-def index_of(envelope: Envelope) -> Envelope:
+def index_of(envelope: Envelope, installations: dict[int, int]) -> Envelope:
     """What the scheduler keeps of a spooled event: the envelope without its payload, the
-    names that repeat across events (event, action, repository, sender) shared, not copied."""
+    values that repeat across events shared, not copied: names (event, action, repository,
+    sender) interned, installation ids through ``installations``."""
     e = envelope
+    installation = e.installation_id
+    if installation is not None:
+        installation = installations.setdefault(installation, installation)
     return Envelope(
         e.delivery_id,
         sys.intern(e.event),
         _shared(e.action),
-        e.installation_id,
+        installation,
         _shared(e.repository),
         e.issue_number,
         _shared(e.sender_login),
