@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -343,6 +343,13 @@ def serve(port: int) -> int:
     return result
 
 
+def alternating(rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, backend) for ``rounds`` rounds, the backends' order swapped every round."""
+    for round_ in range(rounds):
+        for backend in BACKENDS if round_ % 2 == 0 else BACKENDS[::-1]:
+            yield round_, backend
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.spool", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -365,17 +372,15 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="spool-bench-"))
     try:
         runs: dict[str, list[Run]] = {b: [] for b in BACKENDS}
-        for round_ in range(0 if args.only == "restart" else args.repeat):
-            order = BACKENDS if round_ % 2 == 0 else BACKENDS[::-1]
-            for backend in order:
-                run = ingest(backend, batch[: WARM_UP + args.burst], root / f"i{round_}{backend}")
-                runs[backend].append(run)
-                print(
-                    f"round {round_ + 1} {backend:6}: {run.cpu_us:6.0f} us CPU/delivery, "
-                    f"ack p50 {run.p50_ms:5.1f} ms p99 {run.p99_ms:5.1f} ms"
-                    + (f", {run.per_group:.1f} deliveries/commit group" if run.per_group else ""),
-                    flush=True,
-                )
+        for round_, backend in alternating(0 if args.only == "restart" else args.repeat):
+            run = ingest(backend, batch[: WARM_UP + args.burst], root / f"i{round_}{backend}")
+            runs[backend].append(run)
+            print(
+                f"round {round_ + 1} {backend:6}: {run.cpu_us:6.0f} us CPU/delivery, "
+                f"ack p50 {run.p50_ms:5.1f} ms p99 {run.p99_ms:5.1f} ms"
+                + (f", {run.per_group:.1f} deliveries/commit group" if run.per_group else ""),
+                flush=True,
+            )
         if args.only == "restart":
             restart(args.restart, batch, root)
             return 0
@@ -397,18 +402,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.only == "ingest":
             return 0
         held_runs: dict[str, list[Held]] = {b: [] for b in BACKENDS}
-        for round_ in range(args.repeat):
-            order = BACKENDS if round_ % 2 == 0 else BACKENDS[::-1]
-            for backend in order:
-                h = held(backend, batch[: WARM_UP + args.queued], root / f"h{round_}{backend}")
-                held_runs[backend].append(h)
-                print(
-                    f"round {round_ + 1} {backend:6}: {args.queued} queued, RSS "
-                    f"+{h.rss_per_event:.0f} B/event = {h.rss_per_event / h.raw_per_event:.2%} "
-                    f"of raw; spool on disk {h.disk_per_event:.0f} B/event, settled "
-                    f"{h.settled_disk_per_event:.0f}",
-                    flush=True,
-                )
+        for round_, backend in alternating(args.repeat):
+            h = held(backend, batch[: WARM_UP + args.queued], root / f"h{round_}{backend}")
+            held_runs[backend].append(h)
+            print(
+                f"round {round_ + 1} {backend:6}: {args.queued} queued, RSS "
+                f"+{h.rss_per_event:.0f} B/event = {h.rss_per_event / h.raw_per_event:.2%} "
+                f"of raw; spool on disk {h.disk_per_event:.0f} B/event, settled "
+                f"{h.settled_disk_per_event:.0f}",
+                flush=True,
+            )
         for backend in BACKENDS:
             rss = statistics.median(h.rss_per_event for h in held_runs[backend])
             raw = held_runs[backend][0].raw_per_event
