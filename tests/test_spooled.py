@@ -211,7 +211,8 @@ async def test_an_admitted_event_is_on_disk_and_its_payload_is_not_in_memory(
     clock = FakeClock()
     async with spooled(tmp_path, clock) as s:
         body = os.urandom(500)
-        admission = await s.queue.admit(envelope("d-1", payload=body), Priority.NORMAL)
+        sent = envelope("d-1", payload=body)
+        admission = await s.queue.admit(sent, Priority.NORMAL)
         assert admission.admitted
         # committed: another connection sees it before anything else is written
         other = SpoolStore(tmp_path)
@@ -221,9 +222,9 @@ async def test_an_admitted_event_is_on_disk_and_its_payload_is_not_in_memory(
             other.close()
         assert s.queue.stats().bytes == 500  # admission still counts the compressed size
         item = s.queue.take()
-        assert item is not None and item.envelope.payload == body
+        assert item is not None and item.envelope == sent  # payload and raw size read back
         s.queue.retry(item, clock.now + 5, "502")
-        assert item.envelope.payload == b""  # let go again while it waits
+        assert item.envelope == sent._replace(payload=b"", raw_size=0)  # let go while it waits
 
 
 async def test_a_restart_queues_again_what_was_queued_or_in_flight_in_arrival_order(
@@ -253,9 +254,12 @@ async def test_a_restart_queues_again_what_was_queued_or_in_flight_in_arrival_or
         assert s.succeeded.of("d-3") == ("labeler",)
         order = []
         while (item := s.queue.take()) is not None:
-            order.append((item.envelope.delivery_id, item.attempts, item.envelope.payload))
+            envelope_ = item.envelope
+            order.append(
+                (envelope_.delivery_id, item.attempts, envelope_.payload, envelope_.raw_size)
+            )
         # d-2 waits out its back-off (20 s more); d-3 counted its interrupted try
-        assert order == [("d-3", 2, b"x" * 10), ("d-4", 1, b"x" * 10)]
+        assert order == [("d-3", 2, b"x" * 10, 10), ("d-4", 1, b"x" * 10, 10)]
         clock.now += 21
         retried = s.queue.take()
         assert retried is not None

@@ -220,7 +220,8 @@ class SpoolStore:
         """Every event row in arrival order (queued, in flight when the process died, or dead).
 
         The names that repeat across events come back shared (``sys.intern``), and so do
-        the installation ids, as the scheduler's index keeps them.
+        the installation ids; no payload and no raw size (a take reads them): as the
+        scheduler's index keeps them.
         """
         intern = sys.intern
         installations: dict[int, int] = {}
@@ -245,7 +246,7 @@ class SpoolStore:
                 kind and intern(kind),
                 row[9],
                 b"",
-                row[10],
+                0,
             )
             yield SpooledEvent(
                 row[0], envelope, row[11], row[12], row[13], row[14], row[15], row[16], row[17]
@@ -271,15 +272,23 @@ class SpoolStore:
         except sqlite3.Error as exc:
             raise SpoolError(_describe(exc)) from None
 
-    def payload(self, seq: int) -> bytes:
+    def taken(self, seq: int) -> tuple[bytes, int]:
+        """What a take reads back of an event: its compressed payload and its raw size (the
+        scheduler's index keeps neither)."""
         try:
-            row = self._reader.execute("SELECT data FROM payloads WHERE id = ?", (seq,)).fetchone()
+            row = self._reader.execute(
+                "SELECT p.data, e.raw_size FROM payloads p JOIN events e ON e.id = p.id"
+                " WHERE p.id = ?",
+                (seq,),
+            ).fetchone()
         except sqlite3.Error as exc:
             raise SpoolError(_describe(exc)) from None
         if row is None:
             raise SpoolError(f"payload of event {seq} is missing from the spool")
-        data: bytes = row[0]
-        return data
+        return row[0], row[1]
+
+    def payload(self, seq: int) -> bytes:
+        return self.taken(seq)[0]
 
     def size_on_disk(self) -> int:
         total = 0

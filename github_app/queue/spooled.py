@@ -115,7 +115,7 @@ class SpooledQueue:
             if item is None:
                 return None
             try:
-                payload = self._store.payload(item.seq)
+                payload, raw_size = self._store.taken(item.seq)
             except SpoolError as exc:
                 if self._committer.pending:
                     self._memory.defer(item, self._clock() + NOT_YET)
@@ -123,12 +123,12 @@ class SpooledQueue:
                 log.error("event %s: %s", item.envelope.delivery_id, exc)
                 self._memory.dead_letter(item, UNREADABLE, str(exc))
                 continue
-            item.envelope = item.envelope._replace(payload=payload)
+            item.envelope = item.envelope._replace(payload=payload, raw_size=raw_size)
             return item
 
     @staticmethod
     def _let_go(item: QueuedEvent) -> QueuedEvent:
-        item.envelope = item.envelope._replace(payload=b"")
+        item.envelope = item.envelope._replace(payload=b"", raw_size=0)
         return item
 
     def done(self, item: QueuedEvent, *, failed: bool = False) -> None:
@@ -194,9 +194,10 @@ def _shared(text: str | None) -> str | None:
 
 
 def index_of(envelope: Envelope, installations: dict[int, int]) -> Envelope:
-    """What the scheduler keeps of a spooled event: the envelope without its payload, the
-    values that repeat across events shared, not copied: names (event, action, repository,
-    sender) interned, installation ids through ``installations``."""
+    """What the scheduler keeps of a spooled event: the envelope without its payload and raw
+    size (a take reads both back), the values that repeat across events shared, not copied:
+    names (event, action, repository, sender) interned, installation ids through
+    ``installations``."""
     e = envelope
     installation = e.installation_id
     if installation is not None:
@@ -212,7 +213,7 @@ def index_of(envelope: Envelope, installations: dict[int, int]) -> Envelope:
         _shared(e.sender_type),
         e.received_at,
         b"",
-        e.raw_size,
+        0,
     )
 
 
