@@ -76,8 +76,11 @@ class IssueLeases:
             if not granted:
                 continue
             self._held.add(key)
-            waiting = self._parked[key]
+            # While the scripts ran, the parked events may have been claimed by another replica
+            # (``drop``) or given back (``release_all``): read what is still here now.
+            waiting = self._parked.get(key, {})
             placed = self._placed.get(key, set())
+            freed = 0
             for seq in (int(member) for member in lane):
                 if seq in placed:
                     continue
@@ -85,8 +88,14 @@ class IssueLeases:
                 if record is None:  # the next event of the issue is not here: it goes first
                     break
                 free.append(record)
+                freed += 1
             if not waiting:
-                del self._parked[key]
+                self._parked.pop(key, None)
+            if not freed and not placed:
+                # Granted for events that left meanwhile: nothing here will ever ``left`` it,
+                # so it would be renewed for good and hold the issue from every other replica.
+                self._held.discard(key)
+                self._outbox.write(RELEASE, [self._keys.lease(key)], [self._me], "a lease")
         return free
 
     def placed(self, key: IssueKey, seq: int) -> None:
