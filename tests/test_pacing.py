@@ -75,7 +75,7 @@ async def test_a_cancelled_waiting_writer_leaves_the_line() -> None:
 async def test_slow_down_lowers_the_pace_and_counts() -> None:
     now = [100.0]
     pacer = InstallationPacer(write_interval=1.0, clock=lambda: now[0])
-    pacer.slow_down()
+    await pacer.slow_down()
     assert pacer.interval == 2.0
     assert pacer.slowed == 1
     now[0] += 3601.0

@@ -182,6 +182,7 @@ class EventRunner:
         installation_id = envelope.installation_id
         if self._gateway.is_gone(installation_id):
             raise InstallationGone(f"installation {installation_id} was deleted or suspended")
+        await self._gateway.refresh(installation_id)  # what other replicas met meanwhile
         hold = self._gateway.hold_until(installation_id, item.priority)
         if hold is not None:
             raise Deferred(*hold)

@@ -11,6 +11,7 @@ belong to the queue, and the runner asks ``hold_until`` before an event runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -33,6 +34,7 @@ from github_app.errors import GitHubError, InstallationGone, RetryableGitHubErro
 from github_app.github.app_auth import PreloadedAppAuthStrategy
 from github_app.github.etag_cache import DEFAULT_MAX_BYTES, ETagCache
 from github_app.github.hook_deliveries import PER_PAGE, DeliveryPage, MalformedDelivery, parse_page
+from github_app.github.pace_store import LocalPaceStore, PaceStore
 from github_app.github.pacing import BACKGROUND, LIVE, InstallationPacer, Sleep, serving
 from github_app.github.ratelimit import GatewayStats, RateLimitLedger, rate_limit_of, total_of
 from github_app.github.secondary_limits import (
@@ -41,6 +43,7 @@ from github_app.github.secondary_limits import (
     ContentRules,
     SecondaryLimits,
 )
+from github_app.github.shared_limits import RedisLimits, SharedLimitsStats
 from github_app.github.tokens import (
     RENEW_AHEAD,
     CachedToken,
@@ -138,9 +141,12 @@ class GitHubGateway:
         max_waiting_writers: int = MAX_WAITING_WRITERS,
         meter: RequestMeter | None = None,
         limits: SecondaryLimits = GITHUB_LIMITS,
+        shared: RedisLimits | None = None,
     ) -> None:
         """``meter`` is told of every request on the wire (the width controller); ``limits``
-        are GitHub's documented secondary limits (a benchmark may scale them)."""
+        are GitHub's documented secondary limits (a benchmark may scale them); ``shared``
+        keeps them, the pauses and the budgets in Redis for every replica (none: in this
+        process; a dry run keeps them here too, as it sends no writes)."""
         self._settings = settings
         self._clock = clock
         self._monotonic = monotonic
@@ -174,9 +180,10 @@ class GitHubGateway:
         self._content = ContentRules(
             filter(None, (rule.strip() for rule in settings.github_content_creating.split(",")))
         )
+        self._shared = shared if self.dry_run_transport is None else None
         self._app_ledger = self._ledger(None)
         # The app's own JWT calls (token mints, the delivery log) are one more principal.
-        self.app_pacer = self._pacer()
+        self.app_pacer = self._pacer("app", self._app_ledger)
         self.app: GitHub[AppAuthStrategy] | None = None
         if settings.app_id is not None and settings.private_key is not None:
             pem = settings.private_key.get_secret_value()
@@ -211,12 +218,18 @@ class GitHubGateway:
             auto_retry=False,
         )
 
-    def _pacer(self) -> InstallationPacer:
+    def _pacer(self, principal: str, ledger: RateLimitLedger) -> InstallationPacer:
         dry_run = self.dry_run_transport is not None
+        interval = 0.0 if dry_run else self._settings.github_write_interval
+        limits = dataclasses.replace(self._limits, write_interval=interval)
+        store: PaceStore = (
+            LocalPaceStore(limits, self._monotonic)
+            if self._shared is None
+            else self._shared.store(principal, limits, ledger)
+        )
         return InstallationPacer(
             concurrency=self._settings.github_concurrency,
-            write_interval=0.0 if dry_run else self._settings.github_write_interval,
-            limits=self._limits,
+            store=store,
             clock=self._monotonic,
             sleep=self._sleep,
         )
@@ -225,7 +238,8 @@ class GitHubGateway:
         key = installation_id if installation_id is not None else 0
         state = self._installations.get(key)
         if state is None:
-            state = _Installation(self._ledger(installation_id), self._pacer())
+            ledger = self._ledger(installation_id)
+            state = _Installation(ledger, self._pacer(str(installation_id), ledger))
             self._installations[key] = state
         return state
 
@@ -280,6 +294,12 @@ class GitHubGateway:
                     except GitHubError as exc:
                         log.warning("could not renew the token of %s: %s", installation_id, exc)
                 await self._sleep(every)
+
+    async def refresh(self, installation_id: int | None) -> None:
+        """Take in what the other replicas know of this installation (a pause one of them met,
+        the budget they saw) before ``hold_until`` is asked; nothing to do in one process."""
+        if installation_id is not None and self._shared is not None:
+            await self._state(installation_id).pacer.store.share()
 
     def hold_until(
         self, installation_id: int | None, urgency: int = LIVE
@@ -351,6 +371,10 @@ class GitHubGateway:
             installations=installations,
             app=app,
         )
+
+    def shared_stats(self) -> SharedLimitsStats | None:
+        """Where GitHub's limits are kept now (``None``: in this process, not shared)."""
+        return self._shared.stats() if self._shared is not None else None
 
     async def _mint_token(self, installation_id: int) -> CachedToken:
         if self.app is None:

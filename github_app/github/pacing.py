@@ -7,12 +7,18 @@ pacer, and so does the app's own JWT principal (token mints), so
 installations never wait for each other (Probot paces the whole process at
 one write per second).
 
-Writes take turns: one write at a time per principal, each waiting until
-its ``RequestBudget`` allows it. When several wait, the most urgent goes
-first (``serving``: the priority of the event being processed; a live event
-before a backfill), then the oldest. Reads only keep the points allowance.
-After a secondary limit the principal's write allowances are lowered for
-the rest of the hour (``slow_down``).
+Writes take turns: one write at a time per principal, each at the instant
+its budget booked for it (``pace_store``: in this process, or in Redis,
+shared by every replica). When several wait, the most urgent goes first
+(``serving``: the priority of the event being processed; a live event before
+a backfill), then the oldest: only the first in line books, and an instant
+booked belongs to whoever is first in line when it comes, so a live write
+arriving meanwhile takes the instant a backfill's write booked. An instant
+missed by more than ``LATE_AFTER`` (a busy event loop, a writer cancelled) is
+not used: the next one is booked, so that writes never come closer than the
+interval minus that. Reads only keep the points allowance. After a secondary
+limit the principal's write allowances are lowered for the rest of the hour
+(``slow_down``).
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 import anyio
 
+from github_app.github.pace_store import LocalPaceStore, PaceStore
 from github_app.github.secondary_limits import (
     GITHUB_LIMITS,
     READ_METHODS,
     BudgetStats,
-    RequestBudget,
     SecondaryLimits,
 )
 
@@ -40,6 +47,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 DEFAULT_CONCURRENCY = 8  # GitHub refuses beyond about 100; a handful is plenty per installation
 DEFAULT_WRITE_INTERVAL = 1.0  # GitHub: wait at least one second between writes
+LATE_AFTER = 0.05  # seconds after its instant a booked write may still go
 LIVE = 0  # urgency of work outside any queued event (lower is more urgent)
 BACKGROUND = 100  # upkeep (token renewal): after every queued event's writes
 
@@ -57,8 +65,16 @@ def serving(urgency: int) -> Iterator[None]:
         URGENCY.reset(token)
 
 
+@dataclass(frozen=True)
+class _Booked:
+    """An instant the store booked for this principal's next write, on the pacer's clock."""
+
+    at: float
+    content: bool
+
+
 class InstallationPacer:
-    """Concurrency slots, the budget and the write turns of one principal."""
+    """Concurrency slots and the write turns of one principal; its budget in ``store``."""
 
     def __init__(
         self,
@@ -66,22 +82,27 @@ class InstallationPacer:
         concurrency: int = DEFAULT_CONCURRENCY,
         write_interval: float = DEFAULT_WRITE_INTERVAL,
         limits: SecondaryLimits | None = None,
+        store: PaceStore | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
     ) -> None:
         """``clock`` and ``sleep`` are the monotonic clock and the wait that go with it
-        (a test passes a fake pair and sees each wait without waiting)."""
+        (a test passes a fake pair and sees each wait without waiting). Without a ``store``
+        the budget is kept here, from ``limits`` with ``write_interval``."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._slots = anyio.Semaphore(concurrency)
-        base = limits if limits is not None else GITHUB_LIMITS
-        self.budget = RequestBudget(dataclasses.replace(base, write_interval=write_interval))
+        if store is None:
+            base = limits if limits is not None else GITHUB_LIMITS
+            store = LocalPaceStore(dataclasses.replace(base, write_interval=write_interval), clock)
+        self.store = store
         self._clock = clock
         self._sleep = sleep
         self._order = itertools.count()
         self._waiting: list[tuple[int, int]] = []  # (urgency, arrival) heap of writers
         self._changed = anyio.Event()
-        self._writing = False
+        self._busy = False  # a write is on the wire, or the first in line is booking
+        self._booked: _Booked | None = None
         self.slowed = 0
 
     @property
@@ -94,7 +115,7 @@ class InstallationPacer:
 
     @property
     def interval(self) -> float:
-        return self.budget.interval(self._clock())
+        return self.store.interval()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[float]:
@@ -109,12 +130,20 @@ class InstallationPacer:
 
     async def read_turn(self, method: str = "GET") -> float:
         """Wait until a read keeps the points allowance; returns the seconds waited."""
-        now = self._clock()
-        wait = self.budget.delay(now, method)
-        if wait > 0:
-            await self._sleep(wait)
-        self.budget.record(max(self._clock(), now + wait), method)
-        return wait
+        booking = await self.store.book(method)
+        if booking.wait > 0:
+            await self._sleep(booking.wait)
+        return booking.wait
+
+    async def _book(self, method: str, content: bool) -> None:
+        """Ask the store for the next instant (others wait meanwhile: one booking at a time)."""
+        self._busy = True
+        try:
+            booking = await self.store.book(method, content=content)
+        finally:
+            self._busy = False
+            self._wake()
+        self._booked = _Booked(self._clock() + booking.wait, content)
 
     @asynccontextmanager
     async def write(self, method: str, *, content: bool = False) -> AsyncIterator[float]:
@@ -127,37 +156,42 @@ class InstallationPacer:
         self._wake()
         asked = self._clock()
         waited = False
-        booked: float | None = None  # the instant the budget allowed, slept until
+        missed = False  # a late instant was let go once: the next is taken however late
+        slept: _Booked | None = None  # the instant this writer slept until: due now
         try:
             while True:
                 changed = self._changed
-                if self._waiting[0] == ticket and not self._writing:
-                    now = self._clock()
-                    wait = self.budget.delay(now, method, content=content)
-                    if wait <= 0:
-                        break
-                    booked = now + wait
-                    waited = True
-                    await self._sleep(wait)
-                    if self._waiting[0] == ticket and not self._writing:
-                        break  # still first in line after its wait: its turn
-                    booked = None  # a more urgent writer came first: ask the budget again
-                else:
+                if self._waiting[0] != ticket or self._busy:
                     await changed.wait()
                     waited = True
+                    continue
+                booked = self._booked
+                now = self._clock()
+                if booked is not None and now - booked.at > LATE_AFTER and not missed:
+                    missed = True
+                    booked = None
+                if booked is None or (content and not booked.content):
+                    await self._book(method, content)
+                    continue  # first in line may have changed during the booking
+                if booked.at > now and booked is not slept:
+                    waited = True
+                    slept = booked
+                    await self._sleep(booked.at - now)
+                    continue  # whoever is first in line when it comes takes it
+                break
         except BaseException:
             self._waiting.remove(ticket)
             heapq.heapify(self._waiting)
             self._wake()
             raise
         heapq.heappop(self._waiting)
-        self._writing = True
-        sent = max(self._clock(), booked or 0.0)
-        self.budget.record(sent, method, content=content)
+        self._booked = None
+        self._busy = True
+        sent = max(self._clock(), booked.at)
         try:
             yield sent - asked if waited else 0.0
         finally:
-            self._writing = False
+            self._busy = False
             self._wake()
 
     async def write_turn(self, method: str = "POST", *, content: bool = False) -> float:
@@ -166,18 +200,18 @@ class InstallationPacer:
             return waited
 
     def backlog(self) -> float:
-        """Seconds until a write asked for now would be sent, roughly: the queue times the pace."""
-        now = self._clock()
-        ahead = len(self._waiting) + (1 if self._writing else 0)
-        return max(0.0, self.budget.delay(now, "POST")) + ahead * self.budget.interval(now)
+        """Seconds until a write asked for now would be sent, roughly: the queue times the pace
+        (a booked instant is in the store's delay already)."""
+        ahead = len(self._waiting) + (1 if self._busy else 0) - (1 if self._booked else 0)
+        return self.store.write_delay() + max(0, ahead) * self.store.interval()
 
-    def slow_down(self) -> None:
+    async def slow_down(self) -> None:
         """A secondary limit was hit despite the pacing: a lower pace for the rest of the hour."""
-        self.budget.lower(self._clock())
+        await self.store.lower()
         self.slowed += 1
 
     def stats(self) -> BudgetStats:
-        return self.budget.stats(self._clock())
+        return self.store.stats()
 
 
 def is_read(method: str) -> bool:

@@ -44,6 +44,17 @@ class RateLimited:
 
 
 @dataclass(frozen=True)
+class SharedView:
+    """One installation's limits as replicas share them: the seconds left of a secondary-limit
+    pause, and the primary budget's window (``reset`` a wall-clock epoch, as GitHub sends it)."""
+
+    paused_for: float | None
+    limit: int | None
+    remaining: int | None
+    reset: int | None
+
+
+@dataclass(frozen=True)
 class InstallationStats:
     """One installation's traffic and budget (``installation_id`` None: the app or the total).
 
@@ -200,6 +211,24 @@ class RateLimitLedger:
         reset = _header_int(headers, "x-ratelimit-reset")
         if limit is None or remaining is None or reset is None:
             return
+        self._take_window(limit, remaining, reset)
+
+    def adopt(self, view: SharedView) -> None:
+        """Take in what every replica together knows (``shared_limits``), as if seen here:
+        the longer pause, and the budget by the same rules as an answer's headers."""
+        if view.paused_for is not None and view.paused_for > 0:
+            until = self._monotonic() + view.paused_for
+            self.paused_until = max(until, self.paused_until or 0.0)
+        if view.limit is not None and view.remaining is not None and view.reset is not None:
+            self._take_window(view.limit, view.remaining, view.reset)
+
+    def shared_view(self) -> SharedView:
+        """What this replica knows, for the others (``adopt``)."""
+        reset = None if self.reset_epoch is None else int(self.reset_epoch)
+        return SharedView(self._paused_for(), self.limit, self.remaining, reset)
+
+    def _take_window(self, limit: int, remaining: int, reset: int) -> None:
+        """A budget report: the lowest count of a window is the latest; older windows are past."""
         same_window = self.reset_epoch is not None and reset == self.reset_epoch
         if same_window and self.remaining is not None:
             # Answers of one window can arrive out of order: the lowest count is the latest.

@@ -22,16 +22,19 @@ back to the old pace, which would meet the limit again after each pause.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 MINUTE = 60.0
 HOUR = 3600.0
 MAX_LOWERINGS = 3  # half, a quarter, then an eighth of the pace at most
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+T = TypeVar("T", float, tuple[float, int])
 
 # "METHOD /path" with {placeholders} for one path segment each, relative to the API root.
 CONTENT_CREATING: tuple[str, ...] = (
@@ -65,6 +68,17 @@ class SecondaryLimits:
             hour=self.hour * factor,
         )
 
+    def shared_by(self, processes: int) -> SecondaryLimits:
+        """One process's part when ``processes`` keep these limits each alone: the interval
+        that many times longer, each allowance that share of the whole (at least one)."""
+        return dataclasses.replace(
+            self,
+            content_per_minute=max(1, self.content_per_minute // processes),
+            content_per_hour=max(1, self.content_per_hour // processes),
+            points_per_minute=max(self.write_points, self.points_per_minute // processes),
+            write_interval=self.write_interval * processes,
+        )
+
 
 GITHUB_LIMITS = SecondaryLimits()  # as github.com documents them
 UNLIMITED = SecondaryLimits(10**9, 10**9, 10**9, 0, 0, 0.0)  # dry run: nothing is sent
@@ -90,6 +104,14 @@ class ContentRules:
 
     def __call__(self, method: str, path: str) -> bool:
         return any(m == method and pattern.fullmatch(path) for m, pattern in self._rules)
+
+
+def _insort(window: deque[T], item: T) -> None:
+    """Keep ``window`` in time order; a new item almost always goes last."""
+    if window and item < window[-1]:
+        window.insert(bisect.bisect_right(window, item), item)
+    else:
+        window.append(item)
 
 
 def parse_rule(rule: str) -> tuple[str, re.Pattern[str]]:
@@ -172,13 +194,29 @@ class RequestBudget:
     def record(self, now: float, method: str, *, content: bool = False) -> None:
         """A request of this kind is being sent now."""
         self._forget(now)
+        self._add(now, method, content)
+
+    def book(self, now: float, method: str, *, content: bool = False) -> float:
+        """``delay`` and ``record`` in one step: the request is booked for the first instant
+        that keeps every allowance (counted from then on); returns the seconds until it.
+
+        What a shared store does atomically for several processes (``shared_limits``):
+        nobody can take the same instant between the question and the booking.
+        """
+        self._forget(now)
+        wait = max(0.0, self.delay(now, method, content=content))
+        self._add(now + wait, method, content)
+        return wait
+
+    def _add(self, at: float, method: str, content: bool) -> None:
+        """Count a request at ``at`` (a booking may lie ahead of requests counted before it)."""
         cost = self.points(method)
-        self._points.append((now, cost))
+        _insort(self._points, (at, cost))
         self._points_total += cost
         if method not in READ_METHODS:
-            self._last_write = now
+            self._last_write = at if self._last_write is None else max(self._last_write, at)
             if content:
-                self._content.append(now)
+                _insort(self._content, at)
 
     def lower(self, now: float) -> None:
         """GitHub answered with a secondary limit: slower writes for the rest of the hour.

@@ -283,7 +283,7 @@ class GitHubTransport(httpx.AsyncBaseTransport):
             )
         if status in LIMIT_STATUSES:
             raw = await _read_raw(response)
-            limit = self._note_limit(response, raw, is_write)
+            limit = await self._note_limit(response, raw, is_write)
             return _replay(response, raw, request, {RATE_LIMIT_EXTENSION: limit})
         if key is not None and self._etags is not None:
             etag = response.headers.get("etag")
@@ -306,6 +306,8 @@ class GitHubTransport(httpx.AsyncBaseTransport):
             else:
                 response = await self._inner.handle_async_request(request)
             self._ledger.observe(request.method, response)
+            if self._pacer is not None:
+                await self._pacer.store.share()  # the budget GitHub reported, for every replica
             if (
                 response.status_code != 404
                 or request.method != "GET"
@@ -323,6 +325,7 @@ class GitHubTransport(httpx.AsyncBaseTransport):
         method = request.method
         if method not in WRITE_METHODS:
             note_wait(await pacer.read_turn(method))
+            self._refuse_if_blocked(request)  # a pause another replica met, learnt while booking
             async with pacer.slot() as waited:
                 note_wait(waited)
                 return await self._inner.handle_async_request(request)
@@ -331,7 +334,7 @@ class GitHubTransport(httpx.AsyncBaseTransport):
             if waited > 0:
                 self._ledger.paced_writes += 1
                 note_wait(waited)
-                self._refuse_if_blocked(request)  # a pause may have begun meanwhile
+            self._refuse_if_blocked(request)  # a pause may have begun meanwhile, or elsewhere
             async with pacer.slot() as slot_waited:
                 note_wait(slot_waited)
                 return await self._inner.handle_async_request(request)
@@ -345,17 +348,21 @@ class GitHubTransport(httpx.AsyncBaseTransport):
         path = self._api_path(path)
         return any(path == p or path.startswith(p + "/") for p in EVENT_OBJECTS.get())
 
-    def _note_limit(
+    async def _note_limit(
         self, response: httpx.Response, raw: bytes, is_write: bool
     ) -> RateLimited | None:
-        """Let the ledger classify and record a refusal; a secondary limit also slows writes."""
+        """Let the ledger classify and record a refusal; a secondary limit also slows writes.
+
+        Both are shared with every replica when the pacer's store is (``PaceStore.share``).
+        """
         limit = self._ledger.refused(response.status_code, response.headers, raw)
         installation = self._ledger.installation_id
         if limit is None:
             return None
         if limit.secondary:
             if self._pacer is not None:
-                self._pacer.slow_down()  # the rest of the hour at a lower pace
+                await self._pacer.store.share()  # the pause, before anyone sends again
+                await self._pacer.slow_down()  # the rest of the hour at a lower pace
             log.warning(
                 "secondary rate limit for installation %s: pausing it for %.0fs",
                 installation,

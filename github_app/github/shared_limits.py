@@ -1,0 +1,404 @@
+"""GitHub's limits kept in Redis, so that N replicas write to an installation like one process.
+
+With ``QUEUE_BACKEND=redis`` every replica talks to the same installations.
+Each principal (an installation, or the app's own JWT for token mints) has in
+Redis what ``LocalPaceStore`` keeps in one process, changed only by Lua
+scripts, each atomic:
+
+- ``BOOK``: the secondary-limit budget (``RequestBudget``'s rules: one write
+  an interval after the last, the points of the last minute, the content
+  created in the last minute and hour, the lowered pace after a limit). A
+  request books the first instant that keeps them all and is counted there;
+  the replica sleeps until it. Nothing is booked while the principal is
+  paused: the answer carries the pause instead.
+- ``LOWER``: a secondary limit met by any replica lowers every replica's pace.
+- ``SHARE``: a secondary-limit pause (retry-after) and the primary budget
+  (remaining / reset, the lowest count of a window winning) merged with what
+  the replicas reported before, and the merged view handed back to the
+  replica's ledger (``RateLimitLedger.adopt``), which holds the installation
+  (``hold_until``) as if it had met the limit itself.
+
+The scripts read Redis's clock (``TIME``): replicas' monotonic clocks cannot
+be compared, Redis's is one. A booking comes back as the seconds to wait from
+the script's instant; the replica adds them to its own clock.
+
+Redis unreachable: requests are not sent unpaced. Each principal falls back to
+a ``LocalPaceStore`` whose allowances are this replica's share only
+(``SecondaryLimits.shared_by`` the replicas last known), which starts as if it
+had just written; a warning says so once, ``stats`` shows it, and Redis is
+tried again every ``retry_every`` seconds. Back on Redis, the first booking
+keeps the fallback's own spacing too (``floor``).
+
+Installation tokens are not shared: each replica mints its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from github_app.github.pace_store import Booking, LocalPaceStore
+from github_app.github.ratelimit import RateLimitLedger, SharedView
+from github_app.github.secondary_limits import (
+    MAX_LOWERINGS,
+    READ_METHODS,
+    BudgetStats,
+    SecondaryLimits,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+PREFIX = "aip:limits:"
+RETRY_EVERY = 1.0  # seconds between tries of an unreachable Redis
+FALLBACK_REPLICAS = 3  # replicas assumed when none is known: each keeps a third of the pace
+MICRO = 1_000_000
+UNKNOWN = -1  # a budget field nobody has reported (Lua arrays cannot hold nil)
+
+_LUA_COMMON = """
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function fmt(x) return string.format('%.6f', x) end
+local function micro(x) return math.floor(x * 1000000 + 0.5) end
+local function num(x, default) if x then return tonumber(x) end return default end
+local function scale_at(pace, now, factor)
+  local lowered = redis.call('HMGET', pace, 'lowered_until', 'level')
+  local untl = num(lowered[1], 0)
+  if untl > now then return factor ^ num(lowered[2], 1), untl - now end
+  return 1, 0
+end
+local function budget_view(budget)
+  local b = redis.call('HMGET', budget, 'limit', 'remaining', 'reset')
+  return num(b[1], -1), num(b[2], -1), num(b[3], -1)
+end
+"""
+
+# KEYS: pace, points, content, pause, budget
+# ARGV: read, cost, content, floor, interval, points/minute, content/minute, content/hour,
+#       lowered factor, minute, hour, ttl
+BOOK = (
+    _LUA_COMMON
+    + """
+local pace, points, content = KEYS[1], KEYS[2], KEYS[3]
+local read, cost, creates = ARGV[1] == '1', tonumber(ARGV[2]), ARGV[3] == '1'
+local floor, interval, per_minute = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local content_minute, content_hour = tonumber(ARGV[7]), tonumber(ARGV[8])
+local factor, minute, hour = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local ttl = ARGV[12]
+local now = clock()
+local limit, remaining, reset = budget_view(KEYS[5])
+local pause = redis.call('PTTL', KEYS[4])
+if pause > 0 then
+  return {1, 0, 0, 0, 0, 0, 0, 0, 0, pause, limit, remaining, reset}
+end
+redis.call('ZREMRANGEBYSCORE', points, '-inf', fmt(now - minute))
+redis.call('ZREMRANGEBYSCORE', content, '-inf', fmt(now - hour))
+local scale, lowered_for = scale_at(pace, now, factor)
+local function cost_of(member) return tonumber(string.match(member, ':(%d+)$')) end
+local function window_wait(span, allowance)
+  local cap = math.max(1, math.floor(allowance * scale))
+  local recent = redis.call('ZRANGEBYSCORE', content, '(' .. fmt(now - span), '+inf', 'WITHSCORES')
+  local n = #recent / 2
+  if n < cap then return 0 end
+  return tonumber(recent[(n - cap) * 2 + 2]) + span - now
+end
+local wait = floor
+local entries = redis.call('ZRANGE', points, 0, -1, 'WITHSCORES')
+local total = 0
+for i = 1, #entries, 2 do total = total + cost_of(entries[i]) end
+local cap = math.floor(per_minute * (read and 1 or scale))
+local excess = total + cost - cap
+if excess > 0 then
+  local freed = 0
+  for i = 1, #entries, 2 do
+    freed = freed + cost_of(entries[i])
+    if freed >= excess then
+      wait = math.max(wait, tonumber(entries[i + 1]) + minute - now)
+      break
+    end
+  end
+end
+local last = num(redis.call('HGET', pace, 'last'), nil)
+if not read then
+  if last then wait = math.max(wait, last + interval / scale - now) end
+  if creates then
+    wait = math.max(wait, window_wait(minute, content_minute), window_wait(hour, content_hour))
+  end
+end
+local at = now + wait
+local seq = redis.call('HINCRBY', pace, 'seq', 1)
+redis.call('ZADD', points, fmt(at), seq .. ':' .. cost)
+if not read then
+  last = math.max(last or at, at)
+  redis.call('HSET', pace, 'last', fmt(last))
+  if creates then redis.call('ZADD', content, fmt(at), seq) end
+end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
+local write_delay = 0
+if last then write_delay = math.max(0, last + interval / scale - now) end
+local in_minute = redis.call('ZCOUNT', content, '(' .. fmt(now - minute), '+inf')
+local in_hour = redis.call('ZCARD', content)
+return {0, micro(wait), micro(at), micro(interval / scale), total + cost, in_minute, in_hour,
+        micro(lowered_for), micro(write_delay), 0, limit, remaining, reset}
+"""
+)
+
+# KEYS: pace; ARGV: lowered for, max lowerings, ttl
+LOWER = (
+    _LUA_COMMON
+    + """
+local now = clock()
+local lowered = redis.call('HMGET', KEYS[1], 'lowered_until', 'level')
+local level = 1
+if num(lowered[1], 0) > now then level = math.min(tonumber(ARGV[2]), num(lowered[2], 0) + 1) end
+redis.call('HSET', KEYS[1], 'lowered_until', fmt(now + tonumber(ARGV[1])), 'level', level)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return level
+"""
+)
+
+# KEYS: pause, budget; ARGV: pause ms, limit, remaining, reset ('' when unknown), ttl
+SHARE = (
+    _LUA_COMMON
+    + """
+local pause_ms = tonumber(ARGV[1])
+if pause_ms > 0 and redis.call('PTTL', KEYS[1]) < pause_ms then
+  redis.call('SET', KEYS[1], '1', 'PX', pause_ms)
+end
+if ARGV[4] ~= '' then
+  local limit, remaining, reset = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  local known_limit, known_remaining, known_reset = budget_view(KEYS[2])
+  if reset == known_reset then
+    redis.call('HSET', KEYS[2], 'limit', limit, 'remaining', math.min(remaining, known_remaining))
+  elseif reset > known_reset then
+    redis.call('HSET', KEYS[2], 'limit', limit, 'remaining', remaining, 'reset', reset)
+  end
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+local limit, remaining, reset = budget_view(KEYS[2])
+return {math.max(0, redis.call('PTTL', KEYS[1])), limit, remaining, reset}
+"""
+)
+
+
+@dataclass(frozen=True)
+class SharedLimitsStats:
+    """Where this replica's GitHub limits are kept now, for the status document."""
+
+    kept_in: str  # "redis", or "this replica" while Redis is unreachable
+    unreachable_for: float | None  # seconds since Redis stopped answering
+    outages: int  # times Redis became unreachable since start-up
+
+
+def _known(value: int) -> int | None:
+    return None if value == UNKNOWN else int(value)
+
+
+def _view(pause_ms: int, limit: int, remaining: int, reset: int) -> SharedView:
+    return SharedView(
+        pause_ms / 1000 if pause_ms > 0 else None, *map(_known, (limit, remaining, reset))
+    )
+
+
+class RedisLimits:
+    """This replica's link to the limits in Redis: the scripts, and whether Redis answers."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = PREFIX,
+        clock: Clock = time.monotonic,
+        retry_every: float = RETRY_EVERY,
+        replicas: Callable[[], int] = lambda: FALLBACK_REPLICAS,
+    ) -> None:
+        """``replicas`` says how many replicas share the installations (their last known
+        number): the pace each keeps alone while Redis is unreachable."""
+        self._book = client.register_script(BOOK)
+        self._lower = client.register_script(LOWER)
+        self._share = client.register_script(SHARE)
+        self._prefix = prefix
+        self._clock = clock
+        self._retry_every = retry_every
+        self._replicas = replicas
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+        self.outages = 0
+
+    def store(
+        self, principal: str, limits: SecondaryLimits, ledger: RateLimitLedger
+    ) -> RedisPaceStore:
+        """The store of one principal (``"app"``, or an installation id); its ledger adopts
+        what the replicas share."""
+        return RedisPaceStore(self, f"{self._prefix}{{{principal}}}:", limits, ledger)
+
+    # -- Redis answering or not ----------------------------------------------------------
+
+    @property
+    def reachable(self) -> bool:
+        return self._down_since is None
+
+    def _worth_trying(self) -> bool:
+        return self._down_since is None or self._clock() >= self._retry_at
+
+    def _failed(self, exc: RedisError) -> None:
+        now = self._clock()
+        self._retry_at = now + self._retry_every
+        if self._down_since is None:
+            self._down_since = now
+            self.outages += 1
+            log.warning(
+                "Redis is unreachable (%s): GitHub requests are paced by this replica alone, "
+                "at 1/%d of the pace, until it answers again",
+                type(exc).__name__,
+                self.fallback_share(),
+            )
+
+    def _answered(self) -> None:
+        if self._down_since is not None:
+            log.info(
+                "Redis answers again after %.0fs: GitHub's limits are shared by the replicas again",
+                self._clock() - self._down_since,
+            )
+            self._down_since = None
+
+    async def _run(self, script: Any, keys: Sequence[str], args: Sequence[object]) -> Any:
+        """Run a script, or ``None`` while Redis is unreachable (then the caller falls back)."""
+        if not self._worth_trying():
+            return None
+        try:
+            answer = await script(keys=keys, args=args)
+        except RedisError as exc:
+            self._failed(exc)
+            return None
+        self._answered()
+        return answer
+
+    def fallback_share(self) -> int:
+        return max(1, self._replicas())
+
+    def stats(self) -> SharedLimitsStats:
+        down = self._down_since
+        return SharedLimitsStats(
+            kept_in="redis" if down is None else "this replica",
+            unreachable_for=None if down is None else self._clock() - down,
+            outages=self.outages,
+        )
+
+
+class RedisPaceStore:
+    """One principal's budget in Redis (``PaceStore``), and its ledger kept up to date."""
+
+    def __init__(
+        self, shared: RedisLimits, key: str, limits: SecondaryLimits, ledger: RateLimitLedger
+    ) -> None:
+        self._shared = shared
+        self._limits = limits
+        self._ledger = ledger
+        self._clock = shared._clock
+        self._pace_keys = [
+            f"{key}pace",
+            f"{key}points",
+            f"{key}content",
+            f"{key}pause",
+            f"{key}budget",
+        ]
+        self._ttl = math.ceil(max(limits.hour, limits.lowered_for) + limits.minute)
+        self._fallback: LocalPaceStore | None = None
+        # as last answered: seconds between writes, until the next write, and the stats
+        self._interval = limits.write_interval
+        self._write_delay_until = 0.0
+        self._stats = BudgetStats(0, 0, 0, None)
+
+    def _alone(self) -> LocalPaceStore:
+        """The fallback while Redis is unreachable: this replica's share, as if it had just
+        written (another replica may have a moment ago)."""
+        if self._fallback is None:
+            share = self._limits.shared_by(self._shared.fallback_share())
+            self._fallback = LocalPaceStore(share, self._clock)
+            self._fallback.budget.record(self._clock(), "POST")
+        return self._fallback
+
+    async def book(self, method: str, *, content: bool = False) -> Booking:
+        limits = self._limits
+        read = method in READ_METHODS
+        fallback = self._fallback
+        floor = (
+            0.0
+            if fallback is None
+            else max(0.0, fallback.budget.delay(self._clock(), method, content=content))
+        )
+        answer = await self._shared._run(
+            self._shared._book,
+            self._pace_keys,
+            [
+                int(read),
+                limits.read_points if read else limits.write_points,
+                int(content and not read),
+                f"{floor:.6f}",
+                limits.write_interval,
+                limits.points_per_minute,
+                limits.content_per_minute,
+                limits.content_per_hour,
+                limits.lowered_factor,
+                limits.minute,
+                limits.hour,
+                self._ttl,
+            ],
+        )
+        if answer is None:
+            return self._alone().book_now(method, content=content)
+        self._fallback = None
+        paused, wait, at, interval, points, minute, hour, lowered, delay, pause, *budget = map(
+            int, answer
+        )
+        self._ledger.adopt(_view(pause, *budget))
+        if paused:
+            return Booking(0.0, self._clock())  # nothing booked: the transport refuses to send
+        now = self._clock()
+        self._interval = interval / MICRO
+        self._write_delay_until = now + delay / MICRO
+        self._stats = BudgetStats(points, minute, hour, lowered / MICRO if lowered else None)
+        return Booking(wait / MICRO, at / MICRO)
+
+    async def lower(self) -> None:
+        args = [self._limits.lowered_for, MAX_LOWERINGS, self._ttl]
+        if await self._shared._run(self._shared._lower, self._pace_keys[:1], args) is None:
+            await self._alone().lower()
+
+    async def share(self) -> None:
+        view = self._ledger.shared_view()
+        known = view.reset is not None and view.limit is not None and view.remaining is not None
+        args = [
+            math.ceil((view.paused_for or 0.0) * 1000),
+            view.limit if known else "",
+            view.remaining if known else "",
+            view.reset if known else "",
+            self._ttl,
+        ]
+        answer = await self._shared._run(self._shared._share, self._pace_keys[3:], args)
+        if answer is not None:
+            self._ledger.adopt(_view(*map(int, answer)))
+
+    def interval(self) -> float:
+        if self._fallback is not None:
+            return self._fallback.interval()
+        return self._interval
+
+    def write_delay(self) -> float:
+        if self._fallback is not None:
+            return self._fallback.write_delay()
+        return max(0.0, self._write_delay_until - self._clock())
+
+    def stats(self) -> BudgetStats:
+        return self._fallback.stats() if self._fallback is not None else self._stats
