@@ -137,6 +137,11 @@ class RequestBudget:
         self._lowered_until: float | None = None
         self._lowered_level = 0
 
+    @property
+    def last_write(self) -> float | None:
+        """The instant of the latest write counted (booked or sent)."""
+        return self._last_write
+
     def _scale(self, now: float) -> float:
         if self._lowered_until is not None and now < self._lowered_until:
             return float(self.limits.lowered_factor**self._lowered_level)

@@ -43,6 +43,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 from github_app.github.pace_store import Booking, LocalPaceStore
 from github_app.github.ratelimit import RateLimitLedger, SharedView
@@ -224,11 +225,13 @@ class RedisLimits:
     ) -> None:
         """``replicas`` says how many replicas share the installations (their last known
         number): the pace each keeps alone while Redis is unreachable."""
-        self._book = client.register_script(BOOK)
-        self._lower = client.register_script(LOWER)
-        self._share = client.register_script(SHARE)
+        self._scripts = {
+            "book": client.register_script(BOOK),
+            "lower": client.register_script(LOWER),
+            "share": client.register_script(SHARE),
+        }
+        self.clock = clock
         self._prefix = prefix
-        self._clock = clock
         self._retry_every = retry_every
         self._replicas = replicas
         self._down_since: float | None = None
@@ -249,10 +252,10 @@ class RedisLimits:
         return self._down_since is None
 
     def _worth_trying(self) -> bool:
-        return self._down_since is None or self._clock() >= self._retry_at
+        return self._down_since is None or self.clock() >= self._retry_at
 
     def _failed(self, exc: RedisError) -> None:
-        now = self._clock()
+        now = self.clock()
         self._retry_at = now + self._retry_every
         if self._down_since is None:
             self._down_since = now
@@ -268,16 +271,16 @@ class RedisLimits:
         if self._down_since is not None:
             log.info(
                 "Redis answers again after %.0fs: GitHub's limits are shared by the replicas again",
-                self._clock() - self._down_since,
+                self.clock() - self._down_since,
             )
             self._down_since = None
 
-    async def _run(self, script: Any, keys: Sequence[str], args: Sequence[object]) -> Any:
+    async def run(self, script: str, keys: Sequence[str], args: Sequence[EncodableT]) -> Any:
         """Run a script, or ``None`` while Redis is unreachable (then the caller falls back)."""
         if not self._worth_trying():
             return None
         try:
-            answer = await script(keys=keys, args=args)
+            answer = await self._scripts[script](keys=keys, args=args)
         except RedisError as exc:
             self._failed(exc)
             return None
@@ -291,7 +294,7 @@ class RedisLimits:
         down = self._down_since
         return SharedLimitsStats(
             kept_in="redis" if down is None else "this replica",
-            unreachable_for=None if down is None else self._clock() - down,
+            unreachable_for=None if down is None else self.clock() - down,
             outages=self.outages,
         )
 
@@ -305,8 +308,8 @@ class RedisPaceStore:
         self._shared = shared
         self._limits = limits
         self._ledger = ledger
-        self._clock = shared._clock
-        self._pace_keys = [
+        self._clock = shared.clock
+        self._keys = [
             f"{key}pace",
             f"{key}points",
             f"{key}content",
@@ -332,15 +335,13 @@ class RedisPaceStore:
     async def book(self, method: str, *, content: bool = False) -> Booking:
         limits = self._limits
         read = method in READ_METHODS
-        fallback = self._fallback
-        floor = (
-            0.0
-            if fallback is None
-            else max(0.0, fallback.budget.delay(self._clock(), method, content=content))
-        )
-        answer = await self._shared._run(
-            self._shared._book,
-            self._pace_keys,
+        floor = 0.0  # back from a fallback: a write keeps the interval after its last one
+        last = None if self._fallback is None or read else self._fallback.budget.last_write
+        if last is not None:
+            floor = max(0.0, last + limits.write_interval - self._clock())
+        answer = await self._shared.run(
+            "book",
+            self._keys,
             [
                 int(read),
                 limits.read_points if read else limits.write_points,
@@ -373,20 +374,16 @@ class RedisPaceStore:
 
     async def lower(self) -> None:
         args = [self._limits.lowered_for, MAX_LOWERINGS, self._ttl]
-        if await self._shared._run(self._shared._lower, self._pace_keys[:1], args) is None:
+        if await self._shared.run("lower", self._keys[:1], args) is None:
             await self._alone().lower()
 
     async def share(self) -> None:
         view = self._ledger.shared_view()
-        known = view.reset is not None and view.limit is not None and view.remaining is not None
-        args = [
-            math.ceil((view.paused_for or 0.0) * 1000),
-            view.limit if known else "",
-            view.remaining if known else "",
-            view.reset if known else "",
-            self._ttl,
-        ]
-        answer = await self._shared._run(self._shared._share, self._pace_keys[3:], args)
+        budget: list[EncodableT] = ["", "", ""]  # unknown until GitHub reported one
+        if view.limit is not None and view.remaining is not None and view.reset is not None:
+            budget = [view.limit, view.remaining, view.reset]
+        args = [math.ceil((view.paused_for or 0.0) * 1000), *budget, self._ttl]
+        answer = await self._shared.run("share", self._keys[3:], args)
         if answer is not None:
             self._ledger.adopt(_view(*map(int, answer)))
 
