@@ -6,7 +6,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from github_app.github.pacing import InstallationPacer, serving
+from github_app.github.pace_store import Booking, LocalPaceStore
+from github_app.github.pacing import LATE_AFTER, InstallationPacer, serving
+from github_app.github.secondary_limits import SecondaryLimits
 from github_app.queue.priority import Priority
 
 pytestmark = pytest.mark.anyio
@@ -80,3 +82,70 @@ async def test_slow_down_lowers_the_pace_and_counts() -> None:
     assert pacer.slowed == 1
     now[0] += 3601.0
     assert pacer.interval == 1.0
+
+
+class SteppedTime:
+    """A monotonic clock moved only by the sleeps: each sleeper waits for ``release``, then
+    the clock is at its instant, plus ``late`` seconds (a busy event loop)."""
+
+    def __init__(self, *, late: float = 0.0, hold: bool = False) -> None:
+        self.now = 0.0
+        self.late = late
+        self.release = anyio.Event()
+        if not hold:
+            self.release.set()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        target = self.now + seconds + self.late
+        await self.release.wait()
+        self.now = max(self.now, target)
+
+
+class CountingStore(LocalPaceStore):
+    """The local budget, counting what it booked."""
+
+    def __init__(self, time: SteppedTime) -> None:
+        super().__init__(SecondaryLimits(write_interval=1.0), time.clock)
+        self.booked: list[float] = []
+
+    def book_now(self, method: str, *, content: bool = False) -> Booking:
+        booking = super().book_now(method, content=content)
+        self.booked.append(booking.at)
+        return booking
+
+
+async def test_a_live_write_takes_the_instant_a_waiting_backfill_write_booked() -> None:
+    time = SteppedTime(hold=True)
+    store = CountingStore(time)
+    pacer = InstallationPacer(store=store, clock=time.clock, sleep=time.sleep)
+    sent: list[tuple[str, float]] = []
+
+    async def write(name: str, urgency: int) -> None:
+        with serving(urgency):
+            async with pacer.write("POST"):
+                sent.append((name, time.now))
+
+    await write("first", Priority.LOW)
+    async with anyio.create_task_group() as group:
+        group.start_soon(write, "backfill", Priority.LOW)
+        await anyio.wait_all_tasks_blocked()  # booked 1.0, asleep until then
+        group.start_soon(write, "live", Priority.HIGH)
+        await anyio.wait_all_tasks_blocked()
+        time.release.set()
+    assert sent == [("first", 0.0), ("live", 1.0), ("backfill", 2.0)]
+    assert store.booked == [0.0, 1.0, 2.0]  # no instant booked for nothing
+
+
+async def test_a_write_that_wakes_too_late_books_the_next_instant_once() -> None:
+    time = SteppedTime(late=0.2)  # every sleep ends 0.2 s after its instant
+    store = CountingStore(time)
+    pacer = InstallationPacer(store=store, clock=time.clock, sleep=time.sleep)
+    first = await pacer.write_turn()
+    second = await pacer.write_turn()
+    # 1.0 was missed by more than LATE_AFTER: not taken, 2.0 booked; missed too, taken anyway
+    assert store.booked == [0.0, 1.0, 2.0]
+    assert (first, second) == (0.0, pytest.approx(2.2))
+    assert LATE_AFTER < 0.2

@@ -6,7 +6,13 @@ import httpx
 import pytest
 
 from github_app.github.etag_cache import ETagCache
-from github_app.github.ratelimit import RateLimited, RateLimitLedger, classify, total_of
+from github_app.github.ratelimit import (
+    RateLimited,
+    RateLimitLedger,
+    SharedView,
+    classify,
+    total_of,
+)
 
 
 class Clocks:
@@ -127,6 +133,28 @@ def test_classify_follows_githubs_order_retry_after_then_zero_budget_then_second
     status: int, headers: dict[str, str], body: bytes, expected: RateLimited | None
 ) -> None:
     assert classify(status, httpx.Headers(headers), body, now=NOW) == expected
+
+
+def test_a_shared_view_is_adopted_by_the_rules_of_an_answers_headers() -> None:
+    clocks = Clocks()
+    book = ledger(clocks)
+    reset = int(clocks.wall + 600)
+    book.observe("GET", answer(4000, reset))
+    book.adopt(SharedView(paused_for=None, limit=5000, remaining=4500, reset=reset))
+    assert book.remaining == 4000  # the same window: the lowest count is the latest
+    book.adopt(SharedView(None, 5000, 200, reset))  # another replica has used more
+    assert book.hold_until() == (
+        clocks.mono + 600,
+        "rate-limit budget under its reserve (200 left)",
+    )
+    book.adopt(SharedView(None, 5000, 5000, reset - 3600))  # a straggler of the last window
+    assert book.remaining == 200
+    book.adopt(SharedView(paused_for=30.0, limit=None, remaining=None, reset=None))
+    assert book.hold_until() == (clocks.mono + 30, "secondary rate limit pause")
+    book.adopt(SharedView(paused_for=5.0, limit=None, remaining=None, reset=None))
+    assert book.blocked_for() == pytest.approx(30)  # a shorter pause does not shorten it
+    assert book.shared_view() == SharedView(30.0, 5000, 200, reset)
+    assert ledger(clocks).shared_view() == SharedView(None, None, None, None)
 
 
 def test_total_sums_counters_and_budgets_and_keeps_the_earliest_reset() -> None:

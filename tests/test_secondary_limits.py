@@ -79,6 +79,26 @@ def test_lowered_content_allowance_is_half_a_minute() -> None:
     assert send(budget, now, "POST", content=True) >= 60.0
 
 
+def test_a_booking_counts_the_request_at_its_instant_so_the_next_books_after_it() -> None:
+    budget = RequestBudget(SecondaryLimits(points_per_minute=12))
+    assert budget.book(0.0, "POST") == 0.0
+    assert budget.book(0.0, "POST") == 1.0  # booked ahead, at 1.0
+    assert budget.book(0.5, "GET") == 0.0  # 11 points: reads are not held by writes
+    assert budget.book(0.5, "PATCH") == pytest.approx(60.0 - 0.5)  # 16 points: until 0.0 ages
+    assert budget.book(0.6, "GET") == pytest.approx(60.0 - 0.6)  # 17 points: until 0.0 ages
+    assert budget.last_write == 60.0
+    assert budget.stats(0.6).points_last_minute == 17  # what is booked ahead counts already
+
+
+def test_a_process_keeping_limits_alone_takes_its_share() -> None:
+    share = SecondaryLimits().shared_by(3)
+    assert share.write_interval == 3.0
+    assert (share.content_per_minute, share.content_per_hour) == (26, 166)
+    assert share.points_per_minute == 300
+    tiny = SecondaryLimits(content_per_minute=2, points_per_minute=6).shared_by(4)
+    assert tiny.content_per_minute == 1 and tiny.points_per_minute == 5  # one write still goes
+
+
 def test_content_rules_count_issues_and_comments_and_take_extras() -> None:
     rules = ContentRules(["POST /repos/{owner}/{repo}/issues/{number}/labels"])
     assert rules("POST", "/repos/o/r/issues")
