@@ -237,6 +237,13 @@ class StatusCollector(Collector):
         yield _gauge("uptime_seconds", "Seconds since start.", doc["app"]["uptime_seconds"])
         github = doc["github"]
         yield _gauge("tokens_cached", "Installation tokens cached.", github["tokens_cached"])
+        shared = github.get("shared_limits")
+        if isinstance(shared, Mapping):  # QUEUE_BACKEND=redis
+            yield _gauge(
+                "github_limits_shared",
+                "1 while GitHub's limits are shared in Redis, 0 while this replica paces alone.",
+                int(shared["kept_in"] == "redis"),
+            )
         yield _gauge(
             "config_error_repositories",
             "Repositories whose config file is invalid.",

@@ -182,6 +182,9 @@ class StatusReporter:
                 "tokens_minted": gateway.tokens.minted,
                 # per-installation rate-limit budget (limit, remaining, reset)
                 "rate_limits": jsonable(gateway.stats()),
+                # with QUEUE_BACKEND=redis: whether the replicas share the limits right now
+                # (kept_in "redis"), or Redis is unreachable and this replica paces alone
+                "shared_limits": jsonable(gateway.shared_stats()),
             },
             "backfills": self._backfills(),
             # failed deliveries asked for again: totals and the last round (when, seen, requested)

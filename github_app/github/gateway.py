@@ -3,7 +3,10 @@
 The gateway owns everything GitHub-facing that outlives a request: the shared
 connection pool (``transport``), the token cache (``tokens``), and per
 installation a kept client, a rate-limit ledger (``ratelimit``), a pacer
-(``pacing``) and a share of the conditional-GET cache (``etag_cache``).
+(``pacing``) and a share of the conditional-GET cache (``etag_cache``). The
+pacers' budgets live in this process, or with ``QUEUE_BACKEND=redis`` in Redis
+(``shared_limits``) with the pauses and budgets the replicas report, so that
+replicas together keep each installation's limits like one process.
 githubkit's own retries (which sleep inside a call, up to a rate-limit reset,
 and re-send POSTs) and its HTTP cache (unbounded) are turned off: retries
 belong to the queue, and the runner asks ``hold_until`` before an event runs.

@@ -14,12 +14,14 @@ installation passes through, in this order:
 1. refuse at once (a retryable error, nothing sent) while the installation
    is paused after a secondary limit or its budget is at zero;
 2. reads keep the points allowance; writes wait for their turn and go one
-   at a time (``pacing``, ``secondary_limits``);
+   at a time (``pacing``, ``secondary_limits``); a pause learnt meanwhile
+   (from another replica, through the pacer's store) refuses as in 1;
 3. GETs carry ``If-None-Match`` when an answer is cached; a 304 serves it;
 4. a concurrency slot is held while the request is on the wire;
 5. every answer updates the ledger; a 403 or 429 is classified once
    (``ratelimit.classify``), the verdict left on the response for the error
-   the caller sees, and a secondary limit pauses the installation; a 404 on
+   the caller sees, and a secondary limit pauses the installation (shared with
+   the other replicas when the store is: ``PaceStore.share``); a 404 on
    a read of an object the running event names is retried after a short
    delay (GitHub's replication race), a bounded number of times. Nothing
    else is ever re-sent here: a failed write goes back to the queue, whose
