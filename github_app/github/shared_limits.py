@@ -254,7 +254,7 @@ class RedisLimits:
     def _worth_trying(self) -> bool:
         return self._down_since is None or self.clock() >= self._retry_at
 
-    def _failed(self, exc: RedisError) -> None:
+    def _failed(self, exc: Exception) -> None:
         now = self.clock()
         self._retry_at = now + self._retry_every
         if self._down_since is None:
@@ -281,7 +281,7 @@ class RedisLimits:
             return None
         try:
             answer = await self._scripts[script](keys=keys, args=args)
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             self._failed(exc)
             return None
         self._answered()
