@@ -88,9 +88,12 @@ class SteppedTime:
     """A monotonic clock moved only by the sleeps: each sleeper waits for ``release``, then
     the clock is at its instant, plus ``late`` seconds (a busy event loop)."""
 
-    def __init__(self, *, late: float = 0.0, hold: bool = False) -> None:
+    def __init__(
+        self, *, late: float = 0.0, hold: bool = False, lates: tuple[float, ...] = ()
+    ) -> None:
         self.now = 0.0
         self.late = late
+        self.lates = list(lates)  # the first sleeps' own lateness, then ``late``
         self.release = anyio.Event()
         if not hold:
             self.release.set()
@@ -99,7 +102,7 @@ class SteppedTime:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        target = self.now + seconds + self.late
+        target = self.now + seconds + (self.lates.pop(0) if self.lates else self.late)
         await self.release.wait()
         self.now = max(self.now, target)
 
@@ -149,3 +152,15 @@ async def test_a_write_that_wakes_too_late_books_the_next_instant_once() -> None
     assert store.booked == [0.0, 1.0, 2.0]
     assert (first, second) == (0.0, pytest.approx(2.2))
     assert LATE_AFTER < 0.2
+
+
+async def test_in_one_process_a_write_waits_an_interval_after_the_last_one_went() -> None:
+    time = SteppedTime(lates=[0.03])  # the second write goes 30 ms after its instant
+    store = CountingStore(time)
+    pacer = InstallationPacer(store=store, clock=time.clock, sleep=time.sleep)
+    sent = []
+    for _ in range(3):
+        async with pacer.write("POST"):
+            sent.append(time.now)
+    assert store.booked == [0.0, 1.0, 2.0]
+    assert sent == [0.0, 1.03, pytest.approx(2.03)]  # not 2.0: a second after 1.03

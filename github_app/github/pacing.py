@@ -15,10 +15,11 @@ a backfill), then the oldest: only the first in line books, and an instant
 booked belongs to whoever is first in line when it comes, so a live write
 arriving meanwhile takes the instant a backfill's write booked. An instant
 missed by more than ``LATE_AFTER`` (a busy event loop, a writer cancelled) is
-not used: the next one is booked, so that writes never come closer than the
-interval minus that. Reads only keep the points allowance. After a secondary
-limit the principal's write allowances are lowered for the rest of the hour
-(``slow_down``).
+not used: the next one is booked. In one process a write also waits an
+interval after the last one went (a little late, maybe); between replicas,
+writes never come closer than the interval minus ``LATE_AFTER``. Reads only
+keep the points allowance. After a secondary limit the principal's write
+allowances are lowered for the rest of the hour (``slow_down``).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class InstallationPacer:
         self._changed = anyio.Event()
         self._busy = False  # a write is on the wire, or the first in line is booking
         self._booked: _Booked | None = None
+        self._last_sent: float | None = None
         self.slowed = 0
 
     @property
@@ -145,6 +147,13 @@ class InstallationPacer:
             self._wake()
         self._booked = _Booked(self._clock() + booking.wait, content)
 
+    def _due(self, booked: _Booked) -> float:
+        """When a booked write may go: at its instant, and an interval after this process's
+        last write went (which may have gone a little late)."""
+        if self._last_sent is None:
+            return booked.at
+        return max(booked.at, self._last_sent + self.store.interval())
+
     @asynccontextmanager
     async def write(self, method: str, *, content: bool = False) -> AsyncIterator[float]:
         """Held while a write is on the wire: it waits for its turn, the next for its end.
@@ -167,16 +176,17 @@ class InstallationPacer:
                     continue
                 booked = self._booked
                 now = self._clock()
-                if booked is not None and now - booked.at > LATE_AFTER and not missed:
+                if booked is not None and now - self._due(booked) > LATE_AFTER and not missed:
                     missed = True
                     booked = None
                 if booked is None or (content and not booked.content):
                     await self._book(method, content)
                     continue  # first in line may have changed during the booking
-                if booked.at > now and booked is not slept:
+                due = self._due(booked)
+                if due > now and booked is not slept:
                     waited = True
                     slept = booked
-                    await self._sleep(booked.at - now)
+                    await self._sleep(due - now)
                     continue  # whoever is first in line when it comes takes it
                 break
         except BaseException:
@@ -187,7 +197,8 @@ class InstallationPacer:
         heapq.heappop(self._waiting)
         self._booked = None
         self._busy = True
-        sent = max(self._clock(), booked.at)
+        sent = max(self._clock(), self._due(booked))
+        self._last_sent = sent
         try:
             yield sent - asked if waited else 0.0
         finally:
