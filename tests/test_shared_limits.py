@@ -181,6 +181,39 @@ async def test_the_budget_one_replica_saw_holds_the_others_under_the_reserve(
     assert (seen.limit, seen.remaining, seen.reset_at) == (5000, 200, wall + 600)
 
 
+async def test_the_budget_a_replica_saw_reaches_the_others_with_its_next_booking(
+    redis_server: RedisServer, private_key_pem: str
+) -> None:
+    wall = 1_700_000_000.0
+    settings = make_settings(private_key_pem)
+
+    def budget(remaining: int) -> httpx.Response:
+        headers = {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": str(remaining),
+            "x-ratelimit-reset": str(int(wall) + 600),
+        }
+        return httpx.Response(200, headers=headers)
+
+    seen: list[int | None] = []
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        router.get(f"{API}/repos/o/r/issues/1").mock(side_effect=[budget(4000), budget(3999)])
+        async with replicas(redis_server, 2) as shared:
+            first, second = (
+                GitHubGateway(settings, shared=link, clock=lambda: wall) for link in shared
+            )
+            for _ in range(2):
+                await first.installation(7).arequest("GET", "/repos/o/r/issues/1")
+                await second.refresh(7)
+                seen.append(second.stats().installations[7].remaining)
+            for gateway in (first, second):
+                await gateway.aclose()
+    # Far above the reserve, a report waits for the replica's next request: one round trip
+    # to Redis a request, not two.
+    assert seen == [None, 4000]
+
+
 async def test_redis_unreachable_falls_back_to_this_replicas_share_and_comes_back(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,13 +10,16 @@ scripts, each atomic:
   created in the last minute and hour, the lowered pace after a limit). A
   request books the first instant that keeps them all and is counted there;
   the replica sleeps until it. Nothing is booked while the principal is
-  paused: the answer carries the pause instead.
+  paused: the answer carries the pause instead. The booking also brings the
+  primary budget this replica last saw (remaining / reset; the lowest count
+  of a window wins) and takes back what all replicas saw, for its ledger.
 - ``LOWER``: a secondary limit met by any replica lowers every replica's pace.
-- ``SHARE``: a secondary-limit pause (retry-after) and the primary budget
-  (remaining / reset, the lowest count of a window winning) merged with what
-  the replicas reported before, and the merged view handed back to the
-  replica's ledger (``RateLimitLedger.adopt``), which holds the installation
-  (``hold_until``) as if it had met the limit itself.
+- ``SHARE``: at once, without a request: a secondary-limit pause (retry-after)
+  or a budget under the reserve that one replica met, and before an event
+  runs (``GitHubGateway.refresh``) what the others met.
+
+Each answer goes to the replica's ledger (``RateLimitLedger.adopt``), which
+holds the installation (``hold_until``) as if it had met the limit itself.
 
 The scripts read Redis's clock (``TIME``): replicas' monotonic clocks cannot
 be compared, Redis's is one. A booking comes back as the seconds to wait from
@@ -82,11 +85,23 @@ local function budget_view(budget)
   local b = redis.call('HMGET', budget, 'limit', 'remaining', 'reset')
   return num(b[1], -1), num(b[2], -1), num(b[3], -1)
 end
+-- a replica's report of the primary budget: the lowest count of a window is the latest
+local function merge_budget(budget, limit, remaining, reset, ttl)
+  if reset == '' then return end
+  limit, remaining, reset = tonumber(limit), tonumber(remaining), tonumber(reset)
+  local known_limit, known_remaining, known_reset = budget_view(budget)
+  if reset == known_reset then
+    redis.call('HSET', budget, 'limit', limit, 'remaining', math.min(remaining, known_remaining))
+  elseif reset > known_reset then
+    redis.call('HSET', budget, 'limit', limit, 'remaining', remaining, 'reset', reset)
+  end
+  redis.call('EXPIRE', budget, ttl)
+end
 """
 
 # KEYS: pace, points, content, pause, budget
 # ARGV: read, cost, content, floor, interval, points/minute, content/minute, content/hour,
-#       lowered factor, minute, hour, ttl
+#       lowered factor, minute, hour, ttl, and the replica's budget: limit, remaining, reset
 BOOK = (
     _LUA_COMMON
     + """
@@ -97,37 +112,45 @@ local content_minute, content_hour = tonumber(ARGV[7]), tonumber(ARGV[8])
 local factor, minute, hour = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local ttl = ARGV[12]
 local now = clock()
+merge_budget(KEYS[5], ARGV[13], ARGV[14], ARGV[15], ttl)
 local limit, remaining, reset = budget_view(KEYS[5])
 local pause = redis.call('PTTL', KEYS[4])
 if pause > 0 then
   return {1, 0, 0, 0, 0, 0, 0, 0, 0, pause, limit, remaining, reset}
 end
-redis.call('ZREMRANGEBYSCORE', points, '-inf', fmt(now - minute))
+local function cost_of(member) return tonumber(string.match(member, ':(%d+)$')) end
+-- the points of the last minute: a running total, less what ages out now
+local aged = redis.call('ZRANGEBYSCORE', points, '-inf', fmt(now - minute))
+local total = num(redis.call('HGET', pace, 'points'), 0)
+for i = 1, #aged do total = total - cost_of(aged[i]) end
+if #aged > 0 then redis.call('ZREMRANGEBYSCORE', points, '-inf', fmt(now - minute)) end
+if total < 0 or redis.call('ZCARD', points) == 0 then total = 0 end
 redis.call('ZREMRANGEBYSCORE', content, '-inf', fmt(now - hour))
 local scale, lowered_for = scale_at(pace, now, factor)
-local function cost_of(member) return tonumber(string.match(member, ':(%d+)$')) end
 local function window_wait(span, allowance)
   local cap = math.max(1, math.floor(allowance * scale))
-  local recent = redis.call('ZRANGEBYSCORE', content, '(' .. fmt(now - span), '+inf', 'WITHSCORES')
-  local n = #recent / 2
+  local since = '(' .. fmt(now - span)
+  local n = redis.call('ZCOUNT', content, since, '+inf')
   if n < cap then return 0 end
-  return tonumber(recent[(n - cap) * 2 + 2]) + span - now
+  local oldest = redis.call('ZRANGEBYSCORE', content, since, '+inf', 'WITHSCORES',
+                            'LIMIT', n - cap, 1)
+  return tonumber(oldest[2]) + span - now
 end
 local wait = floor
-local entries = redis.call('ZRANGE', points, 0, -1, 'WITHSCORES')
-local total = 0
-for i = 1, #entries, 2 do total = total + cost_of(entries[i]) end
 local cap = math.floor(per_minute * (read and 1 or scale))
 local excess = total + cost - cap
-if excess > 0 then
-  local freed = 0
-  for i = 1, #entries, 2 do
-    freed = freed + cost_of(entries[i])
+local freed, first = 0, 0
+while excess > 0 and freed < excess do  -- the oldest entries, a few at a time
+  local batch = redis.call('ZRANGE', points, first, first + 15, 'WITHSCORES')
+  if #batch == 0 then break end
+  for i = 1, #batch, 2 do
+    freed = freed + cost_of(batch[i])
     if freed >= excess then
-      wait = math.max(wait, tonumber(entries[i + 1]) + minute - now)
+      wait = math.max(wait, tonumber(batch[i + 1]) + minute - now)
       break
     end
   end
+  first = first + 16
 end
 local last = num(redis.call('HGET', pace, 'last'), nil)
 if not read then
@@ -139,6 +162,7 @@ end
 local at = now + wait
 local seq = redis.call('HINCRBY', pace, 'seq', 1)
 redis.call('ZADD', points, fmt(at), seq .. ':' .. cost)
+redis.call('HSET', pace, 'points', total + cost)
 if not read then
   last = math.max(last or at, at)
   redis.call('HSET', pace, 'last', fmt(last))
@@ -176,16 +200,7 @@ local pause_ms = tonumber(ARGV[1])
 if pause_ms > 0 and redis.call('PTTL', KEYS[1]) < pause_ms then
   redis.call('SET', KEYS[1], '1', 'PX', pause_ms)
 end
-if ARGV[4] ~= '' then
-  local limit, remaining, reset = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-  local known_limit, known_remaining, known_reset = budget_view(KEYS[2])
-  if reset == known_reset then
-    redis.call('HSET', KEYS[2], 'limit', limit, 'remaining', math.min(remaining, known_remaining))
-  elseif reset > known_reset then
-    redis.call('HSET', KEYS[2], 'limit', limit, 'remaining', remaining, 'reset', reset)
-  end
-  redis.call('EXPIRE', KEYS[2], ARGV[5])
-end
+merge_budget(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 local limit, remaining, reset = budget_view(KEYS[2])
 return {math.max(0, redis.call('PTTL', KEYS[1])), limit, remaining, reset}
 """
@@ -355,6 +370,7 @@ class RedisPaceStore:
                 limits.minute,
                 limits.hour,
                 self._ttl,
+                *self._budget(self._ledger.shared_view()),
             ],
         )
         if answer is None:
@@ -379,13 +395,17 @@ class RedisPaceStore:
 
     async def share(self) -> None:
         view = self._ledger.shared_view()
-        budget: list[EncodableT] = ["", "", ""]  # unknown until GitHub reported one
-        if view.limit is not None and view.remaining is not None and view.reset is not None:
-            budget = [view.limit, view.remaining, view.reset]
-        args = [math.ceil((view.paused_for or 0.0) * 1000), *budget, self._ttl]
+        args = [math.ceil((view.paused_for or 0.0) * 1000), *self._budget(view), self._ttl]
         answer = await self._shared.run("share", self._keys[3:], args)
         if answer is not None:
             self._ledger.adopt(_view(*map(int, answer)))
+
+    @staticmethod
+    def _budget(view: SharedView) -> list[EncodableT]:
+        """The primary budget this replica knows, as script arguments ('': none reported)."""
+        if view.limit is None or view.remaining is None or view.reset is None:
+            return ["", "", ""]
+        return [view.limit, view.remaining, view.reset]
 
     def interval(self) -> float:
         if self._fallback is not None:

@@ -308,8 +308,10 @@ class GitHubTransport(httpx.AsyncBaseTransport):
             else:
                 response = await self._inner.handle_async_request(request)
             self._ledger.observe(request.method, response)
-            if self._pacer is not None:
-                await self._pacer.store.share()  # the budget GitHub reported, for every replica
+            if self._pacer is not None and self._ledger.hold_until() is not None:
+                # a budget under the reserve holds every replica now; the rest of what the
+                # ledger learns reaches the others with this replica's next booking
+                await self._pacer.store.share()
             if (
                 response.status_code != 404
                 or request.method != "GET"
