@@ -42,6 +42,7 @@ from github_app.errors import SettingsError
 from github_app.event_models import warm_up
 from github_app.github.gateway import GitHubGateway
 from github_app.github.secondary_limits import GITHUB_LIMITS, SecondaryLimits
+from github_app.github.shared_limits import RedisLimits
 from github_app.intake.route import WebhookIntake
 from github_app.logs import install_context, named_ids
 from github_app.queue.compression import PayloadCodec
@@ -164,7 +165,12 @@ class Runtime:
             start=min(settings.workers_max, max(settings.workers_min, INITIAL_WIDTH)),
         )
         self.gateway = GitHubGateway(
-            settings, transport=transport, clock=clock, meter=self.controller, limits=github_limits
+            settings,
+            transport=transport,
+            clock=clock,
+            meter=self.controller,
+            limits=github_limits,
+            shared=self._shared_limits(),
         )
         self.configs = RepoConfigStore(self.registry)
         self.metrics = Metrics(clock=clock)
@@ -268,6 +274,16 @@ class Runtime:
         self._shutdown_done = anyio.Event()
         self._stop_now = False
         self._drain_scope: anyio.CancelScope | None = None
+
+    def _shared_limits(self) -> RedisLimits | None:
+        """With QUEUE_BACKEND=redis GitHub's limits are the replicas' together, in Redis; alone
+        (Redis unreachable) this replica keeps its share, by the replicas seen last."""
+        link = self.redis
+        if link is None:
+            return None
+        return RedisLimits(
+            link.client, prefix=f"{PREFIX}limits:", replicas=lambda: len(link.replicas)
+        )
 
     def _job_store(self) -> JobStore:
         """Backfill jobs live in the spool when there is one, in Redis when the replicas share

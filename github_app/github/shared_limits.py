@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-PREFIX = "aip:limits:"
+PREFIX = "aip:limits:"  # the runtime passes redis_link.PREFIX + "limits:"
 RETRY_EVERY = 1.0  # seconds between tries of an unreachable Redis
 FALLBACK_REPLICAS = 3  # replicas assumed when none is known: each keeps a third of the pace
 MICRO = 1_000_000
@@ -239,7 +239,8 @@ class RedisLimits:
         replicas: Callable[[], int] = lambda: FALLBACK_REPLICAS,
     ) -> None:
         """``replicas`` says how many replicas share the installations (their last known
-        number): the pace each keeps alone while Redis is unreachable."""
+        number, 0 if none is known): the pace each keeps alone while Redis is unreachable.
+        ``prefix`` starts every key (one Redis may keep other things)."""
         self._scripts = {
             "book": client.register_script(BOOK),
             "lower": client.register_script(LOWER),
@@ -303,7 +304,9 @@ class RedisLimits:
         return answer
 
     def fallback_share(self) -> int:
-        return max(1, self._replicas())
+        """The replicas this one's share is of: as last seen, else ``FALLBACK_REPLICAS``."""
+        known = self._replicas()
+        return known if known > 0 else FALLBACK_REPLICAS
 
     def stats(self) -> SharedLimitsStats:
         down = self._down_since
