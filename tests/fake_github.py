@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,9 @@ class FakeGitHub:
         self.held = 0  # requests waiting on ``release`` now
         self.url = ""
         self.config_repo = "/repos/Codertocat/Hello-World/"
+        self.arrivals: list[float] = []  # when each write of an installation arrived (monotonic)
+        self.min_write_gap = 0.0  # a write sooner than this after the last: a secondary limit
+        self.too_soon = 0
 
     def comment_count(self, issue: int, marker: str) -> int:
         with self.lock:
@@ -52,6 +56,8 @@ class FakeGitHub:
             return 201, {"token": "ghs_fake", "expires_at": expires}
         if method == "GET" and CONFIG.match(path):
             return (200, Raw(REPO_CONFIG)) if path.startswith(self.config_repo) else (404, {})
+        if method != "GET" and not TOKEN.match(path) and self._too_soon():
+            return 403, {"message": "You have exceeded a secondary rate limit."}
         if (match := COMMENTS.match(path)) is not None:
             number = int(match[1])
             if method == "GET":
@@ -72,6 +78,15 @@ class FakeGitHub:
         if method == "GET" and re.match(r"^/repos/[^/]+/[^/]+/issues$", path):
             return 200, []
         return 404, {"message": "Not Found"}
+
+    def _too_soon(self) -> bool:
+        """Record the write's arrival; True if it came sooner than ``min_write_gap``."""
+        with self.lock:
+            now = time.monotonic()
+            soon = bool(self.arrivals) and now - self.arrivals[-1] < self.min_write_gap
+            self.arrivals.append(now)
+            self.too_soon += soon
+            return soon
 
 
 @contextmanager

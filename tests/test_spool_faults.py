@@ -60,16 +60,19 @@ def start(folder: Path, github: FakeGitHub, private_key: str, **env: str) -> Ser
             serve_command(port),
             cwd=folder,
             env=clean_env(
-                APP_ID="12345",
-                PRIVATE_KEY=private_key,
-                WEBHOOK_SECRET=SECRET,
-                GITHUB_API_URL=github.url,
-                GITHUB_WRITE_INTERVAL="0",
-                GITHUB_SECONDARY_LIMITS="off",  # 120 welcome comments a minute: not GitHub's pace
-                DRY_RUN="false",
-                ADMIN_TOKEN=ADMIN,
-                STATE_DIR=str(folder / "state"),
-                **env,
+                **{
+                    "APP_ID": "12345",
+                    "PRIVATE_KEY": private_key,
+                    "WEBHOOK_SECRET": SECRET,
+                    "GITHUB_API_URL": github.url,
+                    "GITHUB_WRITE_INTERVAL": "0",
+                    # 120 welcome comments a minute: not GitHub's pace
+                    "GITHUB_SECONDARY_LIMITS": "off",
+                    "DRY_RUN": "false",
+                    "ADMIN_TOKEN": ADMIN,
+                    "STATE_DIR": str(folder / "state"),
+                }
+                | env
             ),
             stdout=subprocess.DEVNULL,
             stderr=sink,
