@@ -263,10 +263,6 @@ class RedisLimits:
 
     # -- Redis answering or not ----------------------------------------------------------
 
-    @property
-    def reachable(self) -> bool:
-        return self._down_since is None
-
     def _worth_trying(self) -> bool:
         return self._down_since is None or self.clock() >= self._retry_at
 
@@ -384,7 +380,7 @@ class RedisPaceStore:
         )
         self._ledger.adopt(_view(pause, *budget))
         if paused:
-            return Booking(0.0, self._clock())  # nothing booked: the transport refuses to send
+            return Booking(0.0, 0.0)  # nothing booked: the ledger is paused, the transport refuses
         now = self._clock()
         self._interval = interval / MICRO
         self._write_delay_until = now + delay / MICRO
