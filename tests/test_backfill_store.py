@@ -182,3 +182,28 @@ async def test_saves_made_while_redis_is_down_are_written_once_it_is_back(
     async with redis_store(redis_server.url) as other:
         assert other.jobs() == [job]
         assert [o.delivery_id for o in await other.reports("j")] == ["backfill-j-1-o/a#3"]
+
+
+async def test_a_replica_reads_again_only_what_changed_and_the_jobs_not_finished(
+    redis_server: RedisServer,
+) -> None:
+    done, running = a_job("done"), a_job("running", created_at=5.0)
+    done.finish(6.0)
+    async with redis_store(redis_server.url) as one, redis_store(redis_server.url) as other:
+        one.save(done)
+        one.save(running)
+        await one.write()
+        assert [s.job.id for s in await other.shared()] == ["done", "running"]
+        assert [s.job.id for s in await other.shared()] == ["running"]  # a claim may lapse
+        running.note(206, {}, ok=True)
+        one.save(running)
+        await one.write()
+        [again] = await other.shared()
+        assert again.job.progress.processed == 2
+        running.finish(9.0)
+        one.save(running)
+        await one.write()
+        [last] = await other.shared()
+        assert last.job.state == JobState.FINISHED
+        assert await other.shared() == []
+        assert [job.id for job in other.jobs()] == ["done", "running"]  # still shown

@@ -3,6 +3,9 @@
 Keys (under the app's prefix):
 
 - ``backfill:jobs``: a hash, job id -> the job's JSON record (``Job.as_json``);
+- ``backfill:updated``: job ids scored by the save that last changed them
+  (``backfill:version`` counts saves), so a replica reads only the records
+  changed since it last looked, not every job ever run;
 - ``backfill:claim:{id}``: the lease of the replica running the job
   (``redis_lease``; a replica killed with -9 lets go after ``CLAIM_TTL``, and
   another resumes the job from its checkpoint);
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import cast
 
 import anyio
 import orjson
@@ -49,6 +53,7 @@ if old then
     end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[1])
 return 1
 """
 
@@ -62,9 +67,13 @@ class RedisJobStore:
         self._redis = redis
         self._claim_ttl = claim_ttl
         self._jobs_key = f"{prefix}backfill:jobs"
+        self._updated_key = f"{prefix}backfill:updated"
+        self._version_key = f"{prefix}backfill:version"
         self._claim_prefix = f"{prefix}backfill:claim:"
         self._reports_prefix = f"{prefix}backfill:reports:"
         self._records: dict[str, bytes] = {}  # this replica's copy: last read or saved
+        self._open: set[str] = set()  # jobs not finished as far as this replica knows
+        self._version = 0.0  # the last save whose record this replica read
         self._unsaved: dict[str, tuple[bytes, str]] = {}  # job id -> record, state
         self._unreported: list[tuple[str, bytes]] = []  # job id, outcome
         self._pending = anyio.Event()
@@ -73,9 +82,16 @@ class RedisJobStore:
 
     def save(self, job: Job) -> None:
         raw = orjson.dumps(job.as_json())
-        self._records[job.id] = raw
+        self._keep(job, raw)
         self._unsaved[job.id] = (raw, str(job.state))
         self._pending.set()
+
+    def _keep(self, job: Job, raw: bytes) -> None:
+        self._records[job.id] = raw
+        if job.state.final:
+            self._open.discard(job.id)
+        else:
+            self._open.add(job.id)
 
     def jobs(self) -> list[Job]:
         found = [Job.from_json(json_object(raw)) for raw in self._records.values()]
@@ -88,13 +104,31 @@ class RedisJobStore:
     # --- reads of what every replica saved ------------------------------------------------
 
     async def shared(self) -> list[StoredJob]:
+        """The jobs saved since the last call (all of them at the first), and every job not
+        finished, each with whether a replica holds its claim now."""
         with answering(STORE):
-            stored = await self._redis.hgetall(self._jobs_key)
-            records = {_text(key): self._newest(_text(key), raw) for key, raw in stored.items()}
-            claimed = await self._claimed(list(records))
-        self._records.update(records)
-        jobs = [Job.from_json(json_object(raw)) for raw in records.values()]
-        found = [StoredJob(job, job.id in claimed) for job in jobs]
+            changed = cast(
+                list[tuple[bytes | str, float]],
+                await self._redis.zrangebyscore(
+                    self._updated_key, f"({self._version!r}", "+inf", withscores=True
+                ),
+            )
+            ids = [_text(member) for member, _ in changed]
+            raws = await self._redis.hmget(self._jobs_key, ids) if ids else []
+            records = {
+                job_id: self._newest(job_id, raw)
+                for job_id, raw in zip(ids, raws, strict=True)
+                if raw is not None
+            }
+            jobs = {job_id: Job.from_json(json_object(raw)) for job_id, raw in records.items()}
+            for job_id in self._open - set(jobs):  # unchanged, unfinished: a claim may lapse
+                jobs[job_id] = Job.from_json(json_object(self._records[job_id]))
+            claimed = await self._claimed([i for i, job in jobs.items() if not job.state.final])
+        if changed:
+            self._version = max(self._version, max(score for _, score in changed))
+        for job_id, raw in records.items():
+            self._keep(jobs[job_id], raw)
+        found = [StoredJob(job, job.id in claimed) for job in jobs.values()]
         return sorted(found, key=lambda stored: stored.job.created_at)
 
     async def current(self, job_id: str) -> StoredJob | None:
@@ -104,8 +138,9 @@ class RedisJobStore:
         if raw is None:
             return None
         raw = self._newest(job_id, raw)
-        self._records[job_id] = raw
-        return StoredJob(Job.from_json(json_object(raw)), job_id in claimed)
+        job = Job.from_json(json_object(raw))
+        self._keep(job, raw)
+        return StoredJob(job, job_id in claimed)
 
     async def _claimed(self, job_ids: list[str]) -> set[str]:
         if not job_ids:
@@ -186,7 +221,8 @@ class RedisJobStore:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for job_id, (raw, state) in unsaved.items():
-                    pipe.eval(SAVE, 1, self._jobs_key, job_id, raw, state)
+                    keys = (self._jobs_key, self._updated_key, self._version_key)
+                    pipe.eval(SAVE, 3, *keys, job_id, raw, state)
                 for job_id, outcome in unreported:
                     pipe.rpush(self._reports_prefix + job_id, outcome)
                     pipe.expire(self._reports_prefix + job_id, REPORTS_TTL)

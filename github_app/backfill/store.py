@@ -74,7 +74,8 @@ class JobStore(Protocol):
         """Every kept job, oldest first."""
 
     async def shared(self) -> list[StoredJob]:
-        """Every job as saved by any replica (``[]`` when no other process shares the store).
+        """Jobs as any replica saved them: those changed since the last call (all at the
+        first) and every unfinished one; ``[]`` when no other process shares the store.
         ``errors.StoreUnavailable`` when the store does not answer."""
 
     async def current(self, job_id: str) -> StoredJob | None:
