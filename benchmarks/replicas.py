@@ -171,6 +171,9 @@ def cluster(
             for replica in started:
                 replica.stop()
             server.stop()
+            if args.keep_logs is not None:  # every replica's log and Redis's, for a post-mortem
+                kept = args.keep_logs / f"{time.strftime('%H%M%S')}-{replicas}"
+                shutil.copytree(root, kept, ignore=shutil.ignore_patterns("*.pem", "*.aof*"))
 
 
 def used_memory(server: RedisServer) -> int:
@@ -440,14 +443,20 @@ ROWS = [
     ("labels_expected", "labels expected"),
     ("kill_accepted", "kill -9: deliveries answered 202"),
     ("kill_not_accepted", "kill -9: deliveries failed (recoverable)"),
-    ("lost", "kill -9: lost (202, never processed)"),
-    ("written_twice", "kill -9: issues written twice"),
+    ("lost", "kill -9: lost (202, never processed), all runs"),
+    ("written_twice", "kill -9: issues written twice, all runs"),
 ]
+
+
+SUMMED = {"lost", "written_twice"}  # a loss in any run must show: added up, not a median
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
     keys = {key for run in runs for key in run}
-    return {key: statistics.median(run[key] for run in runs if key in run) for key in keys}
+    return {
+        key: (sum if key in SUMMED else statistics.median)(run[key] for run in runs if key in run)
+        for key in keys
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -464,6 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=120.0, help="beyond the pacing bound")
     parser.add_argument("--json", type=Path, help="write every run's figures here")
+    parser.add_argument("--keep-logs", type=Path, help="copy each cluster's logs here")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.replicas.split(",")]
     phases = [PHASES[name] for name in args.phases.split(",")]
