@@ -21,7 +21,8 @@ global cap) until the retry-after has passed. The repositories have no config fi
 (404): the labeler runs with its defaults. Scenarios:
 
 1. sweep: fixed widths 1, 2, 4 ... 128 (``--widths`` for fewer),
-   then the adaptive controller;
+   then the adaptive controller; the events of 1-3 are spread over
+   ``WIDTH_INSTALLATIONS`` (the app writes one at a time per installation);
 2. capacity halves when half the events are done (fixed 8, 16, 32 and adaptive);
 3. latency triples when half the events are done, capacity unchanged (same);
 4. 50 installations with per-installation limits (writes per window and
@@ -87,6 +88,9 @@ SWEEP = (1, 2, 4, 8, 16, 32, 64, 128)  # --widths 1,16,32 for a quicker run
 SCENARIO_WIDTHS = (8, 16, 32)
 INSTALLATION_WIDTHS = (8, 16, 32, 64)  # 64: WORKERS_MAX's default, ~one slot per installation
 MIXED_INSTALLATIONS = 200
+# The width scenarios' events are spread over this many installations: the app sends one
+# write at a time per installation (about 6 a second at 150 ms), so one would bind every width.
+WIDTH_INSTALLATIONS = 50
 MIXED_CONFIG = b"labeler:\n  rules:\n    - label: bug\n      keywords: [crash]\n"
 
 
@@ -113,7 +117,9 @@ class Backend:
         write interval, 100 requests at once) and only the width matters; at
         GitHub's pace the discipline alone would bind (one installation's 2000 label
         writes at 5 points each: 3 a second; a cold burst over 200 installations:
-        one token mint a second). With per-installation limits the write interval is
+        one token mint a second). The app also sends one write at a time per
+        installation, off or not, so the width scenarios spread their events over
+        ``WIDTH_INSTALLATIONS``. With per-installation limits the write interval is
         the simulator's write rate with a 5 % margin, as an operator would set
         GITHUB_WRITE_INTERVAL to GitHub's 80 writes a minute (it spaces the app's
         token mints too).
@@ -568,8 +574,11 @@ def main(argv: list[str] | None = None) -> None:
             return median_run(runs, phase)
 
         if args.only in (None, "sweep"):
-            fixed = [measure(f"fixed {w}", backend, width=w, cap=args.cap) for w in widths]
-            adaptive = measure("adaptive", backend, width=None, cap=4 * args.cap)
+            spread = {"installations": WIDTH_INSTALLATIONS}
+            fixed = [
+                measure(f"fixed {w}", backend, width=w, cap=args.cap, **spread) for w in widths
+            ]
+            adaptive = measure("adaptive", backend, width=None, cap=4 * args.cap, **spread)
             report("sweep", fixed, adaptive)
             plots.append(("steady backend", adaptive))
         scenarios = {
@@ -580,11 +589,11 @@ def main(argv: list[str] | None = None) -> None:
             if args.only not in (None, key_name):
                 continue
             cap = 6 * args.cap
+            options = {"cap": cap, "change": change, "installations": WIDTH_INSTALLATIONS}
             fixed = [
-                measure(f"fixed {w}", backend, True, width=w, cap=cap, change=change)
-                for w in SCENARIO_WIDTHS
+                measure(f"fixed {w}", backend, True, width=w, **options) for w in SCENARIO_WIDTHS
             ]
-            adaptive = measure("adaptive", backend, True, width=None, cap=cap, change=change)
+            adaptive = measure("adaptive", backend, True, width=None, **options)
             report(f"{title}: new-phase throughput", fixed, adaptive, phase=True)
             plots.append((title, adaptive))
         if args.only in (None, "installations"):
