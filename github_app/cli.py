@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 import uvicorn
+from anyio.abc import TaskStatus
 from githubkit.webhooks import sign
 from rich.console import Console
 
@@ -400,14 +401,22 @@ async def serve(settings: Settings, runtime: Runtime, env_file: Path = Path(".en
             flush=True,
         )
     async with anyio.create_task_group() as group:
-        group.start_soon(_watch_signals, runtime, server)
+        # Signals are ours before the socket listens: a SIGTERM that comes as soon as /healthz
+        # answers must drain, not kill the process with the default action.
+        await group.start(_watch_signals, runtime, server)
         await server.serve()
         group.cancel_scope.cancel()
     return 1 if server.force_exit or runtime.stopped_at_once else 0
 
 
-async def _watch_signals(runtime: Runtime, server: uvicorn.Server) -> None:
+async def _watch_signals(
+    runtime: Runtime,
+    server: uvicorn.Server,
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async with anyio.create_task_group() as group:
             async for signum in signals:
                 if runtime.shutting_down:
