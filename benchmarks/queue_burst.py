@@ -21,7 +21,8 @@ plain arrival order (FIFO). The clock is fixed, so neither ageing nor TTL interf
 Printed: enqueue and dequeue microseconds per event (median over batches), queued bytes
 / raw bytes with and without the dictionary, compress + decompress microseconds per
 event (median), RSS before and after the queue is filled and the process's peak RSS,
-the priority-order fraction, and Jain's index. Not part of CI.
+the priority-order fraction, and Jain's index; and the median time of one ``stats()``
+call with the whole burst queued, then with 64 of its events in flight. Not part of CI.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from github_app.queue.memory import MemoryQueue
 from github_app.queue.priority import Priority, PriorityRules
 
 BATCH = 100
+IN_FLIGHT = 64  # events taken (their issues busy) for the second stats() timing
 
 
 def rss_mb() -> float:
@@ -147,6 +149,16 @@ def timed_fill(queue: MemoryQueue, events: list[tuple[Envelope, Priority]]) -> l
     return per_event
 
 
+def timed_stats(queue: MemoryQueue, calls: int = 21) -> float:
+    """Median microseconds of one ``stats()`` call (the sampler and every scrape make one)."""
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter_ns()
+        queue.stats()
+        times.append((time.perf_counter_ns() - t0) / 1000)
+    return statistics.median(times)
+
+
 def timed_drain(queue: MemoryQueue) -> list[float]:
     per_event = []
     take, done = queue.take, queue.done
@@ -240,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     stats = queue.stats()
     assert stats.depth == len(events), "the benchmark queue refused deliveries"
     queued_bytes = stats.bytes
+    stats_full = timed_stats(queue)
+    taken = [item for item in (queue.take() for _ in range(IN_FLIGHT)) if item is not None]
+    stats_busy = timed_stats(queue)
+    for item in taken:
+        queue.done(item)
     dequeue = timed_drain(queue)
     assert len(queue) == 0
 
@@ -259,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"enqueue  median {statistics.median(enqueue):6.2f} us/event (batches of {BATCH})")
     print(f"dequeue  median {statistics.median(dequeue):6.2f} us/event (take + done)")
+    print(
+        f"stats()  median {stats_full:8.1f} us with {len(events)} queued, "
+        f"{stats_busy:8.1f} us with {IN_FLIGHT} of them in flight"
+    )
     print(
         f"queued bytes / raw bytes: {queued_bytes / raw:.4f} "
         f"(dictionary {figures['dictionary_id']}; plain zstd level {DEFAULT_LEVEL}: "

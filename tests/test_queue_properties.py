@@ -3,8 +3,10 @@
 Whatever happens (offers beyond the bounds, retries, deferrals, expiry, an
 installation going away, re-drives, purges), every admitted event is at any
 time in exactly one place: still queued, in flight, processed, or dead-lettered;
-no event is handed out twice at once, nor two events of one issue; and once the
-clock runs far enough every queued event comes out.
+no event is handed out twice at once, nor two events of one issue; the figures
+``stats()`` keeps as events come and go (depth and bytes per level, waiting per
+installation, the oldest wait) equal a recount of the queued events at every step;
+and once the clock runs far enough every queued event comes out.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class QueueMachine(RuleBasedStateMachine):
             dead_letters=DeadLetterQueue(10**6),
         )
         self.place: dict[str, str] = {}  # delivery id -> queued | in_flight | processed | dead
+        # delivery id -> (priority, installation, compressed size, clock at its admission)
+        self.admitted: dict[str, tuple[Priority, int, int, float]] = {}
         self.in_flight: dict[str, QueuedEvent] = {}
         self.next_id = 0
 
@@ -75,17 +79,16 @@ class QueueMachine(RuleBasedStateMachine):
     def offer(self, installation: int, issue: int | None, priority: Priority) -> None:
         self.next_id += 1
         delivery = f"d{self.next_id}"
-        admission = self.queue.offer(
-            envelope(
-                delivery,
-                installation_id=installation,
-                repository=f"org{installation}/repo",
-                issue_number=issue,
-            ),
-            priority,
+        event = envelope(
+            delivery,
+            installation_id=installation,
+            repository=f"org{installation}/repo",
+            issue_number=issue,
         )
+        admission = self.queue.offer(event, priority)
         if admission.admitted:
             self.place[delivery] = "queued"
+            self.admitted[delivery] = (priority, installation, len(event.payload), self.clock.now)
 
     @rule()
     def take(self) -> None:
@@ -135,6 +138,8 @@ class QueueMachine(RuleBasedStateMachine):
         assert len(before - after) == moved
         for delivery in before - after:
             self.place[delivery] = "queued"
+            # a re-driven event is a new arrival
+            self.admitted[delivery] = (*self.admitted[delivery][:3], self.clock.now)
 
     @rule(data=st.data())
     def purge_some(self, data: st.DataObject) -> None:
@@ -163,6 +168,24 @@ class QueueMachine(RuleBasedStateMachine):
         assert (self.queue.next_due_in() is None) == (stats.delayed == 0)
         # and room is given back exactly when an event leaves (no leak, no double count)
         assert self.queue.accepts(Priority.CRITICAL) == (stats.depth + stats.in_flight < 12)
+
+    @invariant()
+    def kept_figures_equal_a_recount(self) -> None:
+        stats = self.queue.stats()
+        queued = [self.admitted[d] for d, p in self.place.items() if p == "queued"]
+        assert stats.depth_by_priority == {
+            level.name: sum(1 for p, _, _, _ in queued if p is level) for level in Priority
+        }
+        assert stats.bytes_by_priority == {
+            level.name: sum(size for p, _, size, _ in queued if p is level) for level in Priority
+        }
+        assert stats.bytes == sum(size for _, _, size, _ in queued)
+        by_installation: dict[int | None, int] = {}
+        for _, installation, _, _ in queued:
+            by_installation[installation] = by_installation.get(installation, 0) + 1
+        assert stats.waiting_by_installation == by_installation
+        oldest = min((at for _, _, _, at in queued), default=None)
+        assert stats.oldest_wait == (None if oldest is None else self.clock.now - oldest)
 
     def teardown(self) -> None:
         """Run the clock on: every queued event comes out, processed or expired, exactly once."""
