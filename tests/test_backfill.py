@@ -342,6 +342,33 @@ async def test_events_of_an_earlier_run_kept_by_the_spool_are_skipped_not_run_tw
     assert repo.reads[1] == 2  # the first page was not done: listed again
 
 
+class ShiftedRepository(FakeRepository):
+    """An issue was reopened while the job listed: every later page starts one issue early,
+    so page 2 begins with page 1's last issue again."""
+
+    def page(self, request: httpx.Request) -> httpx.Response:
+        response = super().page(request)
+        if request.url.params.get("page") != "2":
+            return response
+        items = [self.issue(100), *response.json()]
+        return httpx.Response(200, json=items, headers=response.headers)
+
+
+async def test_an_issue_listed_twice_is_answered_duplicate_by_redis_and_counts_as_queued(
+    github: respx.MockRouter, private_key_pem: str, redis_server: RedisServer
+) -> None:
+    repo = ShiftedRepository(REPO, count=150, matching_every=10)
+    repo.route(github)
+    env = {"QUEUE_BACKEND": "redis", "REDIS_URL": redis_server.url}
+    async with running_app(settings(private_key_pem, **env)) as app:
+        done = await until_final(app, (await start(app, repository=REPO)).json()["id"])
+        admitted = app.runtime.queue.stats().admitted
+    assert done["state"] == "finished" and done["processed"] == 150
+    assert admitted == 150  # the second offer of #100 was the same run's delivery: not queued
+    assert sorted(repo.labelled) == repo.matching()
+    assert repo.labelled[100] == ["bug"]
+
+
 async def test_a_live_event_during_a_backfill_is_served_before_the_backfills_writes(
     github: respx.MockRouter, private_key_pem: str
 ) -> None:

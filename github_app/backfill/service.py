@@ -45,7 +45,7 @@ from github_app.envelope import Envelope
 from github_app.errors import GitHubError, StoreUnavailable
 from github_app.processor import BACKFILL_EVENT, BackfillChange
 from github_app.queue.compression import PayloadCodec
-from github_app.queue.memory import EventQueue
+from github_app.queue.memory import DUPLICATE, EventQueue
 from github_app.queue.priority import Priority
 from github_app.redis_lease import LeaseLost
 
@@ -182,6 +182,11 @@ class BackfillService:
             log.warning("backfill: cannot tell whether %s is wanted (%s)", delivery_id, exc)
             self._forwarding.add(delivery_id)
             return True
+        if run[0] in self._scopes or run[0] in self._claiming:
+            # This replica began to run the job while the store was read: the claim it took
+            # may be in ``stored`` before the record of its new run is, so the earlier run
+            # would look current and its event would run besides the one offered now.
+            return False
         if stored is None or not stored.claimed or stored.job.state.final:
             return False
         if stored.job.runs != run[1]:
@@ -409,8 +414,15 @@ class BackfillService:
         # skipped (``wanted``), its issue is offered again unless the checkpoint has it done.
         delivery_id = backfill_delivery_id(job, repository, number)
         envelope = self._envelope(job, installation, repository, issue, delivery_id)
-        while not (await self._queue.admit(envelope, Priority.LOW)).admitted:
+        while not (admission := await self._queue.admit(envelope, Priority.LOW)).admitted:
+            if admission.error == DUPLICATE.error:
+                # already in the shared queue (this run listed the issue on two pages, or a
+                # replica resumed the job from a record older than the run it took over):
+                # queued, it comes back through ``backfilled`` as any other
+                break
             await self._until(lambda: False, job, timeout=self.poll)
+        if delivery_id in self._waiting:  # offered before in this run: it is waited for
+            return
         page.waiting.add(number)
         self._waiting[delivery_id] = _Issue(job, page, number)
         self._notify()
