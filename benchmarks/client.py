@@ -187,6 +187,37 @@ def build_deliveries(count: int, installations: int, seed: int = 7) -> list[dict
     return deliveries
 
 
+def request_bytes(url: str, delivery: dict[str, Any]) -> bytes:
+    """A delivery as the bytes of one HTTP/1.1 POST to the app's webhook at ``url``."""
+    parsed = httpx.URL(url)
+    head = ["POST /api/github/webhooks HTTP/1.1", f"Host: {parsed.host}:{parsed.port or 80}"]
+    head += [f"{k}: {v}" for k, v in delivery["headers"].items()]
+    body: bytes = delivery["body"]
+    head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def read_status(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 answer (length or chunked body) off ``reader``; its status code."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("closed before answering")
+    length, chunked = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+        elif name.lower() == "transfer-encoding":
+            chunked = "chunked" in value.lower()
+    if chunked:
+        while size := int((await reader.readline()).strip() or b"0", 16):
+            await reader.readexactly(size + 2)
+        await reader.readline()
+    else:
+        await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
 async def send_burst(
     url: str, deliveries: list[dict[str, Any]], concurrency: int = 32
 ) -> tuple[float, list[float], Counter[int]]:
@@ -197,12 +228,7 @@ async def send_burst(
     """
     parsed = httpx.URL(url)
     host, port = parsed.host, parsed.port or 80
-    requests = []
-    for delivery in deliveries:
-        head = ["POST /api/github/webhooks HTTP/1.1", f"Host: {host}:{port}"]
-        head += [f"{k}: {v}" for k, v in delivery["headers"].items()]
-        head.append(f"Content-Length: {len(delivery['body'])}")
-        requests.append(("\r\n".join(head) + "\r\n\r\n").encode() + delivery["body"])
+    requests = [request_bytes(url, delivery) for delivery in deliveries]
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     pending = iter(requests)
@@ -213,22 +239,9 @@ async def send_burst(
             for request in pending:
                 started = time.perf_counter()
                 writer.write(request)
-                status_line = await reader.readline()
-                length, chunked = 0, False
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.decode("latin-1").partition(":")
-                    if name.lower() == "content-length":
-                        length = int(value)
-                    elif name.lower() == "transfer-encoding":
-                        chunked = "chunked" in value.lower()
-                if chunked:
-                    while size := int((await reader.readline()).strip() or b"0", 16):
-                        await reader.readexactly(size + 2)
-                    await reader.readline()
-                else:
-                    await reader.readexactly(length)
+                status = await read_status(reader)
                 latencies.append(time.perf_counter() - started)
-                statuses[int(status_line.split()[1])] += 1
+                statuses[status] += 1
         finally:
             writer.close()
 

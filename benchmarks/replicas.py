@@ -67,6 +67,8 @@ from benchmarks.client import (
     free_port,
     percentile,
     private_key_file,
+    read_status,
+    request_bytes,
     simulator,
     wait_http,
     write_bound,
@@ -199,35 +201,6 @@ class Sent:
     @property
     def rate(self) -> float:
         return len(self.latencies) / max(1e-9, self.finished_at - self.started_at)
-
-
-def request_bytes(url: str, delivery: dict[str, Any]) -> bytes:
-    parsed = httpx.URL(url)
-    head = ["POST /api/github/webhooks HTTP/1.1", f"Host: {parsed.host}:{parsed.port}"]
-    head += [f"{k}: {v}" for k, v in delivery["headers"].items()]
-    body: bytes = delivery["body"]
-    head.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-async def read_status(reader: asyncio.StreamReader) -> int:
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionResetError("closed before answering")
-    length, chunked = 0, False
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        if name.lower() == "content-length":
-            length = int(value)
-        elif name.lower() == "transfer-encoding":
-            chunked = "chunked" in value.lower()
-    if chunked:
-        while size := int((await reader.readline()).strip() or b"0", 16):
-            await reader.readexactly(size + 2)
-        await reader.readline()
-    else:
-        await reader.readexactly(length)
-    return int(status_line.split()[1])
 
 
 async def send_spread(
