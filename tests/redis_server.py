@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -92,17 +93,25 @@ def redis_executable() -> str | None:
     return shutil.which("redis-server")
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh, empty Redis of the test's own; skipped where none is installed (not in CI)."""
+@contextmanager
+def running_redis(folder: Path) -> Iterator[RedisServer]:
+    """A fresh, empty Redis in ``folder``, stopped at the end; the test is skipped where none is
+    installed (failed under ``REQUIRE_REDIS=1``, as in CI)."""
     executable = redis_executable()
     if executable is None:
         if os.environ.get("REQUIRE_REDIS") == "1":
             pytest.fail("redis-server is not installed (REQUIRE_REDIS=1)")
         pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path / "redis", executable)
+    server = RedisServer(folder, executable)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh, empty Redis of the test's own."""
+    with running_redis(tmp_path / "redis") as server:
+        yield server

@@ -4,7 +4,6 @@ no admitted event; Redis down during a burst is answered 503 and recovered from 
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 import redis
 
 from tests.fake_github import FakeGitHub, fake_github
-from tests.redis_server import RedisServer, redis_executable
+from tests.redis_server import RedisServer, running_redis
 from tests.test_cli import poll
 from tests.test_spool_faults import (
     WELCOME,
@@ -54,39 +53,30 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, private_key_pem: str) -> Iterator[Cluster]:
-    executable = redis_executable()
-    if executable is None:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not installed (REQUIRE_REDIS=1)")
-        pytest.skip("redis-server is not installed")
     folder = tmp_path_factory.mktemp("replicas")
-    server = RedisServer(folder / "redis", executable)
-    server.start()
     started: list[Server] = []
-    try:
-        with (
-            fake_github() as github,
-            stopped_at_the_end(started),
-            httpx.Client(timeout=10) as client,
-            ThreadPoolExecutor(3) as pool,
-        ):
-            for n in range(3):
-                (folder / f"replica-{n}").mkdir()
-            started += pool.map(
-                lambda n: start(
-                    folder / f"replica-{n}",
-                    github,
-                    private_key_pem,
-                    QUEUE_BACKEND="redis",
-                    REDIS_URL=server.url,
-                    REDIS_CLAIM_IDLE=CLAIM_IDLE,
-                    WORKERS_MAX="4",
-                ),
-                range(3),
-            )
-            yield Cluster(server, github, started, client)
-    finally:
-        server.stop()
+    with (
+        running_redis(folder / "redis") as server,
+        fake_github() as github,
+        stopped_at_the_end(started),
+        httpx.Client(timeout=10) as client,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        for n in range(3):
+            (folder / f"replica-{n}").mkdir()
+        started += pool.map(
+            lambda n: start(
+                folder / f"replica-{n}",
+                github,
+                private_key_pem,
+                QUEUE_BACKEND="redis",
+                REDIS_URL=server.url,
+                REDIS_CLAIM_IDLE=CLAIM_IDLE,
+                WORKERS_MAX="4",
+            ),
+            range(3),
+        )
+        yield Cluster(server, github, started, client)
 
 
 def test_a_delivery_admitted_by_one_replica_is_a_duplicate_at_the_others(

@@ -11,16 +11,14 @@ together).
 from __future__ import annotations
 
 import itertools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pytest
 
 from github_app.github.pacing import LATE_AFTER
 from tests.fake_github import fake_github
-from tests.redis_server import RedisServer, redis_executable
+from tests.redis_server import RedisServer
 from tests.test_cli import poll
 from tests.test_spool_faults import WELCOME, newcomer_issue, post, start, stopped_at_the_end
 
@@ -29,50 +27,40 @@ EVENTS = 12
 
 
 def test_three_replicas_keep_one_installation_at_one_write_an_interval(
-    tmp_path: Path, private_key_pem: str
+    tmp_path: Path, private_key_pem: str, redis_server: RedisServer
 ) -> None:
-    executable = redis_executable()
-    if executable is None:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not installed (REQUIRE_REDIS=1)")
-        pytest.skip("redis-server is not installed")
-    redis = RedisServer(tmp_path / "redis", executable)
-    redis.start()
     servers = []
-    try:
-        with (
-            fake_github() as github,
-            stopped_at_the_end(servers),
-            httpx.Client(timeout=10) as client,
-            ThreadPoolExecutor(3) as pool,
-        ):
-            github.min_write_gap = INTERVAL / 2
-            for n in range(3):
-                (tmp_path / f"replica-{n}").mkdir()
-            servers += pool.map(
-                lambda n: start(
-                    tmp_path / f"replica-{n}",
-                    github,
-                    private_key_pem,
-                    QUEUE_BACKEND="redis",
-                    REDIS_URL=redis.url,
-                    GITHUB_WRITE_INTERVAL=str(INTERVAL),
-                    GITHUB_SECONDARY_LIMITS="github",
-                ),
-                range(3),
-            )
-            numbers = list(range(1, EVENTS + 1))
-            answers = [post(client, servers[n % 3].webhook_url, newcomer_issue(n)) for n in numbers]
-            assert answers == [202] * EVENTS
-            poll(
-                lambda: all(github.comment_count(n, WELCOME) for n in numbers),
-                "every event to be welcomed",
-                timeout=60,
-            )
-            statuses = [server.status()["github"] for server in servers]
-            arrived = list(github.arrivals)
-    finally:
-        redis.stop()
+    with (
+        fake_github() as github,
+        stopped_at_the_end(servers),
+        httpx.Client(timeout=10) as client,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        github.min_write_gap = INTERVAL / 2
+        for n in range(3):
+            (tmp_path / f"replica-{n}").mkdir()
+        servers += pool.map(
+            lambda n: start(
+                tmp_path / f"replica-{n}",
+                github,
+                private_key_pem,
+                QUEUE_BACKEND="redis",
+                REDIS_URL=redis_server.url,
+                GITHUB_WRITE_INTERVAL=str(INTERVAL),
+                GITHUB_SECONDARY_LIMITS="github",
+            ),
+            range(3),
+        )
+        numbers = list(range(1, EVENTS + 1))
+        answers = [post(client, servers[n % 3].webhook_url, newcomer_issue(n)) for n in numbers]
+        assert answers == [202] * EVENTS
+        poll(
+            lambda: all(github.comment_count(n, WELCOME) for n in numbers),
+            "every event to be welcomed",
+            timeout=60,
+        )
+        statuses = [server.status()["github"] for server in servers]
+        arrived = list(github.arrivals)
     assert github.too_soon == 0  # no secondary-limit answer
     assert len(arrived) >= EVENTS  # a welcome comment each (and any label the defaults add)
     # Booked an interval apart on Redis's clock, sent at the instant or up to LATE_AFTER
