@@ -31,7 +31,7 @@ from github_app.config import Settings
 from github_app.queue.redis_queue import seen_in
 from github_app.queue.redis_scripts import Keys
 from github_app.queue.succeeded import REDELIVERY_WINDOW
-from github_app.recovery.store import RequestRecord
+from github_app.recovery.store import MemoryRecoveryStore, RequestRecord
 from github_app.redis_lease import lease
 from github_app.redis_link import PREFIX, answering
 
@@ -41,7 +41,7 @@ LOCK_TTL = 60.0  # a replica killed during a round holds recovery up at most thi
 Admitted = Callable[[Sequence[str]], Awaitable[set[str]]]
 
 
-class RedisRecoveryStore:
+class RedisRecoveryStore(MemoryRecoveryStore):
     """``RecoveryStore`` in Redis, shared by the replicas (see the module docstring)."""
 
     def __init__(
@@ -55,50 +55,41 @@ class RedisRecoveryStore:
     ) -> None:
         """``admitted``: which of some delivery ids any replica admitted (the shared queue's
         record); without it, ``knows`` alone answers."""
+        super().__init__(knows)
         self._redis = redis
-        self._knows = knows
         self._admitted = admitted
         self._admitted_elsewhere: set[str] = set()
         self._lock_ttl = lock_ttl
         self._checkpoint_key = f"{prefix}recovery:checkpoint"
         self._requests_key = f"{prefix}recovery:requests"
         self._lock_key = f"{prefix}recovery:lock"
-        self._checkpoint: float | None = None
-        self._requests: dict[str, RequestRecord] = {}
 
     def knows(self, delivery_id: str) -> bool:
-        return delivery_id in self._admitted_elsewhere or self._knows(delivery_id)
+        return delivery_id in self._admitted_elsewhere or super().knows(delivery_id)
 
     async def look_up(self, guids: Collection[str]) -> None:
         if self._admitted is not None:
             with answering(STORE):
                 self._admitted_elsewhere = await self._admitted(sorted(guids)) if guids else set()
 
-    def checkpoint(self) -> float | None:
-        return self._checkpoint
-
-    def request_record(self, guid: str) -> RequestRecord | None:
-        return self._requests.get(guid)
-
     async def save_checkpoint(self, at: float) -> None:
         with answering(STORE):
             await self._redis.set(self._checkpoint_key, repr(at))
-        self._checkpoint = at
+        await super().save_checkpoint(at)
 
     async def save_request(self, guid: str, record: RequestRecord) -> None:
         value = orjson.dumps([record.attempts, record.last_at, record.given_up])
         with answering(STORE):
             await self._redis.hset(self._requests_key, guid, value)
-        self._requests[guid] = record
+        await super().save_request(guid, record)
 
     async def forget_requests(self, before: float) -> None:
-        old = [guid for guid, record in self._requests.items() if record.last_at < before]
+        old = self._older_than(before)
         if not old:
             return
         with answering(STORE):
             await self._redis.hdel(self._requests_key, *old)
-        for guid in old:
-            self._requests.pop(guid, None)
+        self._drop(old)
 
     def exclusive(self) -> AbstractAsyncContextManager[bool]:
         return self._exclusive()
@@ -121,9 +112,6 @@ class RedisRecoveryStore:
             (guid.decode() if isinstance(guid, bytes) else guid): _record(raw)
             for guid, raw in requests.items()
         }
-
-    def __len__(self) -> int:
-        return len(self._requests)
 
 
 def _record(raw: bytes | str) -> RequestRecord:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager, closing
 from typing import Any
 
 import anyio
@@ -26,7 +26,7 @@ from github_app.queue.spool import FILE_NAME, GroupCommitter, Op, SpoolStore
 from github_app.queue.state_lock import StateDirBusy, open_state_dir
 from github_app.queue.succeeded import REDELIVERY_WINDOW
 from github_app.recovery.redis_store import command_store as redis_command_store
-from github_app.recovery.store import MemoryRecoveryStore, RecoveryStore, RequestRecord, alone
+from github_app.recovery.store import MemoryRecoveryStore, RecoveryStore, RequestRecord
 
 CHECKPOINT_SQL = "SELECT at FROM recovery_checkpoint WHERE id = 1"
 REQUESTS_SQL = "SELECT guid, attempts, last_at, given_up FROM recovery_requests"
@@ -46,32 +46,26 @@ SCHEMA: tuple[Op, ...] = (
 )
 
 
-class SpoolRecoveryStore:
-    """``RecoveryStore`` on the spool's database (see the module docstring)."""
+class SpoolRecoveryStore(MemoryRecoveryStore):
+    """``RecoveryStore`` on the spool's database (see the module docstring). One writer: the app
+    that holds STATE_DIR, so a round needs no lock (``exclusive`` is the base's ``alone``)."""
 
     def __init__(
         self, store: SpoolStore, committer: GroupCommitter, knows: Callable[[str], bool]
     ) -> None:
         store.apply(SCHEMA)  # at start-up, before the commit writer runs
+        super().__init__(
+            knows,
+            checkpoint=_checkpoint(store.rows(CHECKPOINT_SQL)),
+            requests=_requests(store.rows(REQUESTS_SQL)),
+        )
         self._committer = committer
-        self._knows = knows
-        self._checkpoint = _checkpoint(store.rows(CHECKPOINT_SQL))
-        self._requests = _requests(store.rows(REQUESTS_SQL))
-
-    def knows(self, delivery_id: str) -> bool:
-        return self._knows(delivery_id)
-
-    def checkpoint(self) -> float | None:
-        return self._checkpoint
-
-    def request_record(self, guid: str) -> RequestRecord | None:
-        return self._requests.get(guid)
 
     async def save_checkpoint(self, at: float) -> None:
         await self._committer.commit(
             [("INSERT OR REPLACE INTO recovery_checkpoint (id, at) VALUES (1, ?)", (at,))]
         )
-        self._checkpoint = at
+        await super().save_checkpoint(at)
 
     async def save_request(self, guid: str, record: RequestRecord) -> None:
         await self._committer.commit(
@@ -82,26 +76,16 @@ class SpoolRecoveryStore:
                 )
             ]
         )
-        self._requests[guid] = record
+        await super().save_request(guid, record)
 
     async def forget_requests(self, before: float) -> None:
-        old = [guid for guid, record in self._requests.items() if record.last_at < before]
+        old = self._older_than(before)
         if not old:
             return
         await self._committer.commit(
             [("DELETE FROM recovery_requests WHERE last_at < ?", (before,))]
         )
-        for guid in old:
-            self._requests.pop(guid, None)
-
-    async def look_up(self, guids: Collection[str]) -> None:
-        """The spool's queue knows them all (one process)."""
-
-    def exclusive(self) -> AbstractAsyncContextManager[bool]:
-        return alone()  # the spool has one writer: the app that holds STATE_DIR
-
-    def __len__(self) -> int:
-        return len(self._requests)
+        self._drop(old)
 
 
 def _checkpoint(rows: list[tuple[Any, ...]]) -> float | None:

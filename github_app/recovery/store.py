@@ -78,7 +78,8 @@ async def alone() -> AsyncIterator[bool]:
 
 class MemoryRecoveryStore:
     """Checkpoint and requests in memory (lost on restart, or seeded from a read-only copy);
-    admissions from the queue."""
+    admissions from the queue. The stores that keep them elsewhere keep this copy too (reads
+    are synchronous) and write through to their storage before changing it."""
 
     def __init__(
         self,
@@ -107,8 +108,14 @@ class MemoryRecoveryStore:
         self._requests[guid] = record
 
     async def forget_requests(self, before: float) -> None:
-        for guid in [g for g, r in self._requests.items() if r.last_at < before]:
-            del self._requests[guid]
+        self._drop(self._older_than(before))
+
+    def _older_than(self, before: float) -> list[str]:
+        return [guid for guid, record in self._requests.items() if record.last_at < before]
+
+    def _drop(self, guids: Collection[str]) -> None:
+        for guid in guids:
+            self._requests.pop(guid, None)
 
     async def look_up(self, guids: Collection[str]) -> None:
         """The queue of this process knows them all."""
