@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from github_app.dispatch.installations import is_lifecycle_event
 from github_app.dispatch.registry import Registry
 from github_app.errors import WebhookError
+from github_app.intake.refusals import RefusalLog
 from github_app.intake.webhooks import (
     MAX_BODY_BYTES,
     check_content_type,
@@ -85,6 +86,7 @@ class WebhookIntake:
         self._observe = observe  # sees every verified, new delivery (e.g. config pushes)
         self._accepting = True
         self.stats = IntakeStats()
+        self._refusals = RefusalLog()
 
     @property
     def accepting(self) -> bool:
@@ -157,9 +159,9 @@ class WebhookIntake:
             return 200, {"status": "duplicate", "delivery": delivery_id}, []
         if not admission.admitted:
             self.stats.refused += 1
-            log.warning(
-                "refused delivery %s (%s): %s", delivery_id, envelope.name, admission.reason
-            )
+            what = f"{delivery_id} ({envelope.name})"
+            for line in self._refusals.refused(admission.error, admission.reason, what):
+                log.warning("%s", line)
             body = {
                 "error": admission.error,
                 "message": admission.reason,
@@ -168,6 +170,8 @@ class WebhookIntake:
             return 503, body, [(b"retry-after", str(admission.retry_after).encode())]
         self.stats.queued += 1
         self.stats.queued_by_event[envelope.name] += 1
+        for line in self._refusals.admitted():
+            log.warning("%s", line)
         self._on_admitted()
         return 202, {"status": "queued", "delivery": delivery_id, "priority": priority.name}, []
 
