@@ -458,6 +458,14 @@ class Runtime:
                 remaining + cut_off,
                 self._store.path,
             )
+            problem = None if self._committer is None else self._committer.problem
+            if problem is not None:
+                log.error(
+                    "shutdown: the spool cannot be written (%s); what changed since it failed "
+                    "is not saved: events finished meanwhile run again after the restart "
+                    "(processors with a hidden marker do not repeat their writes)",
+                    problem,
+                )
         elif self.redis is None and remaining + cut_off:
             log.warning(
                 "shutdown: %d queued event(s) remain unprocessed and are lost "

@@ -49,6 +49,7 @@ import anyio
 
 from github_app.envelope import Envelope
 from github_app.errors import SettingsError
+from github_app.queue.state_lock import REPAIR, on_read_only_file_system
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,14 @@ Op = tuple[str, Sequence[Any]]
 
 
 class SpoolError(Exception):
-    """The spool cannot store what it was given now (disk full, I/O error, read-only)."""
+    """The spool cannot store what it was given now (disk full, I/O error, read-only).
+
+    ``advice`` says what an operator does about it, when there is more to do than wait.
+    """
+
+    def __init__(self, message: str, advice: str = "") -> None:
+        super().__init__(message)
+        self.advice = advice
 
 
 class SpoolUnreadable(SettingsError):
@@ -306,16 +314,30 @@ class SpoolStore:
         """
         connection = self._writer
         try:
+            _roll_back(connection)  # a ROLLBACK that failed last time: not in this group
             connection.execute("BEGIN IMMEDIATE")
             try:
                 for sql, rows in batched(ops):
                     connection.executemany(sql, rows)
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                # after an I/O error SQLite has often rolled back already: the error to report
+                # is the one that failed the group, not "cannot rollback"
+                with contextlib.suppress(sqlite3.Error):
+                    _roll_back(connection)
                 raise
         except (sqlite3.Error, OSError) as exc:
-            raise SpoolError(_describe(exc)) from None
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: BaseException) -> SpoolError:
+        """Why a write failed, in words an operator can act on: SQLite says "disk I/O error"
+        when the kernel has turned the file system read-only under it."""
+        text = _describe(exc)
+        if on_read_only_file_system(self.path.parent):
+            return SpoolError(
+                f"STATE_DIR {self.path.parent} is on a read-only file system ({text})", REPAIR
+            )
+        return SpoolError(text)
 
     def maintain(self, prune_before: float, keep_deliveries: int = DELIVERY_LOG_ROWS) -> None:
         """Drop delivery memory older than the window, give free pages back, cut the WAL."""
@@ -337,7 +359,7 @@ class SpoolStore:
                 connection.executescript("PRAGMA incremental_vacuum;")
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as exc:
-            raise SpoolError(_describe(exc)) from None
+            raise self._failed(exc) from None
 
     def checkpoint(self, *, truncate: bool = False) -> bool:
         """Copy committed WAL frames into the database without waiting for, or blocking, the
@@ -351,8 +373,13 @@ class SpoolStore:
         try:
             busy, _, _ = self._checkpointer.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         except sqlite3.Error as exc:
-            raise SpoolError(_describe(exc)) from None
+            raise self._failed(exc) from None
         return not busy
+
+
+def _roll_back(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
 
 
 def batched(ops: Sequence[Op]) -> Iterator[tuple[str, list[Sequence[Any]]]]:
@@ -512,6 +539,7 @@ class GroupCommitter:
         self._group_started = 0.0
         self._one_at_a_time = anyio.Lock()  # one connection: one transaction at a time
         self._checkpointing = anyio.Lock()  # maintenance's checkpoint and the periodic one
+        self._failures: dict[str, str] = {}  # checkpoint or maintenance -> why, while failing
         self.problem: str | None = None
         self.commits = 0
         self.writes = 0
@@ -616,8 +644,10 @@ class GroupCommitter:
             await anyio.to_thread.run_sync(self._store.apply, batch)
         except SpoolError as exc:
             self.failed_commits += 1
-            if self.problem is None:
-                log.error("spool %s: cannot commit: %s", self._store.path, exc)
+            if self.problem != str(exc):  # once, not at every retry (the first of a fault may
+                # come before the kernel has turned the file system read-only: then again)
+                advice = f": {exc.advice}" if exc.advice else ""
+                log.error("spool %s: cannot commit: %s%s", self._store.path, exc, advice)
             self.problem = str(exc)
             group.error = str(exc)
             self._retry = retry + ops  # nobody waits for these: again; the awaited were refused
@@ -637,7 +667,18 @@ class GroupCommitter:
             try:
                 await anyio.to_thread.run_sync(self._store.maintain, self._clock() - self._window)
             except SpoolError as exc:
-                log.warning("spool maintenance failed: %s", exc)
+                self._failing("maintenance", exc)
+            else:
+                self._failing("maintenance", None)
+
+    def _failing(self, what: str, exc: SpoolError | None) -> None:
+        """Log a failing checkpoint or maintenance when it starts failing, not at every try
+        (a checkpoint is tried each second while the disk is full or read-only)."""
+        if exc is None:
+            self._failures.pop(what, None)
+        elif self._failures.get(what) != str(exc):
+            self._failures[what] = str(exc)
+            log.warning("spool %s failed: %s", what, exc)
 
     async def _checkpoints(self) -> None:
         """A PASSIVE checkpoint every ``CHECKPOINT_EVERY`` seconds in which something was
@@ -658,8 +699,9 @@ class GroupCommitter:
                         functools.partial(self._store.checkpoint, truncate=quiet)
                     )
                 except SpoolError as exc:
-                    log.warning("spool checkpoint failed: %s", exc)
+                    self._failing("checkpoint", exc)
                 else:
+                    self._failing("checkpoint", None)
                     cut = quiet and complete and self.commits == checkpointed
 
     def _fail_waiting(self, reason: str) -> None:
