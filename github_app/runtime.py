@@ -368,6 +368,8 @@ class Runtime:
                         with anyio.CancelScope(shield=True):
                             await self.shutdown()
                         group.cancel_scope.cancel()  # the controller's loops run until told
+                if self._committer is not None and self._committer.problem is not None:
+                    self._report_unsaved(self._committer.problem)
                 if isinstance(self.queue, RedisQueue):
                     # every handler has ended (a cut-off one put its event back, try counted)
                     with anyio.CancelScope(shield=True):
@@ -394,6 +396,25 @@ class Runtime:
         group.start_soon(self.backfills.run)
         group.start_soon(self.gateway.renew_tokens)
         group.start_soon(self.recovery.run)
+
+    def _report_unsaved(self, problem: str) -> None:
+        """At shutdown, every handler ended, with a spool that cannot be written (a full or
+        read-only disk): what the restart will and may not find."""
+        log.error(
+            "shutdown: the spool cannot be written (%s); what changed since it failed is not "
+            "saved: events finished meanwhile run again after the restart (processors with a "
+            "hidden marker do not repeat their writes)",
+            problem,
+        )
+        waiting = self.queue.waiting_delivery_ids()
+        if waiting and self.settings.spool_sync == "normal":
+            # a file system the kernel turned read-only drops what the OS had not written out
+            log.warning(
+                "shutdown: with SPOOL_SYNC=normal the events acknowledged in the last seconds "
+                "before the spool failed may not be on disk; redeliver from the app's settings "
+                "any of these not processed after the restart: %s",
+                named_ids(waiting),
+            )
 
     async def _leave_redis(self, queue: RedisQueue) -> None:
         """Give the events this replica holds back to the shared queue, for the other replicas."""
@@ -458,14 +479,6 @@ class Runtime:
                 remaining + cut_off,
                 self._store.path,
             )
-            problem = None if self._committer is None else self._committer.problem
-            if problem is not None:
-                log.error(
-                    "shutdown: the spool cannot be written (%s); what changed since it failed "
-                    "is not saved: events finished meanwhile run again after the restart "
-                    "(processors with a hidden marker do not repeat their writes)",
-                    problem,
-                )
         elif self.redis is None and remaining + cut_off:
             log.warning(
                 "shutdown: %d queued event(s) remain unprocessed and are lost "

@@ -8,15 +8,17 @@ small ext4 image mounted through a loop device, so this needs root, loop
 devices and e2fsprogs, and is skipped, saying which is missing, without them.
 
 What a 202 guarantees across such a fault depends on SPOOL_SYNC. With
-``full`` (this test) a 202 is sent after its commit group reached the disk
-(fsync), so every acknowledged event survives the fault and the repair. With
-``normal`` only what a checkpoint has synced survives (the last second or so
-of commits may exist in the page cache only, lost at the unmount, as on a
-power loss), unless the running server processes it before it is stopped.
-A delivery whose commit failed is answered 503; if the fault came between its
-data reaching the disk and SQLite's commit returning, it may still be in the
-spool after the repair and processed: GitHub's redelivery of it is then a
-duplicate (its delivery id is committed with it), not a second event.
+``full`` a 202 is sent after its commit group reached the disk (fsync), so
+every acknowledged event survives the fault and the repair. With ``normal``
+only what a checkpoint has synced (about once a second while commits come)
+is sure to: the newest commits may exist in the page cache only, which the
+file system drops when it is unmounted, as on a power loss. Reads still work,
+so the running server goes on processing them; a shutdown before they are
+done names them for redelivery. A delivery whose commit failed is answered
+503; if the fault came between its data reaching the disk and SQLite's commit
+returning, it may still be in the spool after the repair and be processed:
+GitHub's redelivery of it is then a duplicate (its delivery id is committed
+with it), not a second event.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import pytest
 
 from github_app.errors import SettingsError
 from github_app.queue.state_lock import open_state_dir
-from tests.fake_github import fake_github
+from tests.deliveries import Delivery
+from tests.fake_github import FakeGitHub, fake_github
 from tests.test_cli import clean_env, free_port, healthy, poll, serve_command
 from tests.test_spool_faults import WELCOME, Server, newcomer_issue, post, start, stopped_at_the_end
 
@@ -139,39 +142,31 @@ def files_outside(folder: Path, volume: Ext4Volume, log: Path) -> dict[Path, int
     }
 
 
-def test_a_state_dir_turned_read_only_answers_503_stays_up_and_loses_no_202_after_repair(
-    tmp_path: Path, private_key_pem: str, volume: Ext4Volume
-) -> None:
+def serve_through_a_fault(
+    folder: Path, volume: Ext4Volume, github: FakeGitHub, private_key: str, sync: str
+) -> tuple[Server, list[Delivery]]:
+    """``serve`` on STATE_DIR in ``volume``, six deliveries acknowledged (none processed:
+    GitHub holds them), the file system failed under it; what must hold until it is stopped
+    with SIGTERM (it is, at the end). Returns the server and the acknowledged deliveries."""
     state = volume.mount_point / "state"
-    servers: list[Server] = []
-    with fake_github() as github, stopped_at_the_end(servers), httpx.Client(timeout=10) as client:
-        github.holding = True  # nothing is processed before the repair: two in flight, the rest
-        server = start(  # queued
-            tmp_path,
-            github,
-            private_key_pem,
-            STATE_DIR=str(state),
-            SPOOL_SYNC="full",
-            WORKERS_MAX="2",
-            SHUTDOWN_TIMEOUT="0.2",
-        )
-        servers.append(server)
-        acknowledged = range(1, 7)
-        for n in acknowledged:
-            assert post(client, server.webhook_url, newcomer_issue(n)) == 202
+    github.holding = True  # two events in flight, the rest queued, until the repair
+    server = start(
+        folder,
+        github,
+        private_key,
+        STATE_DIR=str(state),
+        SPOOL_SYNC=sync,
+        WORKERS_MAX="2",
+        SHUTDOWN_TIMEOUT="0.2",
+    )
+    with stopped_at_the_end([server]), httpx.Client(timeout=10) as client:
+        acknowledged = [newcomer_issue(n) for n in range(1, 7)]
+        for delivery in acknowledged:
+            assert post(client, server.webhook_url, delivery) == 202
         poll(lambda: github.held == 2, "two events to be in flight")
-        before = files_outside(tmp_path, volume, server.log)
+        before = files_outside(folder, volume, server.log)
 
         volume.fail()
-        # a start-up on it, as a supervisor would try while the server is up (run meanwhile)
-        second = subprocess.Popen(
-            serve_command(free_port()),
-            cwd=tmp_path,
-            env=clean_env(STATE_DIR=str(state)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
         refused = [
             client.post(server.webhook_url, content=d.body, headers=d.headers)
             for d in map(newcomer_issue, range(101, 111))
@@ -185,34 +180,66 @@ def test_a_state_dir_turned_read_only_answers_503_stays_up_and_loses_no_202_afte
         reason = ready.json()["reason"]
         assert reason.startswith("spool cannot store events: ")
         assert f"STATE_DIR {state} is on a read-only file system" in reason
-        with pytest.raises(SettingsError, match="is on a read-only file system"):
-            open_state_dir(volume.mount_point / "another")
-        assert files_outside(tmp_path, volume, server.log) == before  # nothing went elsewhere
+        assert files_outside(folder, volume, server.log) == before  # nothing went elsewhere
 
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(15) == 0
-        log = server.log.read_text()
-        assert log.count("refused delivery") == 1  # the other nine are counted, not logged
-        assert 1 <= log.count("cannot commit") <= 2  # maybe once before the kernel said why
-        assert "fsck" in log and "cannot rollback" not in log and "Traceback" not in log
-        assert "shutdown: the spool cannot be written" in log
+    log = server.log.read_text()
+    assert log.count("refused delivery") == 1  # the other nine are counted, not logged
+    assert 1 <= log.count("cannot commit") <= 2  # maybe once before the kernel said why
+    assert "fsck" in log and "cannot rollback" not in log and "Traceback" not in log
+    assert "shutdown: the spool cannot be written" in log
+    return server, acknowledged
 
-        _, err = second.communicate(timeout=30)
-        assert second.returncode == 2
-        [line] = [x for x in err.splitlines() if x.strip()]
-        assert line.startswith(f"error: STATE_DIR {state} is on a read-only file system: ")
-        assert "fsck" in line
 
+def test_with_spool_sync_full_no_202_is_lost_to_a_read_only_state_dir_after_the_repair(
+    tmp_path: Path, private_key_pem: str, volume: Ext4Volume
+) -> None:
+    with fake_github() as github:
+        server, _ = serve_through_a_fault(tmp_path, volume, github, private_key_pem, "full")
+        assert "SPOOL_SYNC=normal" not in server.log.read_text()  # nothing to redeliver
         volume.repair()
         github.holding = False
         github.release.set()
-        again = start(tmp_path, github, private_key_pem, STATE_DIR=str(state))
-        servers.append(again)
-        poll(
-            lambda: all(github.comment_count(n, WELCOME) for n in acknowledged),
-            "every acknowledged delivery to be processed after the repair",
+        again = start(
+            tmp_path, github, private_key_pem, STATE_DIR=str(volume.mount_point / "state")
         )
-        assert "recovered 6 queued event(s)" in again.log.read_text()
-        with github.lock:
-            assert sorted(github.comments) == list(acknowledged)
-            assert all(len(bodies) == 1 for bodies in github.comments.values())
+        with stopped_at_the_end([again]):
+            poll(
+                lambda: all(github.comment_count(n, WELCOME) for n in range(1, 7)),
+                "every acknowledged delivery to be processed after the repair",
+            )
+            assert "recovered 6 queued event(s)" in again.log.read_text()
+            with github.lock:
+                assert sorted(github.comments) == list(range(1, 7))  # none of the 503s
+                assert all(len(bodies) == 1 for bodies in github.comments.values())
+
+
+def test_with_spool_sync_normal_the_shutdown_names_what_a_read_only_state_dir_may_lose(
+    tmp_path: Path, private_key_pem: str, volume: Ext4Volume
+) -> None:
+    """And a start-up before the repair stops with one line saying what to do."""
+    state = volume.mount_point / "state"
+    with fake_github() as github:
+        server, acknowledged = serve_through_a_fault(
+            tmp_path, volume, github, private_key_pem, "normal"
+        )
+    [warning] = [x for x in server.log.read_text().splitlines() if "SPOOL_SYNC=normal" in x]
+    assert "redeliver" in warning
+    assert all(delivery.delivery_id in warning for delivery in acknowledged)
+
+    refused = subprocess.run(
+        serve_command(free_port()),
+        cwd=tmp_path,
+        env=clean_env(STATE_DIR=str(state)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert refused.returncode == 2
+    [line] = [x for x in refused.stderr.splitlines() if x.strip()]
+    assert line.startswith(f"error: STATE_DIR {state} is on a read-only file system: ")
+    assert "fsck" in line
+    with pytest.raises(SettingsError, match="is on a read-only file system"):
+        open_state_dir(volume.mount_point / "another")  # one not made yet: mkdir fails
