@@ -193,8 +193,8 @@ class Settings(BaseSettings):
         ge=0,
         le=60,
         allow_inf_nan=False,
-        description="seconds between two writes of one installation, as GitHub asks; "
-        "installations do not wait for each other",
+        description="seconds from GitHub's answer to one write of an installation to its "
+        "next write, as GitHub asks; installations do not wait for each other",
     )
     github_secondary_limits: Annotated[Literal["github", "off"], BeforeValidator(_lower)] = Field(
         "github",

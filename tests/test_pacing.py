@@ -162,5 +162,60 @@ async def test_in_one_process_a_write_waits_an_interval_after_the_last_one_went(
     for _ in range(3):
         async with pacer.write("POST"):
             sent.append(time.now)
-    assert store.booked == [0.0, 1.0, 2.0]
-    assert sent == [0.0, 1.03, pytest.approx(2.03)]  # not 2.0: a second after 1.03
+    assert store.booked == [0.0, 1.0, pytest.approx(2.03)]  # a second after the answer at 1.03
+    assert sent == [0.0, 1.03, pytest.approx(2.03)]
+
+
+async def test_the_next_write_is_booked_an_interval_after_the_previous_answer() -> None:
+    time = SteppedTime()
+    store = CountingStore(time)
+    pacer = InstallationPacer(store=store, clock=time.clock, sleep=time.sleep)
+    sent = []
+    for _ in range(3):
+        async with pacer.write("POST"):
+            sent.append(time.now)
+            time.now += 0.25  # on the wire until GitHub answers
+    # GitHub counts a write when it arrives, anywhere on the way: an interval from the
+    # send would let two arrive closer than that; from the answer, never.
+    assert sent == [0.0, 1.25, 2.5]
+    assert store.booked == [0.0, 1.25, 2.5]
+    assert store.write_delay() == pytest.approx(1.0)  # the next: an interval after 2.75
+
+
+async def test_a_slow_answer_pushes_the_next_write_and_a_waiting_writer_books_after_it() -> None:
+    time = SteppedTime()
+    store = CountingStore(time)
+    pacer = InstallationPacer(store=store, clock=time.clock, sleep=time.sleep)
+    sent: list[tuple[str, float]] = []
+    answer = anyio.Event()
+
+    async def write(name: str) -> None:
+        async with pacer.write("POST"):
+            sent.append((name, time.now))
+            if name == "slow":
+                await answer.wait()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(write, "slow")
+        await anyio.wait_all_tasks_blocked()
+        group.start_soon(write, "next")
+        await anyio.wait_all_tasks_blocked()
+        assert store.booked == [0.0]  # the next waits for the answer before it books
+        time.now = 3.5  # GitHub answers the slow write 3.5 s after it went
+        answer.set()
+    assert sent == [("slow", 0.0), ("next", 4.5)]
+    assert store.booked == [0.0, 4.5]
+
+
+async def test_a_write_cut_off_on_the_wire_counts_as_answered_when_it_was_given_up() -> None:
+    time = SteppedTime()
+    store = CountingStore(time)
+    pacer = InstallationPacer(store=store, clock=time.clock, sleep=time.sleep)
+    with anyio.move_on_after(0) as scope:  # cancelled while on the wire: it may have arrived
+        async with pacer.write("POST"):
+            time.now = 2.0
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    async with pacer.write("POST"):
+        pass
+    assert store.booked == [0.0, 3.0]

@@ -83,6 +83,52 @@ async def test_writes_booked_by_three_replicas_are_an_interval_apart_on_redis_cl
     assert bookings["8"][0].wait == 0.0  # installation 8 does not queue behind 7
 
 
+async def redis_now(server: RedisServer) -> float:
+    """Redis's clock, the one the scripts read."""
+    client = Redis.from_url(server.url, socket_timeout=1)
+    try:
+        seconds, micros = await client.time()
+    finally:
+        await client.aclose()
+    return seconds + micros / 1_000_000
+
+
+async def test_a_write_answered_at_one_replica_pushes_the_next_booking_of_every_replica(
+    redis_server: RedisServer,
+) -> None:
+    limits = SecondaryLimits(write_interval=1.0)
+    async with replicas(redis_server, 2) as (first, second):
+        a, b = store_of(first, "7", limits), store_of(second, "7", limits)
+        sent = await a.book("POST")
+        await anyio.sleep(0.05)  # the write on the wire: GitHub answers 50 ms later
+        answered_after = await redis_now(redis_server)
+        await a.answered()
+        following = await b.book("POST")
+        read = await b.book("GET")  # reads keep the points allowance only
+    assert sent.wait == 0.0
+    # GitHub may have counted the write as late as its answer: the next goes an interval
+    # after that, not after the booked instant (which would be sent.at + 1.0).
+    assert following.at >= answered_after + 1.0 - EPSILON
+    assert following.at - sent.at >= 1.05 - EPSILON
+    assert read.wait == 0.0
+
+
+async def test_an_answer_while_redis_is_unreachable_spaces_the_fallbacks_next_write(
+    redis_server: RedisServer,
+) -> None:
+    clock = FakeTime()
+    limits = SecondaryLimits(write_interval=1.0)
+    async with replicas(redis_server, 1, clock=clock.monotonic) as (link,):
+        store = store_of(link, "7", limits)
+        redis_server.stop()
+        first = await store.book("POST")  # the fallback: as if it had just written
+        clock.now += first.wait + 0.5  # sent, answered half a second later
+        await store.answered()
+        following = await store.book("POST")
+    share = 1.0 * link.fallback_share()  # this replica's share of the pace
+    assert following.at == pytest.approx(first.at + 0.5 + share)
+
+
 async def test_content_and_points_allowances_count_every_replicas_requests(
     redis_server: RedisServer,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -326,6 +327,34 @@ async def test_a_spent_budget_is_a_rate_limit_until_the_reset_on_the_injected_cl
     assert stats.primary_limit_hits == 1 and stats.secondary_limit_hits == 0
     refusal = as_github_error(forbidden.value)  # a 403 that is no rate limit is final
     assert not isinstance(refusal, RetryableGitHubError) and refusal.status_code == 403
+
+
+async def test_a_write_goes_an_interval_after_github_answered_the_previous_one(
+    private_key_pem: str,
+) -> None:
+    clock = FakeTime(advance=True)
+    arrived: list[float] = []
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        arrived.append(clock.now)
+        clock.now += 0.5  # GitHub takes half a second to answer
+        return httpx.Response(200, json=[])
+
+    interval = 0.25
+    with respx.mock(assert_all_mocked=True) as router:
+        any_token(router)
+        router.post(f"{API}/repos/o/r/issues/1/labels").mock(side_effect=slow)
+        gateway = GitHubGateway(
+            make_settings(private_key_pem, GITHUB_WRITE_INTERVAL=str(interval)),
+            monotonic=clock.monotonic,
+            sleep=clock.sleep,
+        )
+        for _ in range(3):
+            await gateway.installation(7).arequest("POST", "/repos/o/r/issues/1/labels")
+        await gateway.aclose()
+    # answered 0.5 s after each went, the next goes an interval after that answer
+    assert [later - earlier for earlier, later in itertools.pairwise(arrived)] == [0.75, 0.75]
+    assert clock.waits == [interval, interval]
 
 
 async def test_an_installation_with_a_write_waiting_for_its_turn_holds_its_next_events(

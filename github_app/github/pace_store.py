@@ -41,6 +41,11 @@ class PaceStore(Protocol):
         """Book the first instant a request of this kind keeps every allowance."""
         ...
 
+    async def answered(self) -> None:
+        """A write of this principal was answered now: the next write (of any replica) is
+        booked an interval after this instant, not after the last one's booked instant."""
+        ...
+
     async def lower(self) -> None:
         """GitHub answered with a secondary limit: slower writes for the rest of the hour."""
         ...
@@ -74,6 +79,9 @@ class LocalPaceStore:
         now = self._clock()
         wait = self.budget.book(now, method, content=content)
         return Booking(wait, now + wait)
+
+    async def answered(self) -> None:
+        self.budget.answered(self._clock())
 
     async def lower(self) -> None:
         self.budget.lower(self._clock())

@@ -15,11 +15,19 @@ a backfill), then the oldest: only the first in line books, and an instant
 booked belongs to whoever is first in line when it comes, so a live write
 arriving meanwhile takes the instant a backfill's write booked. An instant
 missed by more than ``LATE_AFTER`` (a busy event loop, a writer cancelled) is
-not used: the next one is booked. In one process a write also waits an
-interval after the last one went (a little late, maybe); between replicas,
-writes never come closer than the interval minus ``LATE_AFTER``. Reads only
-keep the points allowance. After a secondary limit the principal's write
-allowances are lowered for the rest of the hour (``slow_down``).
+not used: the next one is booked.
+
+The interval counts from the previous write's answer, as GitHub asks (make
+writes serially, wait a second between them): GitHub counts a write when it
+arrives, and the way there (the event loop, the connection pool, queueing at
+GitHub) takes a varying time, so writes sent an interval apart can arrive
+closer. The store hears of each answer (``PaceStore.answered``), so the next
+write of any replica is booked from it; in one process a write also waits an
+interval after the last one's answer. Between replicas, a write booked while
+another replica's is on the wire is an interval after that one's booked
+instant (less ``LATE_AFTER``) at least. Reads only keep the points allowance.
+After a secondary limit the principal's write allowances are lowered for the
+rest of the hour (``slow_down``).
 """
 
 from __future__ import annotations
@@ -104,7 +112,7 @@ class InstallationPacer:
         self._changed = anyio.Event()
         self._busy = False  # a write is on the wire, or the first in line is booking
         self._booked: _Booked | None = None
-        self._last_sent: float | None = None
+        self._last_answered: float | None = None
         self.slowed = 0
 
     @property
@@ -149,16 +157,18 @@ class InstallationPacer:
 
     def _due(self, booked: _Booked) -> float:
         """When a booked write may go: at its instant, and an interval after this process's
-        last write went (which may have gone a little late)."""
-        if self._last_sent is None:
+        last write was answered."""
+        if self._last_answered is None:
             return booked.at
-        return max(booked.at, self._last_sent + self.store.interval())
+        return max(booked.at, self._last_answered + self.store.interval())
 
     @asynccontextmanager
     async def write(self, method: str, *, content: bool = False) -> AsyncIterator[float]:
-        """Held while a write is on the wire: it waits for its turn, the next for its end.
+        """Held while a write is on the wire: it waits for its turn, the next for its answer
+        and an interval more.
 
-        Yields the seconds it waited. The most urgent waiting writer goes first.
+        Yields the seconds it waited. The most urgent waiting writer goes first. Leaving
+        the block is the answer (or the end of trying: a write cut off may have arrived).
         """
         ticket = (URGENCY.get(), next(self._order))
         heapq.heappush(self._waiting, ticket)
@@ -198,12 +208,16 @@ class InstallationPacer:
         self._booked = None
         self._busy = True
         sent = max(self._clock(), self._due(booked))
-        self._last_sent = sent
         try:
             yield sent - asked if waited else 0.0
         finally:
-            self._busy = False
-            self._wake()
+            self._last_answered = self._clock()
+            try:
+                with anyio.CancelScope(shield=True):  # the next writer must hear of it
+                    await self.store.answered()
+            finally:
+                self._busy = False
+                self._wake()
 
     async def write_turn(self, method: str = "POST", *, content: bool = False) -> float:
         """Wait for a write's turn without holding it (the write is as good as sent)."""

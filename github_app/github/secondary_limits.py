@@ -9,7 +9,9 @@ calls):
 - at most 900 points a minute for REST (a GET, HEAD or OPTIONS costs 1 point,
   any other method 5);
 - at least a second between requests that write (POST, PATCH, PUT, DELETE),
-  and no concurrent requests (the pacer sends one write at a time).
+  and no concurrent requests (the pacer sends one write at a time). The second
+  counts from the previous write's answer (``answered``): GitHub counts a write
+  when it arrives, and the way there takes a varying time.
 
 GitHub does not say which requests are content-generating: creating an issue
 and creating a comment are counted by default (``CONTENT_CREATING``); the
@@ -139,7 +141,7 @@ class RequestBudget:
 
     @property
     def last_write(self) -> float | None:
-        """The instant of the latest write counted (booked or sent)."""
+        """The latest instant a write may have reached GitHub: booked, sent, or answered."""
         return self._last_write
 
     def _scale(self, now: float) -> float:
@@ -222,6 +224,15 @@ class RequestBudget:
             self._last_write = at if self._last_write is None else max(self._last_write, at)
             if content:
                 _insort(self._content, at)
+
+    def answered(self, now: float) -> None:
+        """A write was answered now: the next one waits an interval from here.
+
+        GitHub counts a write when it arrives, which may be anywhere between its
+        send and its answer (queueing on the way, in the pool, at GitHub): only an
+        interval after the answer is surely an interval after the arrival.
+        """
+        self._last_write = now if self._last_write is None else max(self._last_write, now)
 
     def lower(self, now: float) -> None:
         """GitHub answered with a secondary limit: slower writes for the rest of the hour.

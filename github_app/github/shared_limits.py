@@ -13,6 +13,10 @@ scripts, each atomic:
   paused: the answer carries the pause instead. The booking also brings the
   primary budget this replica last saw (remaining / reset; the lowest count
   of a window wins) and takes back what all replicas saw, for its ledger.
+- ``ANSWERED``: a write was answered: the next write, whichever replica books
+  it, waits an interval from that instant (``RequestBudget.answered``). A
+  write booked by another replica while one is on the wire is spaced from the
+  booked instant only (its answer is not known yet).
 - ``LOWER``: a secondary limit met by any replica lowers every replica's pace.
 - ``SHARE``: at once, without a request: a secondary-limit pause (retry-after)
   or a budget under the reserve that one replica met, and before an event
@@ -178,6 +182,18 @@ return {0, micro(wait), micro(at), micro(interval / scale), total + cost, in_min
 """
 )
 
+# KEYS: pace; ARGV: ttl
+ANSWERED = (
+    _LUA_COMMON
+    + """
+local now = clock()
+local last = num(redis.call('HGET', KEYS[1], 'last'), now)
+redis.call('HSET', KEYS[1], 'last', fmt(math.max(last, now)))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+)
+
 # KEYS: pace; ARGV: lowered for, max lowerings, ttl
 LOWER = (
     _LUA_COMMON
@@ -243,6 +259,7 @@ class RedisLimits:
         ``prefix`` starts every key (one Redis may keep other things)."""
         self._scripts = {
             "book": client.register_script(BOOK),
+            "answered": client.register_script(ANSWERED),
             "lower": client.register_script(LOWER),
             "share": client.register_script(SHARE),
         }
@@ -386,6 +403,12 @@ class RedisPaceStore:
         self._write_delay_until = now + delay / MICRO
         self._stats = BudgetStats(points, minute, hour, lowered / MICRO if lowered else None)
         return Booking(wait / MICRO, at / MICRO)
+
+    async def answered(self) -> None:
+        if await self._shared.run("answered", self._keys[:1], [self._ttl]) is None:
+            await self._alone().answered()
+        elif self._fallback is not None:
+            self._fallback.budget.answered(self._clock())  # the floor of the next booking
 
     async def lower(self) -> None:
         args = [self._limits.lowered_for, MAX_LOWERINGS, self._ttl]
