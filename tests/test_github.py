@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import anyio
 import httpx
 import pytest
 import respx
+from starlette.types import Receive, Scope, Send
 
+from github_app.control.feedback import Observation, note_work, reporting
 from github_app.errors import InstallationGone, RetryableGitHubError, SettingsError
 from github_app.github.gateway import GitHubGateway
 from tests.conftest import API, app_response, make_settings
@@ -51,6 +54,55 @@ async def test_fifty_concurrent_first_requests_mint_exactly_one_token(private_ke
     assert mint.call_count == 1
     assert issue.call_count == 50
     assert {c.request.headers["authorization"] for c in issue.calls} == {"token ghs_1"}
+
+
+class SlowMintGitHub:
+    """An ASGI GitHub whose token mint answers only when the test says so."""
+
+    def __init__(self) -> None:
+        self.minting = anyio.Event()
+        self.release = anyio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body: dict[str, str] = {}
+        status = 200
+        if scope["path"].endswith("/access_tokens"):
+            self.minting.set()
+            await self.release.wait()
+            status, body = 201, {"token": "ghs_1", "expires_at": EXPIRES_AT}
+        start = {"type": "http.response.start", "status": status, "headers": []}
+        await send(start | {"headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+async def test_an_event_waiting_for_another_events_token_mint_notes_it_as_the_apps_own_wait(
+    private_key_pem: str,
+) -> None:
+    clock = Clock(0.0)
+    github = SlowMintGitHub()
+    gateway = GitHubGateway(
+        make_settings(private_key_pem), transport=httpx.ASGITransport(app=github), monotonic=clock
+    )
+    seen: list[Observation] = []
+
+    async def event() -> None:
+        with reporting(seen.append, installation=7, clock=clock):
+            note_work()
+            await gateway.installation(7).arequest("GET", "/repos/o/r/issues/1")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(event)
+        await github.minting.wait()
+        group.start_soon(event)  # the same installation: it waits for that mint
+        await anyio.wait_all_tasks_blocked()
+        clock.now += 2.0  # the mint takes two seconds
+        github.release.set()
+    await gateway.aclose()
+    assert gateway.tokens.minted == 1
+    # the minting event spent them on GitHub's answer; the other waited for the app's mint
+    assert sorted(observation.latency for observation in seen) == [0.0, 2.0]
 
 
 async def test_token_is_reused_until_shortly_before_expiry_then_minted_again(

@@ -202,7 +202,7 @@ class GitHubGateway:
                 PreloadedAppAuthStrategy(settings.app_id, pem, signing_key=signing_key),
                 app_transport,
             )
-        self.tokens = TokenCache(self._mint_token, clock=clock)
+        self.tokens = TokenCache(self._mint_token, clock=clock, monotonic=monotonic)
         self._installations: LRUCache[int, _Installation] = LRUCache(maxsize=max_installations)
         self._gone: LRUCache[int, float] = LRUCache(maxsize=max_installations)
         self.app_slug: str | None = None

@@ -10,6 +10,11 @@ Tokens in use are renewed ahead of that in the background (``due``,
 ``renew``; the gateway's ``renew_tokens`` loop), one at a time through the
 app's paced principal, so an installation's events rarely wait for a mint and
 a burst never needs hundreds of mints at once.
+
+An event that waits for the mint another event of its installation started
+notes that wait (``note_wait``) like its pacing waits: the app keeping to its
+own principal's pace, not GitHub answering slowly (the minting event notes its
+own wait for the app principal's turn in the transport).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import anyio
 import httpx
 from cachetools import LRUCache
 from githubkit.auth.base import BaseAuthStrategy
+
+from github_app.control.feedback import note_wait
 
 Clock = Callable[[], float]
 TOKEN_REFRESH_MARGIN = 5 * 60.0  # re-mint this long before GitHub's expiry
@@ -42,11 +49,15 @@ class TokenCache:
         mint: Callable[[int], Awaitable[CachedToken]],
         *,
         clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
         margin: float = TOKEN_REFRESH_MARGIN,
         capacity: int = 10_000,
     ) -> None:
+        """``clock`` is wall time (tokens expire at a wall-clock instant); ``monotonic``
+        measures the waits for another event's mint."""
         self._mint = mint
         self._clock = clock
+        self._monotonic = monotonic
         self._margin = margin
         self._tokens: LRUCache[int, CachedToken] = LRUCache(maxsize=capacity)
         self._locks: dict[int, anyio.Lock] = {}
@@ -64,7 +75,9 @@ class TokenCache:
         if cached is not None:
             return cached.token
         lock = self._locks.setdefault(installation_id, anyio.Lock())
+        asked = self._monotonic()
         async with lock:
+            note_wait(self._monotonic() - asked)  # for another event's mint, if one was on
             cached = self._fresh(installation_id)  # another task may have minted meanwhile
             if cached is None:
                 cached = await self._mint(installation_id)
