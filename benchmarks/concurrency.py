@@ -452,20 +452,26 @@ def installation_bounds(backend: Backend, count: int, events: int) -> list[tuple
     """What the 50-installation scenario's limits allow, in events/s, loosest first.
 
     Each event writes one label. The simulator allows ``inst_writes`` per window per
-    installation; the app paces each installation at ``write_interval``; and its
-    token mints are writes of its own principal at that interval too, so a cold
-    burst mints one token per interval and the last installation starts
-    ``count - 1`` intervals late.
+    installation; the app paces each installation at ``write_interval`` from the answer
+    to its last write (at least the service time on the wire); and its token mints are
+    writes of its own principal at that interval too (answered at once), so a cold
+    burst mints one token per interval and the last installation starts ``count - 1``
+    intervals late.
     """
     interval = backend.write_interval
+    turn = interval + backend.service_ms / 1000  # one write's service time, then the interval
     per_installation = events / count
     optimum = count * backend.inst_writes / backend.inst_window
-    paced = count / interval
+    paced = count / turn
     last_start = (count - 1) * interval
-    minted = events / (last_start + per_installation * interval)
+    minted = events / (last_start + per_installation * turn)
     return [
         ("limit-bound optimum", optimum),
-        (f"client-layer pacing bound (one write per {interval:.3f}s, 5 % under)", paced),
+        (
+            f"client-layer pacing bound (one write per {interval:.3f}s after the last one's "
+            f"answer, 5 % under the limit; {turn:.3f}s a write)",
+            paced,
+        ),
         (f"with the app's token mints one per {interval:.3f}s (the last starts late)", minted),
     ]
 
