@@ -519,10 +519,23 @@ class MixedBackend:
 
     SLICE = 0.005
 
-    def __init__(self, h: Harness, *, installations: int = 200, seed: int = 0) -> None:
+    def __init__(
+        self,
+        h: Harness,
+        *,
+        installations: int = 200,
+        seed: int = 0,
+        mint: float = 1.0,
+        kinds: bool = True,
+    ) -> None:
+        """``mint``: a token mint's service time, in ``base``s (GitHub mints far faster than
+        it writes); ``kinds``: the controller is told each request's kind, as the transport
+        tells it (False: every request is of one kind)."""
         import random
 
         self.h = h
+        self.work = {"mint": mint, "read": 1.0, "write": 1.0}
+        self.kinds = kinds
         self.random = random.Random(seed)
         self.installations = installations
         self.next_event = 0
@@ -534,10 +547,10 @@ class MixedBackend:
         n = self.next_event
         self.next_event += 1
         if n < self.installations:
-            return [("request", 1.0), ("request", 1.0), ("request", 1.0)]
+            return [("mint", 0.0), ("read", 0.0), ("write", 0.0)]
         if self.random.random() < 0.5:
             return []
-        return [("wait", self.random.uniform(0.2, 1.0)), ("request", 1.0)]
+        return [("wait", self.random.uniform(0.2, 1.0)), ("write", 0.0)]
 
     def run(self, seconds: float, base: float, capacity: int) -> list[Decision]:
         controller, clock = self.h.controller, self.h.clock
@@ -557,7 +570,9 @@ class MixedBackend:
                 if event["request"] is not None:
                     event["request"][0] -= rate * self.SLICE / base
                     if event["request"][0] <= 0:
-                        controller.request_finished(clock.now - event["request"][1])
+                        latency = clock.now - event["request"][1]
+                        kind = event["steps"][0][0] if self.kinds else "request"
+                        controller.request_finished(latency, kind)
                         event["request"] = None
                         event["steps"].pop(0)
                 elif event["steps"] and event["steps"][0][0] == "wait":
@@ -579,8 +594,9 @@ class MixedBackend:
             self.events.remove(event)
             controller.observe(clock.now - event["started"], Outcome.OK)
             self.completed.append(clock.now)
-        elif event["steps"][0][0] == "request":
-            event["request"] = [self.random.uniform(0.9, 1.1), clock.now]
+        elif event["steps"][0][0] != "wait":
+            work = self.work[event["steps"][0][0]] * self.random.uniform(0.9, 1.1)
+            event["request"] = [work, clock.now]
             controller.request_started()
 
     def mean_in_flight(self, since: float) -> float:
@@ -617,6 +633,23 @@ def test_a_mix_against_a_knee_of_16_requests_shrinks_to_it_and_stays(seed: int) 
     assert 16 * 0.8 <= backend.mean_in_flight(later) <= 16 * 1.5
     stats = h.controller.stats()
     assert stats.baseline is not None and stats.baseline <= 0.15 * 1.3
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mints_far_faster_than_writes_do_not_read_as_github_slowing_when_the_mix_turns(
+    seed: int,
+) -> None:
+    """Cold events mint (in no time), read and write; warm ones only write. Against one
+    baseline for every request the mints pull it down and the warm phase reads as GitHub
+    1.5x slower; each kind against its own cost, the latency stays flat."""
+    h = harness(max_width=64, start=4)
+    backend = MixedBackend(h, seed=seed, mint=0.01)
+    decisions = backend.run(30, base=0.15, capacity=10_000)
+    assert not [d for d in decisions if d.width < d.previous]
+    assert h.controller.width == 64
+    assert not [d for d in decisions if "baseline" in d.reason and d.action != "grow"]
+    stats = h.controller.stats()
+    assert stats.baseline is not None and stats.baseline == pytest.approx(0.15, rel=0.15)
 
 
 def test_one_fast_answer_before_the_first_epoch_does_not_set_the_baseline() -> None:

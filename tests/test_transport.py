@@ -425,14 +425,16 @@ class RecordingMeter:
         self.on_wire = 0
         self.most_on_wire = 0
         self.latencies: list[float | None] = []
+        self.kinds: list[str] = []
 
     def request_started(self) -> None:
         self.on_wire += 1
         self.most_on_wire = max(self.most_on_wire, self.on_wire)
 
-    def request_finished(self, latency: float | None) -> None:
+    def request_finished(self, latency: float | None, kind: str = "request") -> None:
         self.on_wire -= 1
         self.latencies.append(latency)
+        self.kinds.append(kind)
 
 
 async def test_the_meter_hears_every_request_on_the_wire_and_none_of_the_pacing_wait(
@@ -459,6 +461,7 @@ async def test_the_meter_hears_every_request_on_the_wire_and_none_of_the_pacing_
     assert report.waited == 2 * interval
     # the token mint and the three writes, each once, one at a time, and GitHub's time only
     assert meter.latencies == [0.0, 0.0, 0.0, 0.0]
+    assert meter.kinds == ["mint", "write", "write", "write"]  # each kind has its baseline
     assert meter.on_wire == 0 and meter.most_on_wire == 1
 
 
@@ -490,6 +493,7 @@ async def test_writes_a_dry_run_only_logs_never_reach_the_meter(private_key_pem:
         await gateway.aclose()
     assert len(writes) == 1
     assert len(meter.latencies) == 2  # the mint and the read went to GitHub; the write did not
+    assert meter.kinds == ["mint", "read"]
 
 
 async def test_after_a_secondary_limit_answer_writes_go_at_half_the_pace_for_the_hour(

@@ -64,6 +64,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
+_MIN_COST = 1e-6  # seconds: a kind answered in no time still weighs something
 
 
 class Outcome(enum.Enum):
@@ -113,6 +114,12 @@ class ControllerSettings:
     # In slow start only the latency is judged (no throughput gain yet), and a burst's
     # first seconds at a narrow width cost the most: fewer requests will do.
     slow_start_samples: int = 8
+    # A kind of request (mint, read, write) is weighed once a tick brought this many answers
+    # of it: one answer alone (the app's GET /app at start-up) may be unlike the rest.
+    kind_samples: int = 5
+    # How fast the kinds' relative costs follow what their answers show, per tick; only
+    # their ratios move, so GitHub getting slower for all of them is left to the baseline.
+    kind_drift: float = 0.1
     cpu_limit: float = 0.9  # fraction of one core (the event loop is one thread)
     lag_limit: float = 0.25  # seconds of event-loop lag
 
@@ -160,7 +167,7 @@ class ControllerStats:
     min_width: int
     max_width: int
     latency: float | None  # fast EWMA of GitHub's request latency, seconds
-    baseline: float | None  # slow EWMA of it, seconds
+    baseline: float | None  # slow EWMA of it, seconds, at the recent mix of kinds of request
     throughput: float | None  # events/s at the last judged epoch
     ceiling: int | None  # set by throttling
     pause_left: float  # seconds of the throttle pause still to run
@@ -177,13 +184,24 @@ class ControllerStats:
     event_latency: float | None = None  # fast EWMA of event latency (health, not steering)
 
 
+@dataclass
+class _KindSums:
+    """The answers of one kind of request in a tick."""
+
+    requests: int = 0
+    latency: float = 0.0
+    at_width: int = 0  # of requests started at the current width
+    at_width_latency: float = 0.0
+
+
 @dataclass(frozen=True)
 class _Point:
     """One judged epoch: the width, and what was measured at it.
 
-    ``latency`` is the mean latency of the requests started at this width
-    (``None``: nothing went on the wire, GitHub was idle), ``in_flight`` the
-    mean number of requests on the wire, ``throughput`` events/s.
+    ``latency`` is the latency of the requests started at this width against
+    their kinds' costs (1: each as fast as its kind's baseline; ``None``:
+    nothing went on the wire, GitHub was idle), ``in_flight`` the mean number
+    of requests on the wire, ``throughput`` events/s.
     """
 
     width: int
@@ -200,8 +218,7 @@ class _Window:
         self.latency_sum = 0.0  # of events (health, not steering)
         self.requests = 0  # answered by GitHub
         self.request_latency_sum = 0.0
-        self.at_width_requests = 0  # of requests started at the current width
-        self.at_width_latency_sum = 0.0
+        self.kinds: dict[str, _KindSums] = {}  # the answers by kind of request
         self.in_flight_area = 0.0  # request-seconds on the wire: requests in flight, integrated
         self.throttled = 0
         self.errors = 0
@@ -229,8 +246,14 @@ class WidthController:
         self._width = min(max(first, settings.min_width), settings.max_width)
         self._window = _Window()
         self._last_tick = clock()
-        self._latency: float | None = None  # GitHub's request latency, fast EWMA
+        # GitHub's request latency, fast EWMA, and its baseline, both against the kinds' costs
+        self._latency: float | None = None
         self._baseline: float | None = None
+        # Per kind of request: its latency when GitHub's load is the reference (seconds), so a
+        # request's latency / its kind's cost is comparable whatever the mix of kinds.
+        self._costs: dict[str, float] = {}
+        self._mix_cost: float | None = None  # the mean cost of recent requests (for stats)
+        self._latency_seconds: float | None = None  # fast EWMA, seconds (for stats)
         self._event_latency: float | None = None
         self._requests_in_flight = 0
         self._area_since = self._last_tick  # in-flight requests integrated up to here
@@ -247,6 +270,7 @@ class WidthController:
         self._epoch_ok = 0
         self._epoch_at_width = 0
         self._epoch_latency = 0.0
+        self._epoch_cost = 0.0  # the at-width requests' costs: what their latency would be
         self._epoch_area = 0.0
         self._fresh = False  # the next judged epoch is the first since a change
         self._changed_at = -math.inf  # when the width last changed
@@ -285,9 +309,13 @@ class WidthController:
         self._integrate()
         self._requests_in_flight += 1
 
-    def request_finished(self, latency: float | None) -> None:
+    def request_finished(self, latency: float | None, kind: str = "request") -> None:
         """A request came back after ``latency`` seconds on the wire; ``None``: no answer
-        (a timeout or a broken connection, which the event's outcome reports)."""
+        (a timeout or a broken connection, which the event's outcome reports).
+
+        ``kind`` (mint, read, write): each kind is weighed by its own cost, so a
+        change of the mix (cold events mint and read, warm ones only write) is
+        not read as GitHub slowing down or speeding up."""
         self._integrate()
         self._requests_in_flight = max(0, self._requests_in_flight - 1)
         if latency is None:
@@ -297,11 +325,14 @@ class WidthController:
         window.requests += 1
         window.request_latency_sum += latency
         self._requests += 1
+        sums = window.kinds.setdefault(kind, _KindSums())
+        sums.requests += 1
+        sums.latency += latency
         if self._clock() - latency >= self._changed_at:
             # Started at the current width: only such requests measure it (one started
             # before a shrink carries the queueing of the wider width with it).
-            window.at_width_requests += 1
-            window.at_width_latency_sum += latency
+            sums.at_width += 1
+            sums.at_width_latency += latency
 
     def _integrate(self) -> None:
         now = self._clock()
@@ -456,9 +487,15 @@ class WidthController:
         if window.ok:
             self._event_latency = _ewma(self._event_latency, window.latency_sum / window.ok, alpha)
         if window.requests:
-            mean = window.request_latency_sum / window.requests
+            seconds = window.request_latency_sum / window.requests
+            self._latency_seconds = _ewma(self._latency_seconds, seconds, alpha)
+        self._weigh_kinds(window)
+        requests, latency_sum, cost = self._weighed(window, at_width=False)
+        if cost > 0:
+            mean = latency_sum / cost
             self._latency = _ewma(self._latency, mean, alpha)
-            if self._baseline is not None and not in_use and window.requests >= s.min_samples:
+            self._mix_cost = _ewma(self._mix_cost, cost / requests, alpha)
+            if self._baseline is not None and not in_use and requests >= s.min_samples:
                 # unloaded moments show the backend's own latency
                 self._follow_baseline(mean)
         if self._skip:
@@ -471,8 +508,10 @@ class WidthController:
         self._epoch_ticks += 1
         self._epoch_time += elapsed
         self._epoch_ok += window.ok
-        self._epoch_at_width += window.at_width_requests
-        self._epoch_latency += window.at_width_latency_sum
+        at_width, at_width_latency, at_width_cost = self._weighed(window, at_width=True)
+        self._epoch_at_width += at_width
+        self._epoch_latency += at_width_latency
+        self._epoch_cost += at_width_cost
         self._epoch_area += window.in_flight_area
         needed = s.slow_start_samples if self._slow_start else s.min_samples
         if self._epoch_at_width < needed and self._epoch_ticks < s.max_epoch_ticks:
@@ -481,8 +520,8 @@ class WidthController:
             self._reset_epoch()
             return None
         latency: float | None = None
-        if self._epoch_at_width:
-            latency = self._epoch_latency / self._epoch_at_width
+        if self._epoch_cost > 0:
+            latency = self._epoch_latency / self._epoch_cost
         elif self._epoch_area > 0 and self._baseline is not None:
             # Requests on the wire and none back in the whole epoch: wait for them.
             self._reset_epoch()
@@ -505,6 +544,49 @@ class WidthController:
         self._reset_epoch()
         return point
 
+    def _weigh_kinds(self, window: _Window) -> None:
+        """Learn the cost of each kind of request first seen in this tick (enough answers of
+        it), and let the known kinds' relative costs follow what their answers show.
+
+        A new kind is taken to be as loaded as the known ones answered in the same
+        tick (or as the latency EWMA says), so it may first appear under load."""
+        s = self.settings
+        known = [(self._costs[k], v) for k, v in window.kinds.items() if k in self._costs]
+        cost = sum(c * v.requests for c, v in known)
+        load = sum(v.latency for _, v in known) / cost if cost > 0 else self._latency
+        if load is None or load <= 0:
+            load = 1.0
+        steady = [
+            (kind, sums)
+            for kind, sums in window.kinds.items()
+            if kind in self._costs and sums.requests >= s.kind_samples
+        ]
+        if len(steady) >= 2:
+            for kind, sums in steady:
+                own = sums.latency / sums.requests / self._costs[kind]
+                if own > 0:
+                    self._costs[kind] *= (own / load) ** s.kind_drift
+        for kind, sums in window.kinds.items():
+            if kind not in self._costs and sums.requests >= s.kind_samples:
+                self._costs[kind] = max(sums.latency / sums.requests / load, _MIN_COST)
+
+    def _weighed(self, window: _Window, *, at_width: bool) -> tuple[int, float, float]:
+        """The answers of kinds with a known cost: how many, their latency, their cost (s)."""
+        requests, latency, cost = 0, 0.0, 0.0
+        for kind, sums in window.kinds.items():
+            kind_cost = self._costs.get(kind)
+            if kind_cost is None:
+                continue
+            count = sums.at_width if at_width else sums.requests
+            requests += count
+            latency += sums.at_width_latency if at_width else sums.latency
+            cost += count * kind_cost
+        return requests, latency, cost
+
+    def _seconds(self, latency: float) -> float:
+        """A latency against the kinds' costs, in seconds at the recent mix of requests."""
+        return latency * (self._mix_cost or 1.0)
+
     def _brake(self, now: float, point: _Point) -> Decision | None:
         """The latency brake; None when latency gives no reason to act (growth may follow)."""
         s = self.settings
@@ -521,12 +603,13 @@ class WidthController:
             # before a change of GitHub's (its capacity fell) with one after it.
             before, smaller = unconfirmed
             self._baseline = before
+            moved = self._seconds(before) * 1000
             return self._change(
                 now,
                 smaller,
                 "shrink",
                 f"restored width queues (latency {ratio:.2f}x the moved baseline): the "
-                f"slowdown is ours after all; baseline back to {before * 1000:.0f}ms",
+                f"slowdown is ours after all; baseline back to {moved:.0f}ms",
             )
         probing, self._probing = self._probing, False
         if probing and gain is not None and previous is not None and previous.width > point.width:
@@ -668,13 +751,18 @@ class WidthController:
             target = math.ceil(self._width * s.slow_start)
         else:
             target = self._width + max(1, round(self._width * s.step))
-        limit = s.max_width if self._ceiling is None else min(s.max_width, self._ceiling)
+        limit = self._limit()
         if self._width >= limit:
             why = "at the throttle ceiling" if limit == self._ceiling else "at WORKERS_MAX"
             return self._decide(now, self._width, "hold", why)
         return self._change(
             now, min(target, limit), "grow", "backlog, width in use, latency at baseline"
         )
+
+    def _limit(self) -> int:
+        """The widest the width may be: WORKERS_MAX, or the throttle ceiling under it."""
+        s = self.settings
+        return s.max_width if self._ceiling is None else min(s.max_width, self._ceiling)
 
     def _relax_ceiling(self, now: float) -> None:
         if self._ceiling is not None and now - self._ceiling_at >= self.settings.ceiling_relax:
@@ -706,6 +794,7 @@ class WidthController:
         self._epoch_ok = 0
         self._epoch_at_width = 0
         self._epoch_latency = 0.0
+        self._epoch_cost = 0.0  # the at-width requests' costs: what their latency would be
         self._epoch_area = 0.0
 
     def _decide(self, now: float, width: int, action: str, reason: str) -> Decision:
@@ -720,8 +809,8 @@ class WidthController:
             width=self._width,
             min_width=self.settings.min_width,
             max_width=self.settings.max_width,
-            latency=self._latency,
-            baseline=self._baseline,
+            latency=self._latency_seconds,
+            baseline=None if self._baseline is None else self._seconds(self._baseline),
             throughput=self._throughput,
             ceiling=self._ceiling,
             pause_left=self.pause_left(),

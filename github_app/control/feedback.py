@@ -47,8 +47,12 @@ class RequestMeter(Protocol):
 
     def request_started(self) -> None: ...
 
-    def request_finished(self, latency: float | None) -> None:
-        """``latency``: seconds until GitHub answered; ``None``: no answer (timeout, error)."""
+    def request_finished(self, latency: float | None, kind: str = "request") -> None:
+        """``latency``: seconds until GitHub answered; ``None``: no answer (timeout, error).
+
+        ``kind``: what sort of request it was (``mint``, ``read``, ``write``): each
+        kind's latency is compared with its own baseline, so a change of the mix of
+        requests is not read as GitHub slowing down or speeding up."""
 
 
 _SEVERITY = {Outcome.OK: 0, Outcome.ERROR: 1, Outcome.THROTTLED: 2}

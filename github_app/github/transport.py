@@ -5,7 +5,9 @@ nothing because githubkit closes its client after every call, and the pool
 must outlive those clients (the gateway closes it for real at shutdown). Every
 request to GitHub passes it, and only on its way to the wire: it tells the
 ``RequestMeter`` (the width controller) of each one, with the seconds GitHub
-took to answer. Waits of the app's own happen above it (pacing, a token mint
+took to answer and the request's kind (``request_kind``: a token mint, a
+read or a write take GitHub different times, so the controller keeps a
+baseline per kind). Waits of the app's own happen above it (pacing, a token mint
 in progress) and writes a dry run only logs never reach it.
 
 ``GitHubTransport`` is the per-installation layer every request of that
@@ -82,6 +84,14 @@ def naming_objects(repository: str | None, issue_number: int | None) -> Iterator
         EVENT_OBJECTS.reset(token)
 
 
+def request_kind(request: httpx.Request) -> str:
+    """``mint``, ``read`` or ``write``: kinds of request GitHub answers in different times
+    (a token mint is far faster than a write), whose mix changes as a burst goes on."""
+    if TOKEN_PATH.search(request.url.path):
+        return "mint"
+    return "write" if request.method in WRITE_METHODS else "read"
+
+
 class SharedTransport(httpx.AsyncBaseTransport):
     """A pooled transport that outlives the short-lived clients githubkit makes per call,
     and meters every request on the wire (``meter``)."""
@@ -108,7 +118,7 @@ class SharedTransport(httpx.AsyncBaseTransport):
             response = await self._inner.handle_async_request(request)
             latency = self._clock() - started  # until the answer's headers: GitHub's time
         finally:
-            meter.request_finished(latency)
+            meter.request_finished(latency, request_kind(request))
         return response
 
     async def aclose(self) -> None:
