@@ -159,6 +159,32 @@ def test_backs_off_on_throttling_pauses_and_stays_under_the_throttled_width() ->
     assert max(widths(later)) == ceiling  # grows back, but not into the limit again
 
 
+def test_github_is_slower_after_a_back_off_restores_no_wider_than_the_ceiling() -> None:
+    """Latency up as the width halves after a throttle reads as "GitHub is slower" and
+    restores the width the verdict came from: never above the throttle's ceiling."""
+    h = harness(max_width=32, start=32)
+    for latency in (0.1, 0.1):  # the baseline, at 32
+        h.keep_in_flight(32)
+        h.complete(latency, 40)
+        h.clock.now += TICK
+        h.controller.tick(Backlog(1000, 32))
+    assert h.controller.width == 32
+    h.controller.observe(0.1, Outcome.THROTTLED, retry_after=1.0)
+    h.clock.now += TICK
+    assert h.controller.tick(Backlog(1000, 32)).action == "backoff"
+    ceiling = h.controller.stats().ceiling
+    assert ceiling == 24
+    decisions = []
+    for _ in range(8):  # the pause, the skipped tick, then 1.5x the latency at half the width
+        h.keep_in_flight(16)
+        h.complete(0.15, 40)
+        h.clock.now += TICK
+        decisions.append(h.controller.tick(Backlog(1000, 16)))
+    restored = [d for d in decisions if d.action == "rebaseline" and d.width > d.previous]
+    assert restored and "GitHub is slower" in restored[0].reason
+    assert max(widths(decisions)) == ceiling
+
+
 def test_a_throttle_storm_decreases_once_per_pause() -> None:
     h = harness(start=32)
     first = second = None

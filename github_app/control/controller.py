@@ -775,7 +775,9 @@ class WidthController:
 
     def _change(self, now: float, target: int, action: str, reason: str) -> Decision:
         s = self.settings
-        target = min(max(target, s.min_width), s.max_width)
+        # The throttle ceiling bounds every way up, a width restored by a verdict included:
+        # after a back-off the epochs before and after it straddle GitHub's limit.
+        target = min(max(target, s.min_width), self._limit())
         if target == self._width:
             return self._decide(now, target, "hold", f"{reason} (already at the bound)")
         if self._current is not None and self._current.width == self._width:
