@@ -402,6 +402,46 @@ def test_slow_start_judges_an_epoch_on_fewer_completions() -> None:
     assert h.controller.tick(Backlog(1000, 4)).action == "grow"
 
 
+def test_requests_past_the_knee_are_braked_when_the_app_fills_only_some_slots() -> None:
+    """The app takes events slower than they free up (a busy host): 40 of 64 slots busy, so
+    the width is not in use, but GitHub sees 40 requests past its knee of 16."""
+    h = harness(max_width=64, start=64)
+    for _ in range(3):  # a few events at a time: GitHub's own latency, the baseline
+        h.keep_in_flight(8)
+        h.complete(0.1, 40)
+        h.clock.now += TICK
+        assert h.controller.tick(Backlog(1000, 8)).width == 64
+    decisions = []
+    for _ in range(10):
+        h.keep_in_flight(40)
+        h.complete(0.1 * 40 / 16, 40)
+        h.clock.now += TICK
+        decisions.append(h.controller.tick(Backlog(1000, 40)))
+    shrink = next(d for d in decisions if d.action == "shrink")
+    assert "latency" in shrink.reason
+    assert shrink.width <= 32  # a step down from the 40 in use, not from the unused 64
+
+
+def test_slow_start_ends_when_requests_in_flight_do_not_follow_a_doubling() -> None:
+    """The slots a doubling added wait on the app's own limits (another event's token mint):
+    GitHub sees no more requests, so doubling again would only park more slots, which
+    would then reach GitHub together."""
+    h = harness(max_width=64, start=8)
+    decisions = []
+    for _ in range(8):
+        h.keep_in_flight(8)  # never more than 8 requests, whatever the width
+        h.complete(0.1, 40)
+        h.clock.now += TICK
+        decisions.append(h.controller.tick(Backlog(1000, h.controller.width)))
+    assert widths(decisions)[:2] == [16, 16]  # slow start doubles once; the next is measured
+    ended = decisions[2]
+    assert ended.width == 16 and "slow start ends" in ended.reason
+    assert not h.controller.stats().slow_start
+    later = decisions[3:]  # then additive growth: 10 % a step
+    assert any(d.action == "grow" for d in later)
+    assert all(d.width - d.previous <= max(1, round(0.1 * d.previous)) for d in later)
+
+
 # -- a backend whose events straddle changes ---------------------------------------------------
 
 

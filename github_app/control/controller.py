@@ -43,13 +43,26 @@ Signals, strongest first:
    wide width, so the baseline may be measured past the new knee) the next
    probe steps down until latency stops falling with width.
 5. Backlog: grow only with ready work and the current width in use; hold when
-   all queued work waits on per-installation limits (the client layer's).
+   all queued work waits on per-installation limits (the client layer's). Slow
+   start (doubling) ends when the requests in flight do not follow a doubling:
+   the slots added wait on the app's own limits (another event's token mint),
+   and doubling on would park more of them, to reach GitHub together later.
+
+Requests are of kinds GitHub answers in different times (a token mint, a read,
+a write), and their mix changes as a burst goes on (cold events mint and read,
+warm ones only write): each kind's latency is taken against its own cost
+(learnt from its first answers), so the latency judged is GitHub's load, not
+the mix.
 
 Changes are measured in epochs: after a width change one tick is skipped,
 then request latency and requests in flight are measured at the new width
 until enough requests came back; only requests started at the new width count
-for its latency. An epoch in which nothing was on the wire (events that make
-no request) leaves GitHub idle: it gives no latency and does not stop growth.
+for its latency. Epochs are measured whenever work waits and requests are on
+the wire, even with fewer events busy than the width (the app may fill slots
+slower than they free up): requests past GitHub's knee queue all the same, and
+a shrink then steps down from the slots in use. An epoch in which nothing was
+on the wire (events that make no request) leaves GitHub idle: it gives no
+latency and does not stop growth.
 Two epochs are compared only across a change of requests in flight large
 enough (``judge_step``) for the difference to stand out of an epoch's noise:
 verdicts drawn from +1 steps ratcheted the baseline, and the width with it,
@@ -94,7 +107,10 @@ class ControllerSettings:
     # A change of requests in flight smaller than this (relative) gives no verdict on gain:
     # a +1 step at width 20 moves latency less than an epoch's noise does.
     judge_step: float = 0.15
-    slow_start: float = 2.0  # growth factor until a limit has been seen
+    slow_start: float = 2.0  # growth factor until a limit has been seen...
+    # ...or until requests in flight grow by less than this share of a doubling (in log
+    # terms): the slots added wait on the app's own limits, not on GitHub
+    min_follow: float = 0.5
     step: float = 0.1  # then additive growth of this fraction (at least 1)
     probe: float = 0.8  # the factor of a shrink under the latency brake
     cooldown: float = 5.0  # seconds without growth after a shrink for latency
@@ -256,6 +272,7 @@ class WidthController:
         self._latency_seconds: float | None = None  # fast EWMA, seconds (for stats)
         self._event_latency: float | None = None
         self._requests_in_flight = 0
+        self._busy = 0  # events being processed at the last tick
         self._area_since = self._last_tick  # in-flight requests integrated up to here
         self._requests = 0
         self._slow_start = True
@@ -417,9 +434,15 @@ class WidthController:
                 now, target, "shrink", f"{share:.0%} of events failed (5xx/timeout)"
             )
 
-        # Slots free up and refill between ticks: "in use" allows for a few being refilled.
-        in_use = backlog.ready > 0 and backlog.in_flight >= max(1, math.floor(self._width * 0.8))
-        judged = self._measure(window, elapsed, in_use)
+        in_use = backlog.ready > 0 and backlog.in_flight >= self._in_use_at()
+        # With work waiting, GitHub's latency against its requests in flight is judged even
+        # when the slots are not all busy (the app may not fill them as fast as they free
+        # up): requests past GitHub's knee queue all the same, and 64 slots filling up one
+        # by one reach GitHub's secondary limit without the brake having looked.
+        loaded = in_use or (backlog.ready > 0 and window.in_flight_area > 0)
+        self._busy = backlog.in_flight
+        judged = self._measure(window, elapsed, loaded)
+        fresh = self._fresh
         if judged is not None:
             brake = self._brake(now, judged)
             if brake is not None:
@@ -441,6 +464,18 @@ class WidthController:
             return self._decide(now, self._width, "hold", local_throttle)
         if judged is None:
             return self._decide(now, self._width, "hold", "measuring the current width")
+        if self._slow_start and fresh and not self._followed(judged):
+            # The slots added wait on the app's own limits (a token mint of another event,
+            # an installation's turn), not on GitHub: latency at baseline says nothing of
+            # the width, and doubling on would release them together past GitHub's knee.
+            self._slow_start = False
+            return self._decide(
+                now,
+                self._width,
+                "hold",
+                "requests in flight did not follow the width: slots wait on the app's "
+                "own limits; slow start ends",
+            )
         base = self._baseline
         if base is not None and judged.latency is not None and judged.latency > s.grow_below * base:
             ratio = judged.latency / base
@@ -480,7 +515,7 @@ class WidthController:
         target = math.floor(self._width * s.throttle_factor)
         return self._change(now, target, "backoff", reason)
 
-    def _measure(self, window: _Window, elapsed: float, in_use: bool) -> _Point | None:
+    def _measure(self, window: _Window, elapsed: float, loaded: bool) -> _Point | None:
         """Add this tick to the epoch; returns the epoch's point when it is ready to judge."""
         s = self.settings
         alpha = s.latency_alpha
@@ -495,13 +530,13 @@ class WidthController:
             mean = latency_sum / cost
             self._latency = _ewma(self._latency, mean, alpha)
             self._mix_cost = _ewma(self._mix_cost, cost / requests, alpha)
-            if self._baseline is not None and not in_use and requests >= s.min_samples:
+            if self._baseline is not None and not loaded and requests >= s.min_samples:
                 # unloaded moments show the backend's own latency
                 self._follow_baseline(mean)
         if self._skip:
             self._skip -= 1
             return None
-        if not in_use:
+        if not loaded:
             # throughput is set by arrivals, not by width: nothing to learn about width
             self._reset_epoch()
             return None
@@ -688,8 +723,12 @@ class WidthController:
         return self._decide(now, self._width, "hold", f"latency {ratio:.2f}x baseline")
 
     def _probe_down(self, now: float, reason: str) -> Decision:
-        """One step down (by ``probe``); the next epoch says whether latency fell with it."""
-        target = min(self._width - 1, math.floor(self._width * self.settings.probe))
+        """One step down (by ``probe``); the next epoch says whether latency fell with it.
+
+        From the slots in use when far fewer than the width are (a step down from an
+        unused width would change nothing GitHub sees)."""
+        used = self._width if self._busy >= self._in_use_at() else max(1, self._busy)
+        target = min(self._width - 1, math.floor(used * self.settings.probe))
         decision = self._change(now, target, "shrink", reason)
         self._probing = self._search_knee and decision.width != decision.previous
         return decision
@@ -707,6 +746,27 @@ class WidthController:
                 self._search_knee = True
         elif latency <= s.grow_below * base:
             self._baseline = s.baseline_rise * latency + (1 - s.baseline_rise) * base
+
+    def _in_use_at(self) -> int:
+        """Events busy from which the width counts as in use (slots free up and refill
+        between ticks: a few may be being refilled)."""
+        return max(1, math.floor(self._width * 0.8))
+
+    def _followed(self, point: _Point) -> bool:
+        """Did the requests in flight follow the last growth (at least ``min_follow`` of it,
+        in proportion)? True when there is nothing to compare."""
+        previous = self._previous
+        if (
+            previous is None
+            or previous.width >= point.width
+            or previous.in_flight <= 0
+            or point.in_flight <= 0
+        ):
+            return True
+        follow = math.log(point.in_flight / previous.in_flight) / math.log(
+            point.width / previous.width
+        )
+        return follow >= self.settings.min_follow
 
     def _gain(self, point: _Point) -> float | None:
         """How much GitHub's throughput followed the last change (1 = in proportion).
