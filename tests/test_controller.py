@@ -175,9 +175,9 @@ def test_github_is_slower_after_a_back_off_restores_no_wider_than_the_ceiling() 
     ceiling = h.controller.stats().ceiling
     assert ceiling == 24
     decisions = []
-    for _ in range(8):  # the pause, the skipped tick, then 1.5x the latency at half the width
+    for _ in range(8):  # the pause, the skipped tick, then 1.25x the latency at half the width
         h.keep_in_flight(16)
-        h.complete(0.15, 40)
+        h.complete(0.125, 40)
         h.clock.now += TICK
         decisions.append(h.controller.tick(Backlog(1000, 16)))
     restored = [d for d in decisions if d.action == "rebaseline" and d.width > d.previous]

@@ -103,7 +103,7 @@ class ControllerSettings:
     # GitHub's throughput following its requests in flight less than this: too wide
     min_gain: float = 0.5
     follow_gain: float = 0.8  # more than this: the latency is GitHub's, not queueing we caused
-    max_gain: float = 2.0  # beyond this the backend changed along with the width: no verdict
+    max_gain: float = 1.4  # beyond this the backend changed along with the width: no verdict
     # A change of requests in flight smaller than this (relative) gives no verdict on gain:
     # a +1 step at width 20 moves latency less than an epoch's noise does.
     judge_step: float = 0.15
