@@ -422,6 +422,31 @@ def test_requests_past_the_knee_are_braked_when_the_app_fills_only_some_slots() 
     assert shrink.width <= 32  # a step down from the 40 in use, not from the unused 64
 
 
+def test_latency_measured_while_the_event_loop_stalls_is_not_read_as_github_slowing() -> None:
+    """An answer that waits for a stalled event loop carries the app's delay: ticks with
+    loop lag give no latency verdict; the same latency without lag is braked."""
+    h = harness(max_width=16, start=16)
+    for _ in range(3):
+        h.keep_in_flight(16)
+        h.complete(0.1, 40)
+        h.clock.now += TICK
+        h.controller.tick(Backlog(1000, 16))
+    stalled = HostLoad(lag=h.controller.settings.lag_limit)
+    for _ in range(8):
+        h.keep_in_flight(16)
+        h.complete(0.3, 40)
+        h.clock.now += TICK
+        decision = h.controller.tick(Backlog(1000, 16), stalled)
+        assert decision.width == 16 and "lag" in decision.reason
+    decisions = []
+    for _ in range(4):
+        h.keep_in_flight(16)
+        h.complete(0.3, 40)
+        h.clock.now += TICK
+        decisions.append(h.controller.tick(Backlog(1000, 16)))
+    assert [d for d in decisions if d.action == "shrink" and "latency" in d.reason]
+
+
 def test_slow_start_ends_when_requests_in_flight_do_not_follow_a_doubling() -> None:
     """The slots a doubling added wait on the app's own limits (another event's token mint):
     GitHub sees no more requests, so doubling again would only park more slots, which

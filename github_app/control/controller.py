@@ -441,7 +441,7 @@ class WidthController:
         # by one reach GitHub's secondary limit without the brake having looked.
         loaded = in_use or (backlog.ready > 0 and window.in_flight_area > 0)
         self._busy = backlog.in_flight
-        judged = self._measure(window, elapsed, loaded)
+        judged = self._measure(window, elapsed, loaded, lagging=load.lag >= s.lag_limit)
         fresh = self._fresh
         if judged is not None:
             brake = self._brake(now, judged)
@@ -515,8 +515,14 @@ class WidthController:
         target = math.floor(self._width * s.throttle_factor)
         return self._change(now, target, "backoff", reason)
 
-    def _measure(self, window: _Window, elapsed: float, loaded: bool) -> _Point | None:
-        """Add this tick to the epoch; returns the epoch's point when it is ready to judge."""
+    def _measure(
+        self, window: _Window, elapsed: float, loaded: bool, *, lagging: bool = False
+    ) -> _Point | None:
+        """Add this tick to the epoch; returns the epoch's point when it is ready to judge.
+
+        ``lagging``: the event loop stalled in this tick, so every latency the transport
+        measured carries the app's own delay (its answer waited for the loop), not
+        GitHub's: the tick is left out of the epoch and of the baseline."""
         s = self.settings
         alpha = s.latency_alpha
         if window.ok:
@@ -524,6 +530,9 @@ class WidthController:
         if window.requests:
             seconds = window.request_latency_sum / window.requests
             self._latency_seconds = _ewma(self._latency_seconds, seconds, alpha)
+        if lagging:
+            self._skip = max(0, self._skip - 1)
+            return None
         self._weigh_kinds(window)
         requests, latency_sum, cost = self._weighed(window, at_width=False)
         if cost > 0:
