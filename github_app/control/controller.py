@@ -97,7 +97,7 @@ class ControllerSettings:
     tick: float = 0.5  # seconds between decisions
     latency_alpha: float = 0.4  # weight of a new tick's request latency in the fast EWMA
     baseline_rise: float = 0.01  # the baseline follows a slower backend this slowly...
-    baseline_fall: float = 1.0  # ...and a faster one at once
+    baseline_fall: float = 0.3  # ...and a faster one at once
     grow_below: float = 1.2  # latency under this many baselines counts as baseline latency
     brake_above: float = 1.5  # latency over this many baselines is "well above"
     # GitHub's throughput following its requests in flight less than this: too wide
@@ -138,6 +138,9 @@ class ControllerSettings:
     kind_drift: float = 0.1
     cpu_limit: float = 0.9  # fraction of one core (the event loop is one thread)
     lag_limit: float = 0.25  # seconds of event-loop lag
+    # Loop lag of this share of GitHub's baseline latency (or lag_limit, if less) makes a
+    # tick's latencies the app's own: answers waited for the loop, not for GitHub.
+    lag_share: float = 0.5
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_width <= self.max_width:
@@ -441,7 +444,7 @@ class WidthController:
         # by one reach GitHub's secondary limit without the brake having looked.
         loaded = in_use or (backlog.ready > 0 and window.in_flight_area > 0)
         self._busy = backlog.in_flight
-        judged = self._measure(window, elapsed, loaded, lagging=load.lag >= s.lag_limit)
+        judged = self._measure(window, elapsed, loaded, lagging=load.lag >= self._blind_lag())
         fresh = self._fresh
         if judged is not None:
             brake = self._brake(now, judged)
@@ -520,9 +523,10 @@ class WidthController:
     ) -> _Point | None:
         """Add this tick to the epoch; returns the epoch's point when it is ready to judge.
 
-        ``lagging``: the event loop stalled in this tick, so every latency the transport
-        measured carries the app's own delay (its answer waited for the loop), not
-        GitHub's: the tick is left out of the epoch and of the baseline."""
+        ``lagging``: the event loop stalled in this tick (lag of half GitHub's baseline
+        latency or more), so the latencies the transport measured carry the app's own
+        delay (an answer waited for the loop), not GitHub's: the tick is left out of
+        the epoch and of the baseline."""
         s = self.settings
         alpha = s.latency_alpha
         if window.ok:
@@ -755,6 +759,13 @@ class WidthController:
                 self._search_knee = True
         elif latency <= s.grow_below * base:
             self._baseline = s.baseline_rise * latency + (1 - s.baseline_rise) * base
+
+    def _blind_lag(self) -> float:
+        """Event-loop lag from which a tick's request latencies are not GitHub's."""
+        s = self.settings
+        if self._baseline is None:
+            return s.lag_limit
+        return min(s.lag_limit, s.lag_share * self._seconds(self._baseline))
 
     def _in_use_at(self) -> int:
         """Events busy from which the width counts as in use (slots free up and refill
