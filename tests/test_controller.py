@@ -7,6 +7,7 @@ here script both, as the transport and the runner would.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -491,11 +492,17 @@ class SharedBackend:
         self.random = random.Random(seed)
         self.jobs: list[list[float]] = []  # [work left, started]: one request per event
 
-    def run(self, seconds: float, base: float, capacity: int) -> list[Decision]:
+    def run(
+        self, seconds: float, base: float, capacity: int, *, lags: tuple[float, ...] = (0.0,)
+    ) -> list[Decision]:
+        """``lags``: the event loop's lag in a tick is one of these (at random), and each
+        answer of the tick waits for the loop up to that long (the app's delay, not
+        GitHub's), as on a loaded host."""
         controller, clock = self.h.controller, self.h.clock
         decisions: list[Decision] = []
         next_tick = clock.now + TICK
         end = clock.now + seconds
+        lag = 0.0
         while clock.now < end:
             while len(self.jobs) < controller.width:
                 self.jobs.append([base * self.random.uniform(0.9, 1.1), clock.now])
@@ -506,11 +513,14 @@ class SharedBackend:
                 job[0] -= rate * self.SLICE
                 if job[0] <= 0:
                     self.jobs.remove(job)
-                    controller.request_finished(clock.now - job[1])
-                    controller.observe(clock.now - job[1], Outcome.OK)
+                    latency = clock.now - job[1] + lag * self.random.random()
+                    controller.request_finished(latency)
+                    controller.observe(latency, Outcome.OK)
             if clock.now >= next_tick:
                 next_tick += TICK
-                decisions.append(controller.tick(Backlog(1000, len(self.jobs))))
+                backlog = Backlog(1000, len(self.jobs))
+                decisions.append(controller.tick(backlog, HostLoad(lag=lag)))
+                lag = self.random.choice(lags)
         return decisions
 
 
@@ -558,6 +568,22 @@ def test_a_steady_backend_does_not_ratchet_the_width_up(seed: int) -> None:
     assert not any(d.action == "rebaseline" for d in decisions)
     stats = h.controller.stats()
     assert stats.baseline is not None and stats.baseline <= 0.15 * 1.25
+
+
+# A loaded host's event loop: mostly 5-30 ms late a tick, now and then 60-150 ms.
+HOST_LAGS = (0.005, 0.01, 0.01, 0.015, 0.03, 0.03, 0.03, 0.06, 0.12, 0.15)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_app_s_own_loop_lag_does_not_drag_the_width_below_the_knee(seed: int) -> None:
+    """Answers that wait for a busy event loop read 1.2-2x GitHub's latency now and then:
+    ticks with lag of half the baseline latency give no verdict, and one fast epoch does
+    not pull the baseline to the bottom of the noise (it did: widths 6-12 at a knee of 16)."""
+    h = harness(max_width=64, start=4)
+    backend = SharedBackend(h, seed)
+    decisions = backend.run(60, base=0.15, capacity=16, lags=HOST_LAGS)
+    later = widths(decisions[len(decisions) // 2 :])
+    assert 16 * 0.9 <= statistics.median(later) <= 16 * 1.5
 
 
 def test_searches_down_for_the_knee_when_github_gets_faster_at_a_wide_width() -> None:
