@@ -558,6 +558,21 @@ def test_settles_within_ten_seconds_when_latency_triples_mid_epoch(seed: int) ->
 
 
 @pytest.mark.parametrize("seed", range(5))
+def test_growth_resumes_as_soon_as_the_restored_width_confirms_github_is_slower(
+    seed: int,
+) -> None:
+    """The probes' cooldown was set by latency that turned out to be GitHub's: after the
+    verdict the width grows again at the restored width's first epoch (it waited 3.5 s)."""
+    h = harness()
+    backend = SharedBackend(h, seed)
+    backend.run(40, base=0.15, capacity=16)
+    decisions = backend.run(30, base=0.45, capacity=16)
+    verdict = next(d for d in decisions if d.action == "rebaseline" and d.width > d.previous)
+    grown = next(d for d in decisions if d.at > verdict.at and d.action == "grow")
+    assert grown.at - verdict.at <= 2.0
+
+
+@pytest.mark.parametrize("seed", range(5))
 def test_a_steady_backend_does_not_ratchet_the_width_up(seed: int) -> None:
     """Small growth steps give no verdict on gain, so noise cannot move the baseline up."""
     h = harness()

@@ -688,7 +688,9 @@ class WidthController:
             # Throughput follows width: the latency is GitHub's, not queueing we caused.
             self._baseline = self._latency = point.latency
             if previous.width > point.width:
-                self._grow_after = now + s.cooldown
+                # No cooldown (it is for widths found to queue, and the probes' was read
+                # wrong): growth resumes once the restored width's first epoch confirms.
+                self._grow_after = -math.inf
                 self._unconfirmed = (base, point.width)
                 return self._change(
                     now,
