@@ -28,13 +28,16 @@ Signals, strongest first:
    business: the client layer pauses just those (their events wait in the
    queue), and the controller only holds its growth for that tick.
 2. Errors (5xx, timeouts) above a share of outcomes: a gentle decrease.
-3. Host load: CPU near a core or event-loop lag stops growth.
+3. Host load: CPU near a core or event-loop lag stops growth; a tick with loop
+   lag of half GitHub's latency gives no latency verdict (answers waited for
+   the loop, not for GitHub).
 4. Request latency against a baseline. Both are EWMAs; the baseline follows a
-   faster backend at once and a slower one slowly. Latency well above the
-   baseline shrinks the width only when GitHub's throughput stops growing with
-   the requests in flight: the width is probed down, and if throughput falls
-   with it the slowness is GitHub's
-   (not ours), so the baseline moves up and the width is restored. A uniformly
+   faster backend quickly (0.3 of the way per reading: one fast reading among
+   a loaded host's noise must not set it) and a slower one slowly. Latency well
+   above the baseline shrinks the width only when GitHub's throughput stops
+   growing with the requests in flight: the width is probed down, and if
+   throughput falls with it the slowness is GitHub's (not ours), so the
+   baseline moves up and the width is restored. A uniformly
    slower GitHub therefore keeps its width (pure gradient limiters collapse
    there), while queueing we caused is taken back. "GitHub is slower" is
    checked once more at the restored width: if that width queues, the verdict
@@ -97,7 +100,7 @@ class ControllerSettings:
     tick: float = 0.5  # seconds between decisions
     latency_alpha: float = 0.4  # weight of a new tick's request latency in the fast EWMA
     baseline_rise: float = 0.01  # the baseline follows a slower backend this slowly...
-    baseline_fall: float = 0.3  # ...and a faster one at once
+    baseline_fall: float = 0.3  # ...and a faster one quickly (this share of the way a reading)
     grow_below: float = 1.2  # latency under this many baselines counts as baseline latency
     brake_above: float = 1.5  # latency over this many baselines is "well above"
     # GitHub's throughput following its requests in flight less than this: too wide
@@ -749,7 +752,7 @@ class WidthController:
         return decision
 
     def _follow_baseline(self, latency: float) -> None:
-        """A faster backend is followed at once, a slower one slowly (and only near baseline)."""
+        """A faster backend is followed quickly, a slower one slowly (and only near baseline)."""
         s = self.settings
         base = self._baseline
         if base is None:
