@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -30,6 +31,7 @@ from tests.test_spool import file_size_limit
 
 WELCOME = marker("welcome")
 ADMIN = "admin-token-for-fault-tests"
+LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+) ")
 # Only a guard against a hang: the kill -9 test waits for the server to say it is done.
 SETTLE_TIMEOUT = 300.0
 
@@ -70,12 +72,18 @@ class Server:
 
 
 def start(folder: Path, github: FakeGitHub, private_key: str, **env: str) -> Server:
-    """``python -m github_app serve`` as an operator starts it, its log appended to a file."""
-    port = free_port()
+    """``python -m github_app serve`` as an operator starts it, its log appended to a file.
+
+    It listens on a port the kernel gives it (``--port 0``) and read back from its log. A port
+    picked beforehand (``free_port``) is free only until someone binds it: under load, another
+    server started meanwhile (the other chain's, another test run's) took it first, answered
+    this one's health check and then its deliveries, which this test counted as lost.
+    """
     log = folder / "serve.log"
+    begin = log.stat().st_size if log.exists() else 0
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            serve_command(port),
+            serve_command(0),
             cwd=folder,
             env=clean_env(
                 **{
@@ -95,15 +103,28 @@ def start(folder: Path, github: FakeGitHub, private_key: str, **env: str) -> Ser
             stdout=subprocess.DEVNULL,
             stderr=sink,
         )
-    server = Server(process, port, log)
     try:
-        poll(lambda: healthy(port) or process.poll() is not None, "the server to start", 60)
+        poll(
+            lambda: listening_port(log, begin) is not None or process.poll() is not None,
+            "the server to start",
+            60,
+        )
+        port = listening_port(log, begin)
+        assert process.poll() is None and port is not None, log.read_text()[-3000:]
+        poll(lambda: healthy(port), "the server to answer")
     except AssertionError:
-        process.kill()  # not left running when it is too slow to start (no one else knows it)
+        process.kill()  # not left running when it failed to start (no one else knows it)
         process.wait(10)
         raise
-    assert process.poll() is None, log.read_text()[-3000:]
-    return server
+    return Server(process, port, log)
+
+
+def listening_port(log: Path, begin: int) -> int | None:
+    """The port uvicorn says it listens on, in what the log got from ``begin`` on."""
+    with log.open("rb") as text:
+        text.seek(begin)
+        found = LISTENING.search(text.read().decode("utf-8", "replace"))
+    return None if found is None else int(found[1])
 
 
 @contextmanager
