@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
 import respx
 from githubkit import GitHub, TokenAuthStrategy
 
+from github_app.control.feedback import Observation, note_work, reporting
 from github_app.dispatch.registry import Registry
 from github_app.dispatch.repo_config import (
     MAX_CONFIG_BYTES,
@@ -321,3 +323,45 @@ async def test_a_config_whose_extends_base_is_slow_to_arrive_is_not_refused_as_t
     assert now[0] == 30.0
     assert config.errors == ()
     assert isinstance(config.sections["labeler"], LabelerConfig)
+
+
+class GatedGitHub(httpx.AsyncBaseTransport):
+    """Answers every config read with ``VALID``, once the test lets it."""
+
+    def __init__(self) -> None:
+        self.asked = anyio.Event()
+        self.answer = anyio.Event()
+        self.reads = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.reads += 1
+        self.asked.set()
+        await self.answer.wait()
+        return httpx.Response(200, text=VALID)
+
+
+@pytest.mark.anyio
+async def test_waiting_for_another_events_read_of_the_config_is_the_apps_own_wait() -> None:
+    now = [0.0]
+    gated = GatedGitHub()
+    store = RepoConfigStore(BUILTINS, clock=lambda: now[0])
+    seen: list[Observation] = []
+
+    async def event(client: GitHub[TokenAuthStrategy]) -> None:
+        with reporting(seen.append, clock=lambda: now[0]):
+            note_work()
+            await store.get(client, SOURCE)
+
+    async with (
+        GitHub(TokenAuthStrategy("ghs_test"), async_transport=gated) as client,
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(event, client)
+        await gated.asked.wait()
+        group.start_soon(event, client)  # the same repository: it waits for that read
+        await anyio.wait_all_tasks_blocked()
+        now[0] += 3.0  # GitHub (or the token mint the read waits for) takes 3 s
+        gated.answer.set()
+    assert gated.reads == 1
+    # the reading event spent them on its request; the other waited for the app's own read
+    assert sorted(observation.latency for observation in seen) == [0.0, 3.0]

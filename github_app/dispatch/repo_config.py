@@ -12,7 +12,10 @@ to the default branch that touches the file drops the cached config of every
 repository that read it: the repository itself, the repositories that fell
 back to the owner's ``.github`` file (a push there drops all of the owner's),
 and those whose file ``_extends`` the pushed one. Conditional requests
-(ETag, 304) belong to the shared GitHub client, not to this cache.
+(ETag, 304) belong to the shared GitHub client, not to this cache. One read
+per repository at a time: an event that waits for the read another event
+started notes that wait as the app's own (``note_wait``), like a wait for its
+installation's token mint, which that read may be waiting for.
 
 Anyone who can push to one repository writes its config, so reading one must
 never cost the other tenants anything: YAML aliases and anchors are refused
@@ -41,6 +44,7 @@ from githubkit import GitHub
 from githubkit.exception import RequestError, RequestFailed
 from pydantic import TypeAdapter, ValidationError
 
+from github_app.control.feedback import note_wait
 from github_app.github.gateway import as_github_error
 from github_app.processor import Processor, ProcessorConfig, config_budget
 
@@ -261,6 +265,7 @@ class RepoConfigStore:
     ) -> None:
         self._parser = ConfigParser(processors)
         self._cache: TTLCache[str, RepoConfig] = TTLCache(maxsize=capacity, ttl=ttl, timer=clock)
+        self._clock = clock
         self._budget = budget
         self._budget_clock = budget_clock  # read in the worker thread
         self._readers: anyio.CapacityLimiter | None = None  # one config read at a time
@@ -299,7 +304,9 @@ class RepoConfigStore:
         if cached is not None:
             return cached
         lock = self._locks.setdefault(repository, anyio.Lock())
+        asked = self._clock()
         async with lock:
+            note_wait(self._clock() - asked)  # for another event's read, if one was on
             cached = self._cache.get(repository)
             if cached is None:
                 sources: list[str] = []
