@@ -80,6 +80,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
+# The reason of the routine probe (one step down, now and then, while latency is a little
+# raised): a deliberate, short excursion the next epochs take back unless the smaller width
+# serves as much. Readers of the decisions log (the benchmark's settle time) recognise it.
+ROUTINE_PROBE = "probing whether a smaller width serves as much"
 _MIN_COST = 1e-6  # seconds: a kind answered in no time still weighs something
 
 
@@ -736,7 +740,7 @@ class WidthController:
             self._probe_after = now + s.probe_every
             return self._probe_down(
                 now,
-                f"latency {ratio:.2f}x baseline: probing whether a smaller width serves as much",
+                f"latency {ratio:.2f}x baseline: {ROUTINE_PROBE}",
             )
         return self._decide(now, self._width, "hold", f"latency {ratio:.2f}x baseline")
 
