@@ -807,3 +807,37 @@ def test_slow_start_doubling_past_the_knee_is_taken_back_in_one_step() -> None:
     first_shrink = next(d for d in decisions if d.action == "shrink")
     assert first_shrink.previous == 32 and first_shrink.width == 16
     assert "back to 16" in first_shrink.reason
+
+
+def test_a_phase_of_events_making_few_requests_starts_no_step_down_from_the_few_busy() -> None:
+    """Events no rule matches make no request: few events are busy at a tick and GitHub sees
+    a few requests, whose latency may look raised. A step down from the few busy (and a
+    knee search on from there) took a width of 19 to 4 in the mixed benchmark; GitHub,
+    nearly idle, says nothing about the width then."""
+    h = harness(max_width=20, start=20)
+    script = [
+        (20, 0.1),  # GitHub's own latency: the baseline
+        (20, 0.25),  # 2.5x baseline at 20: the brake steps down...
+        (16, 0.05),  # (skipped)
+        (16, 0.05),  # ...and GitHub is faster at 16: the baseline falls, a knee search is due
+    ]
+    for width, latency in script:
+        assert h.controller.width == width
+        h.keep_in_flight(width)
+        h.complete(latency, 40)
+        h.clock.now += TICK
+        h.controller.tick(Backlog(1000, width))
+    quiet = []
+    for _ in range(8):  # 5 of 16 events busy, 3 requests on the wire, latency raised
+        h.keep_in_flight(3)
+        h.complete(0.15, 10)
+        h.clock.now += TICK
+        quiet.append(h.controller.tick(Backlog(1000, 5)))
+    assert widths(quiet) == [16] * 8
+    assert any("GitHub nearly idle" in d.reason for d in quiet)
+    for _ in range(30):  # the writes are back at GitHub's own latency: the width grows
+        h.keep_in_flight(h.controller.width)
+        h.complete(0.07, 40)
+        h.clock.now += TICK
+        h.controller.tick(Backlog(1000, h.controller.width))
+    assert h.controller.width == 20
