@@ -44,7 +44,11 @@ Signals, strongest first:
    compared epochs from both sides of a change of GitHub's (its capacity fell)
    and is undone. After a large fall of the baseline (GitHub got faster at a
    wide width, so the baseline may be measured past the new knee) the next
-   probe steps down until latency stops falling with width.
+   probe steps down until latency stops falling with width. No step down is
+   taken while the width is not in use and the requests in flight are under
+   half of it (events that make few or no requests): GitHub is nearly idle then,
+   and a step down from the few events busy, or a knee search from there, reads
+   the mix of events as the knee.
 5. Backlog: grow only with ready work and the current width in use; hold when
    all queued work waits on per-installation limits (the client layer's). Slow
    start (doubling) ends when the requests in flight do not follow a doubling:
