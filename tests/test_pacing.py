@@ -219,3 +219,39 @@ async def test_a_write_cut_off_on_the_wire_counts_as_answered_when_it_was_given_
     async with pacer.write("POST"):
         pass
     assert store.booked == [0.0, 3.0]
+
+
+async def write_unanswered(pacer: InstallationPacer, on_wire: anyio.Event) -> None:
+    """A write GitHub does not answer (until cancelled)."""
+    async with pacer.write("POST"):
+        on_wire.set()
+        await anyio.sleep_forever()
+
+
+async def test_new_work_waits_for_writers_in_line_only_when_their_turns_are_some_time_off() -> None:
+    """At a zero interval writers still wait in line (one write on the wire at a time), but
+    their turns come as each answer does: no wait (a wait of 0 s would be handed back by the
+    queue at once, and again, while the line lasts). A spent allowance is a real wait."""
+    waits: list[float | None] = []
+    for limits in (
+        SecondaryLimits(write_interval=0.0),
+        SecondaryLimits(write_interval=0.25),
+        SecondaryLimits(write_interval=0.0, points_per_minute=5),  # a write is 5 points
+    ):
+        time = SteppedTime(hold=True)
+        store = LocalPaceStore(limits, time.clock)
+        pacer = InstallationPacer(store=store, clock=time.clock, sleep=time.sleep)
+        on_wire = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(write_unanswered, pacer, on_wire)
+            await on_wire.wait()
+            assert pacer.turn_wait(Priority.NORMAL, 1) is None  # nobody in line yet
+            group.start_soon(pacer.write_turn)
+            await anyio.wait_all_tasks_blocked()
+            assert pacer.writers_ahead_of(Priority.NORMAL) == 1
+            assert pacer.turn_wait(Priority.NORMAL, 2) is None  # fewer than the most allowed
+            waits.append(pacer.turn_wait(Priority.NORMAL, 1))
+            group.cancel_scope.cancel()
+    # 0.5: the interval after the last write booked and one per writer on the wire or in
+    # line, less one (until about when the last but one goes)
+    assert waits == [None, 0.5, 60.0]

@@ -271,3 +271,42 @@ async def test_installation_deleted_drops_it_and_its_queued_events_are_dead_lett
     assert github.routes["token"].call_count == mints  # no token minted for a gone installation
     assert [(d.reason, d.issue_number) for d in dead] == [("installation_gone", 3)]
     assert labels.call_count == 1
+
+
+async def test_at_a_zero_write_interval_a_burst_of_one_installation_is_never_deferred(
+    github: respx.MockRouter, private_key_pem: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Writes still take turns (one on the wire at a time), but with nothing to wait for an
+    event is not held: before, each waiting writer made the next events of the installation
+    deferred for 0 s, taken again at once and deferred again, 10-20 times each."""
+    no_config(github, REPO, lambda: budget(remaining=4000, reset_in=3000))
+    running: list[Runtime] = []
+
+    async def first_answer_when_writers_wait(request: httpx.Request) -> httpx.Response:
+        # GitHub answers the first write once other events of the installation came to write
+        # behind it (or, as before, were deferred instead).
+        if labelled.call_count == 1:
+            dispatcher, queue = running[0].dispatcher, running[0].queue
+            await wait_for(
+                lambda: dispatcher.in_flight >= 4 or queue.stats().deferred > 0,
+                timeout=30,
+                what="more events of the installation to be taken",
+            )
+        return httpx.Response(200, json=[])
+
+    labelled = github.post(url__regex=rf"{API}/repos/{REPO}/issues/\d+/labels$").mock(
+        side_effect=first_answer_when_writers_wait
+    )
+    events = 40
+    settings = make_settings(private_key_pem, GITHUB_WRITE_INTERVAL="0", WORKERS_MIN="8")
+    with caplog.at_level("INFO", logger="github_app"):
+        async with running_app(settings) as app:
+            running.append(app.runtime)
+            for number in range(1, events + 1):
+                assert (await app.post(crash(number))).status_code == 202
+            await app.settle(timeout=60)  # a guard against a hang only
+            queue = app.runtime.queue.stats()
+            stats = app.runtime.gateway.stats().installations[INSTALLATION_ID]
+    assert labelled.call_count == events
+    assert (queue.deferred, stats.waits) == (0, 0)
+    assert not [r for r in caplog.records if "deferred" in r.getMessage()]

@@ -311,7 +311,8 @@ class GitHubGateway:
 
         Yes while GitHub paused it (secondary limit), while its budget is under
         the reserve (until the reset), and while it already has writers queued
-        for their turn (so one installation cannot fill every worker slot). Only writers at
+        for a turn that is some time off (so one installation cannot fill every worker slot;
+        ``InstallationPacer.turn_wait``: at a zero interval, none is). Only writers at
         least as urgent count (``urgency``, the event's priority): a live event is not held
         behind a backfill's writer, whose turn it takes.
         """
@@ -321,11 +322,11 @@ class GitHubGateway:
         if state is None:
             return None
         hold = state.ledger.hold_until()
-        ahead = state.pacer.writers_ahead_of(urgency)
-        if hold is None and ahead >= self._max_waiting_writers:
-            now = self._monotonic()
-            wait = max(state.pacer.interval, state.pacer.backlog() - state.pacer.interval)
-            hold = (now + wait, f"{ahead} writes waiting for their turn")
+        if hold is None:
+            wait = state.pacer.turn_wait(urgency, self._max_waiting_writers)
+            if wait is not None:
+                ahead = state.pacer.writers_ahead_of(urgency)
+                hold = (self._monotonic() + wait, f"{ahead} writes waiting for their turn")
         if hold is not None:
             state.ledger.waits += 1
         return hold

@@ -224,6 +224,22 @@ class InstallationPacer:
         async with self.write(method, content=content) as waited:
             return waited
 
+    def turn_wait(self, urgency: int, most_waiting: int) -> float | None:
+        """Seconds new work of this urgency should wait for the writers ahead of it to have
+        their turns, once ``most_waiting`` or more of them wait; ``None``: go on.
+
+        At least an interval (until roughly the last but one of them went). Writers wait in
+        line even at a zero interval (one write on the wire at a time), but then their turns
+        come as each answer does, with nothing to wait for unless an allowance is spent
+        (``backlog``): no wait then, rather than one of 0 s that the queue would hand back
+        at once, and again, for as long as the line lasts.
+        """
+        if self.writers_ahead_of(urgency) < most_waiting:
+            return None
+        interval = self.interval
+        wait = max(interval, self.backlog() - interval)
+        return wait if wait > 0 else None
+
     def backlog(self) -> float:
         """Seconds until a write asked for now would be sent, roughly: the queue times the pace
         (a booked instant is in the store's delay already)."""
