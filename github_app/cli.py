@@ -22,6 +22,7 @@ import gc
 import json
 import logging
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -335,12 +336,33 @@ def run_serve(args: argparse.Namespace) -> int:
     if not settings.has_credentials and args.host is None:
         # Unconfigured, the server offers /setup: loopback only, unless --host says otherwise.
         settings = settings.model_copy(update={"host": "127.0.0.1"})
+    listener = None
+    if settings.port == 0:
+        # A port the kernel gives: bound now, so that the banner, the setup link and uvicorn's
+        # own line name it (and nobody takes it meanwhile).
+        listener = bound_socket(settings.host)
+        settings = settings.model_copy(update={"port": listener.getsockname()[1]})
     print(banner(settings), flush=True)
     configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
     return anyio.run(
-        serve, settings, runtime, Path(args.env_file), backend_options={"use_uvloop": True}
+        serve,
+        settings,
+        runtime,
+        Path(args.env_file),
+        listener,
+        backend_options={"use_uvloop": True},
     )
+
+
+def bound_socket(host: str) -> socket.socket:
+    """A TCP socket bound to ``host`` on a free port of the kernel's choosing."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.set_inheritable(True)
+    return sock
 
 
 def banner(settings: Settings) -> str:
@@ -367,8 +389,22 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if sockets is not None and self.started:
+            # uvicorn names where it listens only when it bound the socket itself; operators
+            # (and the tests, for a port the kernel gave) read that line.
+            self._log_started_message(sockets)
 
-async def serve(settings: Settings, runtime: Runtime, env_file: Path = Path(".env")) -> int:
+
+async def serve(
+    settings: Settings,
+    runtime: Runtime,
+    env_file: Path = Path(".env"),
+    listener: socket.socket | None = None,
+) -> int:
+    """Serve until a signal drains it; on ``listener`` if given (bound already), else on
+    ``settings.host`` and ``settings.port``."""
     try:
         await runtime.identify()
     except SettingsError as exc:
@@ -404,7 +440,7 @@ async def serve(settings: Settings, runtime: Runtime, env_file: Path = Path(".en
         # Signals are ours before the socket listens: a SIGTERM that comes as soon as /healthz
         # answers must drain, not kill the process with the default action.
         await group.start(_watch_signals, runtime, server)
-        await server.serve()
+        await server.serve(None if listener is None else [listener])
         group.cancel_scope.cancel()
     return 1 if server.force_exit or runtime.stopped_at_once else 0
 
