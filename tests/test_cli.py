@@ -2,58 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-SETTINGS = (
-    "APP_ID",
-    "PRIVATE_KEY",
-    "PRIVATE_KEY_PATH",
-    "WEBHOOK_SECRET",
-    "DRY_RUN",
-    "PORT",
-    "HOST",
-    "ADMIN_TOKEN",
-    "GITHUB_API_URL",
-    "WEBHOOK_PATH",
-)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-    env.update(extra)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def poll(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+from tests.serve_process import clean_env, poll, start_serve
 
 
 def run_cli(
@@ -71,31 +30,17 @@ def run_cli(
     )
 
 
-def serve_command(port: int) -> list[str]:
-    """``python -m github_app serve`` on loopback, as a user would start it."""
-    return [sys.executable, "-m", "github_app", "serve", "--host", "127.0.0.1", "--port", str(port)]
-
-
 @pytest.fixture
 def dry_run_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path, Path]]:
-    port = free_port()
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(
-            serve_command(port),
-            cwd=tmp_path,
-            env=clean_env(),
-            stdout=stdout,
-            stderr=stderr,
-        )
-        try:
-            poll(lambda: healthy(port) or process.poll() is not None, "the server to start")
-            assert process.poll() is None, err.read_text()
-            yield process, port, out, err
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
+    with out.open("wb") as stdout:
+        process, port = start_serve(tmp_path, clean_env(), err, stdout=stdout)
+    try:
+        yield process, port, out, err
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
 
 
 def test_serve_without_credentials_is_a_dry_run_that_logs_the_labelers_would_be_call(
@@ -137,25 +82,21 @@ def test_sigterm_stops_gracefully_and_reports_what_remains(
 
 
 def test_a_configured_secret_is_never_printed(tmp_path: Path) -> None:
-    port = free_port()
     out = tmp_path / "stdout.txt"
     with out.open("wb") as stdout:
-        process = subprocess.Popen(
-            serve_command(port),
-            cwd=tmp_path,
-            env=clean_env(WEBHOOK_SECRET="s3cr3t-value-never-shown"),
+        process, _port = start_serve(
+            tmp_path,
+            clean_env(WEBHOOK_SECRET="s3cr3t-value-never-shown"),
+            tmp_path / "stderr.txt",
             stdout=stdout,
-            stderr=subprocess.DEVNULL,
         )
-        try:
-            poll(lambda: healthy(port), "the server to start")
-        finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=20)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=20)
     text = out.read_text()
     assert "DRY RUN" in text.splitlines()[0]
     assert "from WEBHOOK_SECRET" in text
     assert "s3cr3t-value-never-shown" not in text
+    assert "s3cr3t-value-never-shown" not in (tmp_path / "stderr.txt").read_text()
 
 
 @pytest.mark.parametrize(
@@ -179,7 +120,7 @@ def test_a_configured_secret_is_never_printed(tmp_path: Path) -> None:
 def test_bad_settings_stop_start_up_with_one_clear_line_and_no_traceback(
     tmp_path: Path, env: dict[str, str], message: str
 ) -> None:
-    result = run_cli(tmp_path, "serve", "--port", str(free_port()), env=env)
+    result = run_cli(tmp_path, "serve", "--port", "0", env=env)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.strip()]
@@ -197,29 +138,28 @@ def test_dot_env_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
 def test_serve_without_credentials_listens_on_loopback_and_prints_a_one_time_setup_link(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    command = [sys.executable, "-m", "github_app", "serve", "--port", str(port)]  # no --host
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=clean_env(HOST="0.0.0.0"),  # noqa: S104
+    with out.open("wb") as stdout:
+        process, port = start_serve(
+            tmp_path,
+            clean_env(HOST="0.0.0.0"),  # noqa: S104
+            err,
             stdout=stdout,
-            stderr=stderr,
+            host=None,  # no --host
         )
-        try:
-            poll(lambda: healthy(port) or process.poll() is not None, "the server to start")
-            poll(lambda: "setup?token=" in out.read_text(), "the setup link")
-            text = out.read_text()
-            link = re.search(r"open (http://\S+/setup\?token=\S+) in your browser", text)
-            assert link, text
-            first = httpx.get(link[1], timeout=5)
-            second = httpx.get(link[1], timeout=5)
-        finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=20)
+    try:
+        poll(lambda: "setup?token=" in out.read_text(), "the setup link")
+        text = out.read_text()
+        link = re.search(r"open (http://\S+/setup\?token=\S+) in your browser", text)
+        assert link, text
+        first = httpx.get(link[1], timeout=5)
+        second = httpx.get(link[1], timeout=5)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+    # the port the kernel gave (--port 0), as it says where it listens
     assert f"webhooks at http://127.0.0.1:{port}/" in text.splitlines()[0]
+    assert f"Uvicorn running on http://127.0.0.1:{port} " in err.read_text()
     assert first.status_code == 303 and "httponly" in first.headers["set-cookie"].lower()
     assert second.status_code == 403
     assert "token=" not in err.read_text()  # on the console, never in the log

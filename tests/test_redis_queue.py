@@ -5,6 +5,7 @@ of succeeded processors, and the status, metrics and readiness of a running app.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,7 +22,6 @@ from tests.conftest import make_settings, running_app, wait_for
 from tests.deliveries import app_payload, issue_event, signed
 from tests.helpers_unit import envelope
 from tests.redis_server import RedisServer
-from tests.test_cli import free_port
 from tests.test_retries import Counting, counting, no_config
 
 pytestmark = pytest.mark.anyio
@@ -137,12 +137,15 @@ async def test_processors_that_succeeded_are_read_from_redis_with_the_event(
 
 
 async def test_redis_unreachable_is_named_without_the_password_in_the_url() -> None:
-    link = RedisLink(f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0")
-    queue = RedisQueue(link, 100, 10**8)
-    try:
-        refused = await queue.admit(envelope("d-1"), Priority.NORMAL)
-    finally:
-        await link.aclose()
+    with socket.socket() as closed:  # bound, never listening: refused, and nobody else's
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        link = RedisLink(f"redis://:hunter2-secret@127.0.0.1:{port}/0")
+        queue = RedisQueue(link, 100, 10**8)
+        try:
+            refused = await queue.admit(envelope("d-1"), Priority.NORMAL)
+        finally:
+            await link.aclose()
     assert (refused.admitted, refused.error) == (False, "redis_unavailable")
     assert queue.unavailable is not None and queue.unavailable.startswith("Redis unreachable")
     assert "hunter2" not in queue.unavailable and "hunter2" not in refused.reason

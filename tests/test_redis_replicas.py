@@ -16,7 +16,7 @@ import redis
 
 from tests.fake_github import FakeGitHub, fake_github
 from tests.redis_server import RedisServer, running_redis
-from tests.test_cli import poll
+from tests.serve_process import poll
 from tests.test_spool_faults import (
     WELCOME,
     Server,

@@ -19,7 +19,7 @@ import httpx
 from github_app.github.pacing import LATE_AFTER
 from tests.fake_github import fake_github
 from tests.redis_server import RedisServer
-from tests.test_cli import poll
+from tests.serve_process import poll
 from tests.test_spool_faults import WELCOME, newcomer_issue, post, start, stopped_at_the_end
 
 INTERVAL = 0.3

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import signal
 import sqlite3
 import subprocess
@@ -26,12 +25,11 @@ from processors.issue_api import marker
 from tests.conftest import make_settings, running_app
 from tests.deliveries import SECRET, Delivery, issue_event, signed
 from tests.fake_github import FakeGitHub, fake_github
-from tests.test_cli import clean_env, free_port, healthy, poll, serve_command
+from tests.serve_process import clean_env, healthy, poll, serve_command, start_serve
 from tests.test_spool import file_size_limit
 
 WELCOME = marker("welcome")
 ADMIN = "admin-token-for-fault-tests"
-LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+) ")
 # Only a guard against a hang: the kill -9 test waits for the server to say it is done.
 SETTLE_TIMEOUT = 300.0
 
@@ -72,59 +70,29 @@ class Server:
 
 
 def start(folder: Path, github: FakeGitHub, private_key: str, **env: str) -> Server:
-    """``python -m github_app serve`` as an operator starts it, its log appended to a file.
-
-    It listens on a port the kernel gives it (``--port 0``) and read back from its log. A port
-    picked beforehand (``free_port``) is free only until someone binds it: under load, another
-    server started meanwhile (the other chain's, another test run's) took it first, answered
-    this one's health check and then its deliveries, which this test counted as lost.
-    """
+    """``python -m github_app serve`` as an operator starts it, its log appended to a file, on
+    a port the kernel gives it (``serve_process.start_serve``)."""
     log = folder / "serve.log"
-    begin = log.stat().st_size if log.exists() else 0
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            serve_command(0),
-            cwd=folder,
-            env=clean_env(
-                **{
-                    "APP_ID": "12345",
-                    "PRIVATE_KEY": private_key,
-                    "WEBHOOK_SECRET": SECRET,
-                    "GITHUB_API_URL": github.url,
-                    "GITHUB_WRITE_INTERVAL": "0",
-                    # 120 welcome comments a minute: not GitHub's pace
-                    "GITHUB_SECONDARY_LIMITS": "off",
-                    "DRY_RUN": "false",
-                    "ADMIN_TOKEN": ADMIN,
-                    "STATE_DIR": str(folder / "state"),
-                }
-                | env
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
-    try:
-        poll(
-            lambda: listening_port(log, begin) is not None or process.poll() is not None,
-            "the server to start",
-            60,
-        )
-        port = listening_port(log, begin)
-        assert process.poll() is None and port is not None, log.read_text()[-3000:]
-        poll(lambda: healthy(port), "the server to answer")
-    except AssertionError:
-        process.kill()  # not left running when it failed to start (no one else knows it)
-        process.wait(10)
-        raise
+    process, port = start_serve(
+        folder,
+        clean_env(
+            **{
+                "APP_ID": "12345",
+                "PRIVATE_KEY": private_key,
+                "WEBHOOK_SECRET": SECRET,
+                "GITHUB_API_URL": github.url,
+                "GITHUB_WRITE_INTERVAL": "0",
+                # 120 welcome comments a minute: not GitHub's pace
+                "GITHUB_SECONDARY_LIMITS": "off",
+                "DRY_RUN": "false",
+                "ADMIN_TOKEN": ADMIN,
+                "STATE_DIR": str(folder / "state"),
+            }
+            | env
+        ),
+        log,
+    )
     return Server(process, port, log)
-
-
-def listening_port(log: Path, begin: int) -> int | None:
-    """The port uvicorn says it listens on, in what the log got from ``begin`` on."""
-    with log.open("rb") as text:
-        text.seek(begin)
-        found = LISTENING.search(text.read().decode("utf-8", "replace"))
-    return None if found is None else int(found[1])
 
 
 @contextmanager
@@ -302,9 +270,8 @@ def test_a_damaged_spool_stops_serve_with_one_line_and_is_not_overwritten(
     state.mkdir()
     damaged = b"SQLite format 3\x00" + os.urandom(8000)
     (state / FILE_NAME).write_bytes(damaged)
-    port = free_port()
     result = subprocess.run(
-        serve_command(port),
+        serve_command(),  # stops before it listens
         cwd=tmp_path,
         env=clean_env(STATE_DIR=str(state)),
         capture_output=True,
@@ -327,7 +294,7 @@ def test_a_second_serve_on_one_state_dir_refuses_naming_the_holder(
         first = start(tmp_path, github, private_key_pem)
         servers.append(first)
         result = subprocess.run(
-            serve_command(free_port()),
+            serve_command(),  # stops before it listens
             cwd=tmp_path,
             env=clean_env(STATE_DIR=str(tmp_path / "state")),
             capture_output=True,
