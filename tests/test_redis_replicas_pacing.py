@@ -20,7 +20,14 @@ from github_app.github.pacing import LATE_AFTER
 from tests.fake_github import fake_github
 from tests.redis_server import RedisServer
 from tests.serve_process import poll
-from tests.test_spool_faults import WELCOME, newcomer_issue, post, start, stopped_at_the_end
+from tests.test_spool_faults import (
+    SETTLE_TIMEOUT,
+    WELCOME,
+    newcomer_issue,
+    post,
+    start,
+    stopped_at_the_end,
+)
 
 INTERVAL = 0.3
 EVENTS = 12
@@ -54,14 +61,23 @@ def test_three_replicas_keep_one_installation_at_one_write_an_interval(
         numbers = list(range(1, EVENTS + 1))
         answers = [post(client, servers[n % 3].webhook_url, newcomer_issue(n)) for n in numbers]
         assert answers == [202] * EVENTS
-        poll(
-            lambda: all(github.comment_count(n, WELCOME) for n in numbers),
-            "every event to be welcomed",
-            timeout=60,
-        )
+
+        def finished() -> bool:
+            """Every event welcomed and every replica's queue empty (nothing waiting, nothing in
+            flight), or already a reason to fail: a secondary-limit answer, a dead letter."""
+            if github.too_soon or any(server.dead_letters() for server in servers):
+                return True
+            welcomed = all(github.comment_count(n, WELCOME) for n in numbers)
+            return welcomed and all(server.settled() for server in servers)
+
+        # However loaded the machine, the replicas say when they are done.
+        poll(finished, "the replicas to welcome every event", timeout=SETTLE_TIMEOUT)
         statuses = [server.status()["github"] for server in servers]
+        dead = [server.dead_letters() for server in servers]
         arrived = list(github.arrivals)
     assert github.too_soon == 0  # no secondary-limit answer
+    assert dead == [{}, {}, {}]
+    assert all(github.comment_count(n, WELCOME) for n in numbers)  # every event welcomed
     assert len(arrived) >= EVENTS  # a welcome comment each (and any label the defaults add)
     # Booked an interval apart on Redis's clock, sent at the instant or up to LATE_AFTER
     # late, and the way to GitHub.
