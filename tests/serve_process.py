@@ -64,6 +64,25 @@ def serve_command(port: int = 0, *, host: str | None = "127.0.0.1") -> list[str]
     return [sys.executable, "-m", "github_app", "serve", *where, "--port", str(port)]
 
 
+def refused_start(cwd: Path, state_dir: Path) -> str:
+    """The one line ``serve`` writes when it refuses to start on ``state_dir`` (exit status 2).
+
+    For a start that stops before it listens (a damaged spool, a held or read-only STATE_DIR).
+    """
+    result = subprocess.run(
+        serve_command(),
+        cwd=cwd,
+        env=clean_env(STATE_DIR=str(state_dir)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.strip()]
+    return line
+
+
 def listening_port(log: Path, begin: int = 0) -> int | None:
     """The port uvicorn says it listens on, in what the log got from ``begin`` on."""
     with log.open("rb") as text:

@@ -25,7 +25,7 @@ from processors.issue_api import marker
 from tests.conftest import make_settings, running_app
 from tests.deliveries import SECRET, Delivery, issue_event, signed
 from tests.fake_github import FakeGitHub, fake_github
-from tests.serve_process import clean_env, healthy, poll, serve_command, start_serve
+from tests.serve_process import clean_env, healthy, poll, refused_start, start_serve
 from tests.test_spool import file_size_limit
 
 WELCOME = marker("welcome")
@@ -270,17 +270,7 @@ def test_a_damaged_spool_stops_serve_with_one_line_and_is_not_overwritten(
     state.mkdir()
     damaged = b"SQLite format 3\x00" + os.urandom(8000)
     (state / FILE_NAME).write_bytes(damaged)
-    result = subprocess.run(
-        serve_command(),  # stops before it listens
-        cwd=tmp_path,
-        env=clean_env(STATE_DIR=str(state)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 2
-    [line] = [x for x in result.stderr.splitlines() if x.strip()]
+    line = refused_start(tmp_path, state)  # stops before it listens
     assert line.startswith("error: spool ") and str(state / FILE_NAME) in line
     assert "move it aside" in line
     assert (state / FILE_NAME).read_bytes() == damaged
@@ -293,17 +283,7 @@ def test_a_second_serve_on_one_state_dir_refuses_naming_the_holder(
     with fake_github() as github, stopped_at_the_end(servers):
         first = start(tmp_path, github, private_key_pem)
         servers.append(first)
-        result = subprocess.run(
-            serve_command(),  # stops before it listens
-            cwd=tmp_path,
-            env=clean_env(STATE_DIR=str(tmp_path / "state")),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        assert result.returncode == 2
-        [line] = [x for x in result.stderr.splitlines() if x.strip()]
+        line = refused_start(tmp_path, tmp_path / "state")  # stops before it listens
         assert f"in use by process {first.process.pid}" in line
         assert first.process.poll() is None and healthy(first.port)
 

@@ -38,7 +38,7 @@ from github_app.errors import SettingsError
 from github_app.queue.state_lock import open_state_dir
 from tests.deliveries import Delivery
 from tests.fake_github import FakeGitHub, fake_github
-from tests.serve_process import clean_env, healthy, poll, serve_command
+from tests.serve_process import healthy, poll, refused_start
 from tests.test_spool_faults import WELCOME, Server, newcomer_issue, post, start, stopped_at_the_end
 
 TOOLS = ("mkfs.ext4", "e2fsck", "mount", "umount", "losetup", "findmnt")
@@ -228,17 +228,7 @@ def test_with_spool_sync_normal_the_shutdown_names_what_a_read_only_state_dir_ma
     assert "redeliver" in warning
     assert all(delivery.delivery_id in warning for delivery in acknowledged)
 
-    refused = subprocess.run(
-        serve_command(),  # stops before it listens
-        cwd=tmp_path,
-        env=clean_env(STATE_DIR=str(state)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert refused.returncode == 2
-    [line] = [x for x in refused.stderr.splitlines() if x.strip()]
+    line = refused_start(tmp_path, state)  # stops before it listens
     assert line.startswith(f"error: STATE_DIR {state} is on a read-only file system: ")
     assert "fsck" in line
     with pytest.raises(SettingsError, match="is on a read-only file system"):
