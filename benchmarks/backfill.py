@@ -32,6 +32,7 @@ import anyio
 import httpx
 from githubkit.webhooks import sign
 
+from benchmarks.client import private_key_pem
 from benchmarks.github_sim import GitHubSim, Limits, World
 from github_app.config import load_settings
 from github_app.github.secondary_limits import GITHUB_LIMITS
@@ -43,18 +44,6 @@ REPO = "octo-org/big"
 SECRET = "bench-secret"
 ADMIN = "bench-admin-token"
 INSTALLATION = 1
-
-
-def private_key() -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
 
 
 def issues(count: int) -> list[dict[str, Any]]:
@@ -213,7 +202,7 @@ def summary(latencies: list[float]) -> dict[str, float]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    pem = private_key()
+    pem = private_key_pem()
     result: dict[str, Any] = {"throughput": await throughput(args.issues, args.scale, pem)}
     if args.live:
         alone = await live_latency(args.issues, args.live, args.live_rate, pem, backfill=False)

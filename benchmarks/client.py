@@ -113,19 +113,23 @@ def simulator(latency: float, writes_per_minute: int) -> Iterator[str]:
             yield url
 
 
-def private_key_file(directory: str) -> str:
+def private_key_pem() -> str:
+    """A fresh RSA key in PEM, the app's private key for a run against the simulated GitHub."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def private_key_file(directory: str) -> str:
+    """A fresh private key written to ``directory``/app.pem, for ``PRIVATE_KEY_PATH``."""
     path = Path(directory) / "app.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    path.write_text(private_key_pem())
     return str(path)
 
 

@@ -83,6 +83,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.client import private_key_file
 from github_app.control.controller import ROUTINE_PROBE
 
 BENCH = Path(__file__).resolve().parent
@@ -556,22 +557,6 @@ def plot(results: list[tuple[str, Result]], path: Path) -> None:
     fig.savefig(path, dpi=80)
 
 
-def make_key(directory: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = os.path.join(directory, "app.pem")
-    Path(path).write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000)
@@ -608,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     plots: list[tuple[str, Result]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        key = make_key(tmp)
+        key = private_key_file(tmp)
 
         def measure(name: str, backend: Backend, phase: bool = False, **options: Any) -> Result:
             runs = [run(name, backend, key, n, **options) for _ in range(args.repeat)]

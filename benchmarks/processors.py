@@ -42,6 +42,7 @@ import anyio.to_thread
 import httpx
 from githubkit.webhooks import sign
 
+from benchmarks.client import private_key_pem
 from benchmarks.github_sim import GitHubSim, World
 from github_app.config import load_settings
 from github_app.runtime import Runtime
@@ -238,15 +239,8 @@ def make_events(count: int, repos: list[str], seed: int) -> list[tuple[str, dict
 async def api_calls(n_events: int, n_repos: int, seed: int) -> dict[str, Any]:
     repos = [f"org{i % 2}/repo{i}" for i in range(n_repos)]
     fake = CountingTransport(GitHubSim(world=sim_world(repos, seed)))
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+    pem = private_key_pem()
     settings = load_settings(
         {
             "WEBHOOK_SECRET": SECRET,

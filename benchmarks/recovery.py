@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.client import private_key_pem
 from benchmarks.github_sim import DeliveryLog, GitHubSim, World
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,8 +58,6 @@ async def one_run(events: int, outage: int, write_interval: float) -> dict[str, 
     import anyio
     import httpx
     import uvicorn
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
     from githubkit.webhooks import sign
 
     from github_app.config import load_settings
@@ -68,15 +67,7 @@ async def one_run(events: int, outage: int, write_interval: float) -> dict[str, 
     from github_app.runtime import Runtime
     from github_app.server import create_app
 
-    pem = (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
+    pem = private_key_pem()
     github = GitHubSim(world=World(installation=42), base_url=API)
     sim = github.deliveries
     sim.installation = 42

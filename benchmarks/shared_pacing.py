@@ -31,11 +31,10 @@ from collections.abc import Sequence
 
 import anyio
 import httpx
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from githubkit.exception import GitHubException
 from redis.asyncio import Redis
 
+from benchmarks.client import private_key_pem
 from benchmarks.github_sim import GitHubSim, Limits
 from github_app.config import Settings, load_settings
 from github_app.github.gateway import GitHubGateway
@@ -54,12 +53,7 @@ def new_prefix() -> str:
 
 
 def settings(interval: float) -> Settings:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+    pem = private_key_pem()
     return load_settings(
         {
             "WEBHOOK_SECRET": "benchmark",
