@@ -255,3 +255,31 @@ async def test_new_work_waits_for_writers_in_line_only_when_their_turns_are_some
     # 0.5: the interval after the last write booked and one per writer on the wire or in
     # line, less one (until about when the last but one goes)
     assert waits == [None, 0.5, 60.0]
+
+
+async def test_work_held_for_the_writers_turns_lines_up_an_interval_apart_per_urgency() -> None:
+    """Held work comes back in line: the k-th held an interval after the one before it, not all
+    at the instant the writers ahead have gone. More urgent work lines up only behind work as
+    urgent, less urgent work behind it too; a line whose last instant passed starts afresh."""
+    time = SteppedTime(hold=True)
+    store = LocalPaceStore(SecondaryLimits(write_interval=0.25), time.clock)
+    pacer = InstallationPacer(store=store, clock=time.clock, sleep=time.sleep)
+    on_wire = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(write_unanswered, pacer, on_wire)
+        await on_wire.wait()
+        group.start_soon(pacer.write_turn)
+        await anyio.wait_all_tasks_blocked()
+        own = pacer.turn_wait(Priority.LOW, 1)
+        burst = [pacer.hold(Priority.LOW, 1) for _ in range(4)]
+        urgent = [pacer.hold(Priority.HIGH, 1) for _ in range(2)]
+        after_urgent = pacer.hold(Priority.LOW, 1)
+        assert pacer.hold(Priority.LOW, 2) is None  # fewer writers waiting than the most allowed
+        time.now = 2.0  # every line's last instant has passed
+        afresh = (pacer.turn_wait(Priority.LOW, 1), pacer.hold(Priority.LOW, 1))
+        group.cancel_scope.cancel()
+    assert own == 0.5  # an interval after the write on the wire, one for the writer in line
+    assert burst == [0.5, 0.75, 1.0, 1.25]
+    assert urgent == [0.5, 0.75]  # not behind the less urgent ones
+    assert after_urgent == 1.5  # behind both lines
+    assert afresh == (0.25, 2.25)  # from now: its own wait (the write delay has passed)

@@ -310,3 +310,31 @@ async def test_at_a_zero_write_interval_a_burst_of_one_installation_is_never_def
     assert labelled.call_count == events
     assert (queue.deferred, stats.waits) == (0, 0)
     assert not [r for r in caplog.records if "deferred" in r.getMessage()]
+
+
+async def test_a_burst_of_one_installation_at_a_positive_interval_is_deferred_about_once_each(
+    github: respx.MockRouter, private_key_pem: str
+) -> None:
+    """The events held while writers wait for their turn come back one interval apart, in
+    line: before, every held event came back at the same instant, a few found a turn and the
+    rest were held again, so a burst of N was deferred about N²/2 times."""
+    no_config(github, REPO, lambda: budget(remaining=4000, reset_in=3000))
+    labelled: list[int] = []
+
+    def label(request: httpx.Request) -> httpx.Response:
+        labelled.append(int(request.url.path.split("/")[-2]))
+        return httpx.Response(200, json=[])
+
+    github.post(url__regex=rf"{API}/repos/{REPO}/issues/\d+/labels$").mock(side_effect=label)
+    events = 30
+    settings = make_settings(private_key_pem, GITHUB_WRITE_INTERVAL="0.05", WORKERS_MIN="8")
+    async with running_app(settings, paused=True) as app:
+        for number in range(1, events + 1):
+            assert (await app.post(crash(number))).status_code == 202
+        app.runtime.dispatcher.resume()  # the whole burst is queued: it goes at once
+        await app.settle(timeout=120)  # a guard against a hang only
+        deferred = app.runtime.dispatcher.stats().deferred
+        queue = app.runtime.queue.stats()
+    assert sorted(labelled) == list(range(1, events + 1))  # every event processed once
+    assert queue.dead_lettered_by_reason == {} and queue.retried == 0
+    assert 0 < deferred <= 2 * events

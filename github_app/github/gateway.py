@@ -314,7 +314,8 @@ class GitHubGateway:
         for a turn that is some time off (so one installation cannot fill every worker slot;
         ``InstallationPacer.turn_wait``: at a zero interval, none is). Only writers at
         least as urgent count (``urgency``, the event's priority): a live event is not held
-        behind a backfill's writer, whose turn it takes.
+        behind a backfill's writer, whose turn it takes. Work held for a turn lines up
+        (``InstallationPacer.hold``): each asking is a place in that line, given out once.
         """
         if installation_id is None:
             return None
@@ -323,10 +324,10 @@ class GitHubGateway:
             return None
         hold = state.ledger.hold_until()
         if hold is None:
-            wait = state.pacer.turn_wait(urgency, self._max_waiting_writers)
-            if wait is not None:
+            until = state.pacer.hold(urgency, self._max_waiting_writers)
+            if until is not None:
                 ahead = state.pacer.writers_ahead_of(urgency)
-                hold = (self._monotonic() + wait, f"{ahead} writes waiting for their turn")
+                hold = (until, f"{ahead} writes waiting for their turn")
         if hold is not None:
             state.ledger.waits += 1
         return hold

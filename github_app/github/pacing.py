@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from github_app.github.held_line import HeldLine
 from github_app.github.pace_store import LocalPaceStore, PaceStore
 from github_app.github.secondary_limits import (
     GITHUB_LIMITS,
@@ -113,6 +114,7 @@ class InstallationPacer:
         self._busy = False  # a write is on the wire, or the first in line is booking
         self._booked: _Booked | None = None
         self._last_answered: float | None = None
+        self._held = HeldLine()  # when the events held for these writers' turns come back
         self.slowed = 0
 
     @property
@@ -239,6 +241,16 @@ class InstallationPacer:
         interval = self.interval
         wait = max(interval, self.backlog() - interval)
         return wait if wait > 0 else None
+
+    def hold(self, urgency: int, most_waiting: int) -> float | None:
+        """Until when new work of this urgency is held (on this pacer's clock) for the writers
+        ahead of it (``turn_wait``), in line behind the work held before it (``held_line``),
+        so that held work comes back at the pace of the writes; ``None``: go on."""
+        wait = self.turn_wait(urgency, most_waiting)
+        if wait is None:
+            return None
+        now = self._clock()
+        return self._held.place(urgency, now + wait, interval=self.interval, now=now)
 
     def backlog(self) -> float:
         """Seconds until a write asked for now would be sent, roughly: the queue times the pace
