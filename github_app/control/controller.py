@@ -723,7 +723,12 @@ class WidthController:
             )
         self._slow_start = False
         # A growth that bought only latency is taken back at once (after slow start's
-        # doubling past the knee, one step back instead of several probes down).
+        # doubling past the knee, one step back instead of several probes down). GitHub's
+        # throughput did not grow, so by Little's law the requests it serves at a latency
+        # of ``aim`` baselines are this width's in flight x aim / ratio: the width goes
+        # back to that share of itself (the middle of the band where it holds, a little
+        # past the knee, where a dip of the requests in flight still keeps GitHub busy),
+        # never below the width measured at baseline.
         if (
             previous is not None
             and gain is not None
@@ -731,12 +736,15 @@ class WidthController:
             and previous.width < point.width
         ):
             self._grow_after = now + s.cooldown
+            self._probe_after = now + s.probe_every  # the two epochs just measured the knee
+            aim = (s.grow_below + s.brake_above) / 2
+            back = max(previous.width, min(point.width - 1, round(point.width * aim / ratio)))
             return self._change(
                 now,
-                previous.width,
+                back,
                 "shrink",
                 f"latency {ratio:.2f}x baseline and throughput did not grow with width "
-                f"(gain {shown}): back to {previous.width}",
+                f"(gain {shown}): back to {back}",
             )
         if ratio > s.brake_above:
             decision = self._probe_down(
@@ -902,7 +910,10 @@ class WidthController:
             self._previous = self._current
         self._current = None
         self._reset_epoch()
-        self._skip = 1
+        # One tick is left out for the requests of the old width to come back; in slow
+        # start's doubling only requests started at the new width are judged (their
+        # latency), so its epochs start at once: 4 to 32 in about 1.5 s, not 3.
+        self._skip = 0 if self._slow_start and action == "grow" else 1
         self._fresh = True
         self._changed_at = now
         self._probing = False
