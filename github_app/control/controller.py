@@ -54,6 +54,11 @@ Signals, strongest first:
    start (doubling) ends when the requests in flight do not follow a doubling:
    the slots added wait on the app's own limits (another event's token mint),
    and doubling on would park more of them, to reach GitHub together later.
+   A doubling that bought only latency (GitHub's throughput did not follow) is
+   taken back in one step to the width that, by Little's law, keeps GitHub's
+   latency in the middle of the band where the width holds (a little past the
+   knee: a dip of the requests in flight still leaves GitHub busy), never below
+   the width measured at baseline.
 
 Requests are of kinds GitHub answers in different times (a token mint, a read,
 a write), and their mix changes as a burst goes on (cold events mint and read,
