@@ -68,7 +68,10 @@ log = logging.getLogger(__name__)
 IDENTIFY_TIMEOUT = 10.0
 IDENTIFY_RETRY_FIRST = 1.0  # then doubling, up to IDENTIFY_RETRY_MAX, until GitHub answers
 IDENTIFY_RETRY_MAX = 300.0
-INITIAL_WIDTH = 4
+# The adaptive width's start: as many requests as one installation may have on the wire
+# (GITHUB_CONCURRENCY's default), so nothing GitHub would not take from a single org; slow
+# start doubles from here and reaches a knee of 16-32 within about a second of a burst.
+INITIAL_WIDTH = 8
 
 
 class Runtime:

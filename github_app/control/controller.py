@@ -312,6 +312,7 @@ class WidthController:
         self._epoch_cost = 0.0  # the at-width requests' costs: what their latency would be
         self._epoch_area = 0.0
         self._fresh = False  # the next judged epoch is the first since a change
+        self._quick = False  # the epoch started with no tick left out (slow start's doubling)
         self._changed_at = -math.inf  # when the width last changed
         # After "GitHub is slower; width restored": the baseline before the move and the
         # width the verdict came from, until the restored width's first epoch confirms it.
@@ -595,6 +596,18 @@ class WidthController:
             return None
         # (Nothing on the wire, or nothing back before any baseline: GitHub shows no
         # load to judge, so width is the only lever.)
+        if (
+            self._quick
+            and self._epoch_ticks == 1
+            and latency is not None
+            and self._baseline is not None
+            and latency > s.grow_below * self._baseline
+        ):
+            # A doubling's first tick shows GitHub's queue building up (the new slots
+            # fill as events get their turns), and only its quicker requests are back:
+            # a raised latency then is measured one more tick before it is judged.
+            return None
+        self._quick = False
         point = _Point(
             self._width,
             self._epoch_ok / self._epoch_time,
@@ -919,6 +932,7 @@ class WidthController:
         # start's doubling only requests started at the new width are judged (their
         # latency), so its epochs start at once: 4 to 32 in about 1.5 s, not 3.
         self._skip = 0 if self._slow_start and action == "grow" else 1
+        self._quick = self._skip == 0
         self._fresh = True
         self._changed_at = now
         self._probing = False
