@@ -466,6 +466,25 @@ def test_slow_start_doubles_every_tick_while_requests_started_at_the_width_come_
     assert {d.action for d in decisions} == {"grow"}
 
 
+def test_a_raised_latency_in_a_doublings_first_tick_is_measured_one_more_tick() -> None:
+    """The first tick after a doubling sees GitHub's queue only building up, and only its
+    quicker requests back: a raised reading then is not judged alone."""
+    h = harness(max_width=64, start=8)
+    decisions = []
+    for latency in (0.1, 0.25, 0.25):  # at 8: GitHub's own latency; at 16: 2.5x
+        width = h.controller.width
+        h.keep_in_flight(width)
+        h.clock.now += TICK
+        h.complete(latency, 3 * width)
+        decisions.append(h.controller.tick(Backlog(1000, width)))
+    grown, measured, judged = decisions
+    assert grown.width == 16 and grown.action == "grow"
+    assert measured.width == 16 and measured.reason == "measuring the current width"
+    # Latency 2.5x for twice the requests: GitHub serves 8 at its own latency, so 9 keep it
+    # at 1.35x (16 x 1.35 / 2.5 = 8.6), never below the 8 measured at baseline.
+    assert judged.action == "shrink" and judged.width == 9 and "back to 9" in judged.reason
+
+
 def test_slow_start_ends_when_requests_in_flight_do_not_follow_a_doubling() -> None:
     """The slots a doubling added wait on the app's own limits (another event's token mint):
     GitHub sees no more requests, so doubling again would only park more slots, which
