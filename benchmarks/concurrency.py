@@ -186,6 +186,7 @@ class Result:
     final_width: float | None = None  # the adaptive width the new phase settles at
     probe_dips: int = 0  # routine probe dips the settle time leaves out (taken back in time)
     start: float = 0.0
+    start_width: int | None = None  # the adaptive width before its first decision
     observations: list[tuple[float, float, str]] = field(default_factory=list)
     decisions: list[tuple[float, int, str, str]] = field(default_factory=list)
 
@@ -369,6 +370,7 @@ def run(
         capped=capped,
         change_at=change_at,
         start=start,
+        start_width=samples.get("start_width"),
         observations=observations,  # type: ignore[arg-type]
         decisions=decisions,  # type: ignore[arg-type]
     )
@@ -525,7 +527,12 @@ def plot(results: list[tuple[str, Result]], path: Path) -> None:
         ax_w, ax_t, ax_l = axes[0][column], axes[1][column], axes[2][column]
         t0 = result.start
         if result.decisions:
-            ax_w.step([d[0] - t0 for d in result.decisions], [d[1] for d in result.decisions])
+            # A decision's width holds from its time on ("post"), and the run starts at the
+            # width the first decision changed from.
+            times = [0.0] + [d[0] - t0 for d in result.decisions]
+            first = result.start_width or result.decisions[0][1]
+            shown = [first] + [d[1] for d in result.decisions]
+            ax_w.step(times, shown, where="post")
         ax_w.set_title(title)
         ax_w.set_ylabel("width")
         ok = [o for o in result.observations if o[2] == "ok"]

@@ -86,11 +86,13 @@ def main(argv: list[str] | None = None) -> None:
     # (thousands of 403s at the widest fixed widths) whatever LOG_LEVEL says.
     configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings, on_observation=record, on_decision=on_decision)
+    start_width = runtime.dispatcher.width  # before the first decision (the plot starts there)
 
     async def samples(request: Request) -> Response:
         body: dict[str, Any] = {
             "observations": observations,
             "decisions": decisions,
+            "start_width": start_width,
             "queued": len(runtime.queue),
             "in_flight": runtime.dispatcher.in_flight,
             "width": runtime.dispatcher.width,
