@@ -485,6 +485,30 @@ def test_a_raised_latency_in_a_doublings_first_tick_is_measured_one_more_tick() 
     assert judged.action == "shrink" and judged.width == 9 and "back to 9" in judged.reason
 
 
+def test_a_doubling_is_measured_by_requests_started_once_the_old_width_s_were_back() -> None:
+    """Right after a doubling GitHub's queue is still building: requests started then come
+    back at the old latency. Judged on them, slow start doubled 32 to 64, into GitHub's
+    secondary limit (the benchmark's latency-triples run met 55 403s that way)."""
+    h = harness(max_width=64, start=16)
+    h.keep_in_flight(16)
+    h.clock.now += TICK
+    h.complete(0.1, 60)
+    decisions = [h.controller.tick(Backlog(1000, 16))]  # GitHub's own latency: doubles
+    changed = h.clock.now
+    h.keep_in_flight(32)
+    h.clock.now = changed + 0.15
+    h.complete(0.1, 60)  # started 0.05 s after the doubling, before the old queue drained
+    h.clock.now = changed + TICK
+    h.complete(0.35, 4)  # started at 32 with GitHub's queue built up: too few to judge
+    decisions.append(h.controller.tick(Backlog(1000, 32)))
+    h.clock.now += TICK
+    h.complete(0.2, 60)  # the second tick: twice the latency for twice the requests
+    decisions.append(h.controller.tick(Backlog(1000, 32)))
+    assert widths(decisions) == [32, 32, 21]  # 32 x 1.35 / 2.06: one step back
+    assert decisions[1].reason == "measuring the current width"
+    assert decisions[2].action == "shrink" and "back to 21" in decisions[2].reason
+
+
 def test_slow_start_ends_when_requests_in_flight_do_not_follow_a_doubling() -> None:
     """The slots a doubling added wait on the app's own limits (another event's token mint):
     GitHub sees no more requests, so doubling again would only park more slots, which

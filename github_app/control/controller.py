@@ -313,7 +313,9 @@ class WidthController:
         self._epoch_area = 0.0
         self._fresh = False  # the next judged epoch is the first since a change
         self._quick = False  # the epoch started with no tick left out (slow start's doubling)
-        self._changed_at = -math.inf  # when the width last changed
+        # When the requests of the width before the last change were back (the change's
+        # time plus GitHub's latency then): requests started from here measure this width.
+        self._measured_from = -math.inf
         # After "GitHub is slower; width restored": the baseline before the move and the
         # width the verdict came from, until the restored width's first epoch confirms it.
         self._unconfirmed: tuple[float, int] | None = None
@@ -368,9 +370,11 @@ class WidthController:
         sums = window.kinds.setdefault(kind, _KindSums())
         sums.requests += 1
         sums.latency += latency
-        if self._clock() - latency >= self._changed_at:
-            # Started at the current width: only such requests measure it (one started
-            # before a shrink carries the queueing of the wider width with it).
+        if self._clock() - latency >= self._measured_from:
+            # Started at the current width, once the old width's requests were back: only
+            # such requests measure it (one started before a shrink, or while the wider
+            # width's requests still queued, carries that queueing with it; one started
+            # at a doubling, before GitHub's queue built up, has not met it yet).
             sums.at_width += 1
             sums.at_width_latency += latency
 
@@ -929,12 +933,15 @@ class WidthController:
         self._current = None
         self._reset_epoch()
         # One tick is left out for the requests of the old width to come back; in slow
-        # start's doubling only requests started at the new width are judged (their
-        # latency), so its epochs start at once: 4 to 32 in about 1.5 s, not 3.
+        # start's doubling only requests started at the new width once those were back
+        # are judged, so its epochs start at once (8 to 32 in about a second, not two)
+        # and take a second tick only when too few such requests came back in the first.
         self._skip = 0 if self._slow_start and action == "grow" else 1
         self._quick = self._skip == 0
         self._fresh = True
-        self._changed_at = now
+        # (Otherwise the tick left out lets the old width's requests come back.)
+        drain = (self._latency_seconds or 0.0) if self._quick else 0.0
+        self._measured_from = now + drain
         self._probing = False
         return self._decide(now, target, action, reason)
 
