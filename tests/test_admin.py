@@ -9,6 +9,7 @@ import httpx
 import pytest
 import respx
 
+from github_app.runtime import INITIAL_WIDTH
 from tests.conftest import API, TOKEN, config_url, make_settings, running_app, wait_for
 from tests.deliveries import SECRET, app_payload, issue_event, signed
 
@@ -87,7 +88,8 @@ async def test_status_shows_the_parts_and_never_contains_a_secret(
     assert status["totals"]["processed"] == 1
     assert set(status["queue"]["depth_by_priority"]) == {"CRITICAL", "HIGH", "NORMAL", "LOW"}
     assert set(status["queue"]["bytes_by_priority"]) == {"CRITICAL", "HIGH", "NORMAL", "LOW"}
-    assert status["dispatcher"]["width"] == status["controller"]["width"] == 4  # its start
+    width = status["controller"]["width"]
+    assert status["dispatcher"]["width"] == width == INITIAL_WIDTH  # its start
     assert status["breaker"]["open"] is False
     assert status["breaker"]["stats"]["state"] == "closed"
     assert status["intake"]["queued"] == 1
@@ -127,7 +129,7 @@ async def test_status_with_history_serves_the_last_hour_and_then_only_what_is_ne
         processed = sum(rate * 0.05 for rate in series["processed_per_s"])
         assert processed == pytest.approx(20, rel=0.5)  # rates times (roughly) the interval
         assert max(series["admitted_per_s"]) > 0
-        assert series["width"][-1] == 4 and series["depth_normal"][-1] == 0
+        assert series["width"][-1] == INITIAL_WIDTH and series["depth_normal"][-1] == 0
         assert any(p is not None for p in series["latency_p99"])
         assert history["now"] >= history["at"][-1]
 

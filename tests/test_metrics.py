@@ -8,6 +8,7 @@ import respx
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from github_app.runtime import INITIAL_WIDTH
 from tests.conftest import make_settings, running_app
 from tests.deliveries import issue_event, signed
 
@@ -53,7 +54,9 @@ async def test_metrics_parse_and_counters_move_after_a_delivery() -> None:
     names = [family.name for family in text_string_to_metric_families(text)]
     assert len(names) == len(set(names))  # one family per name
     assert value(after, f"{PREFIX}_queue_depth", priority="NORMAL") == 0
-    assert value(after, f"{PREFIX}_dispatcher_width") == 4  # where the width controller starts
+    assert (
+        value(after, f"{PREFIX}_dispatcher_width") == INITIAL_WIDTH
+    )  # the controller starts there
     assert value(after, f"{PREFIX}_ready") == 1
     assert (value(after, f"{PREFIX}_process_rss_bytes") or 0) > 1_000_000
 
