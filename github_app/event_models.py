@@ -2,14 +2,21 @@
 
 Building a model costs far more than reading the routing fields, so it happens
 in the worker, lazily (``LazyEvent``: only when a processor asks, once per
-event), with one pydantic TypeAdapter per event name built once (``warm_up``
-builds them at start-up, before the first delivery).
+event), with one pydantic TypeAdapter per event name built once. The first
+build of one imports githubkit's models of that event (about half a second of
+CPU for ``issues``), so ``warm_up`` builds them at start-up for the processors
+that declare they read the model (``Processor.reads_event_model``), and for no
+others: none of the built-ins does, and a start that builds what nobody reads
+only delays the moment the server listens. An undeclared reader still gets its
+model, built on first use (the event loop waits meanwhile, once, and says so
+in the log).
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
+import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,27 +25,45 @@ from pydantic import TypeAdapter, ValidationError
 
 from github_app.errors import WebhookError
 
+log = logging.getLogger(__name__)
 
-@functools.cache
-def _adapter(event: str) -> TypeAdapter[Any]:
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+"""One parser per event name, built once for the life of the process (see ``_adapter``)."""
+
+
+def _adapter(event: str, *, on_demand: bool) -> TypeAdapter[Any]:
     # githubkit's own ``parse`` builds this adapter on every call (milliseconds); we build it
     # once per event name, from the same schema version githubkit's namespace uses.
+    adapter = _ADAPTERS.get(event)
+    if adapter is not None:
+        return adapter
     if event not in VALID_EVENT_NAMES:
         raise WebhookError(400, "unknown_event", f"unknown event type {event!r}")
+    started = time.perf_counter()
     package = WebhookNamespace.__module__.rsplit(".", 1)[0]
     module = importlib.import_module(f"{package}.{event}")
-    return TypeAdapter(module.Event)
+    adapter = _ADAPTERS[event] = TypeAdapter(module.Event)
+    if on_demand:
+        log.info(
+            "githubkit's parser of %r events was built on first use (%.2f s, the event loop "
+            "waited): a processor that reads ctx.event declares reads_event_model=True to have "
+            "it built at start-up",
+            event,
+            time.perf_counter() - started,
+        )
+    return adapter
 
 
 def warm_up(events: Iterable[str]) -> None:
     """Build the parsers of these events now: the first build of one takes up to a second.
 
-    Done at start-up, before the server accepts deliveries; otherwise the first
-    event a worker parses stalls the event loop, and every acknowledgement with it.
+    Done at start-up for the events of processors that read the typed model, before
+    the server accepts deliveries; otherwise the first such event a worker parses
+    stalls the event loop, and every acknowledgement with it.
     """
     for event in {name.split(".", 1)[0] for name in events}:
         if event in VALID_EVENT_NAMES:
-            _adapter(event)
+            _adapter(event, on_demand=False)
 
 
 def parse_event(event: str, payload: Mapping[str, Any]) -> Any:
@@ -46,7 +71,7 @@ def parse_event(event: str, payload: Mapping[str, Any]) -> Any:
 
     Raises pydantic's ``ValidationError`` when the payload does not match the schema.
     """
-    return _adapter(event).validate_python(payload)
+    return _adapter(event, on_demand=True).validate_python(payload)
 
 
 class LazyEvent:

@@ -148,6 +148,10 @@ class Processor(Generic[ConfigT]):
     """How it treats an existing issue a backfill job streams (``BACKFILL_EVENT``); ``None``:
     it never acts on old issues. It writes nothing when ``ctx.dry_run`` and says what it
     would have done. ``help.backfill`` tells people what it does."""
+    reads_event_model: bool = False
+    """It reads ``ctx.event`` (githubkit's typed model): the parsers of its events are built
+    at start-up, before the server listens, instead of on the first such event, while the
+    event loop waits (up to a second). Left ``False``, the model is still built when read."""
 
     def __post_init__(self) -> None:
         if isinstance(self.help, str):  # a one-line description is help enough to start with

@@ -389,7 +389,12 @@ class Runtime:
     async def _run(self, group: TaskGroup) -> None:
         """Start the parts that run for the life of the app."""
         await self.identify()
-        warm_up(event for processor in self.registry for event in processor.events)
+        warm_up(
+            event
+            for processor in self.registry
+            if processor.reads_event_model
+            for event in processor.events
+        )
         self.gateway.warm_up()
         group.start_soon(self.dispatcher.run)
         group.start_soon(self._identify_until_known)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import respx
 
+from github_app import event_models
 from github_app.dispatch.registry import Registry
 from github_app.processor import Context, Processor, ProcessorConfig
 from tests.conftest import (
@@ -258,6 +259,57 @@ async def test_event_whose_payload_predates_the_schema_is_still_processed(
         assert app.runtime.runner.stats.unparseable == 0
         assert app.runtime.runner.stats.ok["labeler"] == 1
     assert json.loads(labels.calls.last.request.content) == {"labels": ["documentation"]}
+
+
+def model_reader(
+    seen: list[Any], events: tuple[str, ...], *, declared: bool
+) -> Processor[ProcessorConfig]:
+    """A processor that reads ``ctx.event`` into ``seen``, declaring it or not."""
+
+    async def handle(ctx: Context[Any]) -> None:
+        seen.append(ctx.event)
+
+    return Processor(
+        "reader", "reads ctx.event", events, ProcessorConfig, handle, reads_event_model=declared
+    )
+
+
+async def test_a_start_builds_the_parsers_of_the_processors_that_declare_reading_the_model_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The first build of a parser imports githubkit's models of the event: half a second of
+    # CPU for ``issues``, which a start spends only for a processor that reads the model.
+    monkeypatch.setattr(event_models, "_ADAPTERS", {})  # no parser built yet in this process
+    caplog.set_level(logging.INFO, logger="github_app.event_models")
+    async with running_app(make_settings(None)):  # the built-ins: none reads ctx.event
+        assert event_models._ADAPTERS == {}
+    seen: list[Any] = []
+    declared = model_reader(seen, ("issue_comment.created",), declared=True)
+    async with running_app(make_settings(None), registry=Registry([declared])) as app:
+        assert set(event_models._ADAPTERS) == {"issue_comment"}  # before any delivery
+        delivery = signed(app_payload("issue_comment.created"), "issue_comment")
+        assert (await app.post(delivery)).status_code == 202
+        await app.settle()
+    assert [type(model).__name__ for model in seen] == ["WebhookIssueCommentCreated"]
+    assert "built on first use" not in caplog.text
+
+
+async def test_an_undeclared_reader_gets_the_model_built_on_first_use_and_the_log_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(event_models, "_ADAPTERS", {})
+    caplog.set_level(logging.INFO, logger="github_app.event_models")
+    seen: list[Any] = []
+    registry = Registry([model_reader(seen, ("issues",), declared=False)])
+    async with running_app(make_settings(None), registry=registry) as app:
+        assert event_models._ADAPTERS == {}
+        for _ in range(2):
+            delivery = signed(app_payload("issues.opened"), "issues")
+            assert (await app.post(delivery)).status_code == 202
+            await app.settle()
+    assert [type(model).__name__ for model in seen] == ["WebhookIssuesOpened"] * 2
+    [line] = [r.getMessage() for r in caplog.records if "built on first use" in r.getMessage()]
+    assert "'issues' events" in line and "reads_event_model=True" in line  # once, saying how
 
 
 async def test_the_typed_event_is_built_once_per_event_and_only_for_a_processor_that_asks() -> None:
