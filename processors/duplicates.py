@@ -13,16 +13,21 @@ reopened add or replace an issue, closed, deleted and transferred remove it.
 It is rebuilt from the API once a day, which also heals events the app
 missed while it was down. Tokenising a big repository runs in a worker
 process, compaction and lookups in a worker thread, so the event loop that
-answers webhooks is never stalled.
+answers webhooks is never stalled. ``processors.similarity`` (and numpy with
+it, about 0.1 s of CPU) is imported on the first event that needs it, in a
+worker thread: a start spends nothing on it while no repository enables the
+processor, and its import does not stall the loop either.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_process
@@ -39,7 +44,9 @@ from github_app.processor import (
 )
 from github_app.processor_help import Doc, ProcessorHelp
 from processors.issue_api import IssueApi, has_label, has_marker, label_names, marker
-from processors.similarity import Match, Packed, SimilarityIndex, features, features_packed
+
+if TYPE_CHECKING:
+    from processors.similarity import Match, Packed, SimilarityIndex
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,16 @@ class DuplicatesApi(Protocol):
 
 
 Offload = Callable[..., Awaitable[Any]]
+SIMILARITY = "processors.similarity"
+
+
+async def load_similarity() -> None:
+    """Import ``processors.similarity`` (numpy with it) in a worker thread, once.
+
+    After this, ``from processors.similarity import ...`` costs a dictionary lookup.
+    """
+    if SIMILARITY not in sys.modules:
+        await anyio.to_thread.run_sync(importlib.import_module, SIMILARITY)
 
 
 async def in_thread(function: Callable[..., T], *args: Any) -> T:
@@ -142,6 +159,9 @@ class DuplicatesState:
         index = self.current(repository)
         if index is not None:
             return index
+        await load_similarity()
+        from processors.similarity import SimilarityIndex, features_packed
+
         started = self.clock()
         numbers: list[int] = []
         texts: list[tuple[str, str | None]] = []
@@ -175,6 +195,9 @@ class DuplicatesState:
         A repository without an index starts one from the stream instead of listing its
         issues a second time.
         """
+        await load_similarity()
+        from processors.similarity import SimilarityIndex, features
+
         async with self.lock(repository):
             index = self.current(repository)
             if index is None:
@@ -249,6 +272,9 @@ async def check_new_issue(
     issue: DuplicatesFacts,
 ) -> list[Match]:
     """Look up the new issue, add it to the index, and report candidates above the threshold."""
+    await load_similarity()
+    from processors.similarity import features
+
     vector = features(issue.title, issue.body)
     async with state.lock(repository):
         index = await state.ensure(repository, api)
@@ -271,6 +297,8 @@ async def follow_change(state: DuplicatesState, repository: str, issue: Duplicat
     index = state.current(repository)
     if index is None:
         return
+    from processors.similarity import features  # imported already: the index was built with it
+
     async with state.lock(repository):
         if issue.action in ("edited", "reopened"):
             index.add(issue.number, features(issue.title, issue.body))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -97,6 +98,42 @@ def test_a_configured_secret_is_never_printed(tmp_path: Path) -> None:
     assert "from WEBHOOK_SECRET" in text
     assert "s3cr3t-value-never-shown" not in text
     assert "s3cr3t-value-never-shown" not in (tmp_path / "stderr.txt").read_text()
+
+
+STARTED_RUNTIME = """
+import json
+import sys
+import anyio
+from github_app.config import load_settings
+from github_app.runtime import Runtime
+
+async def start_and_stop() -> None:
+    async with Runtime(load_settings(env_file=None)).running():
+        pass
+
+anyio.run(start_and_stop)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_start_imports_neither_numpy_nor_githubkits_webhook_models(tmp_path: Path) -> None:
+    # Each costs a start CPU it does not need: numpy only when a repository enables duplicates,
+    # the webhook models (about 0.5 s for issues) only for a processor that reads ctx.event.
+    result = subprocess.run(
+        [sys.executable, "-c", STARTED_RUNTIME],
+        env=clean_env(STATE_DIR=str(tmp_path / "state")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = json.loads(result.stdout)
+    assert "github_app.runtime" in imported
+    assert "numpy" not in imported
+    # one module per event (``...webhooks.issues``); the namespace that names them is small
+    events = [name for name in imported if re.search(r"\.webhooks\.[a-z]", name)]
+    assert events == [], events
 
 
 @pytest.mark.parametrize(

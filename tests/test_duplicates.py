@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,17 @@ import httpx
 import pytest
 import respx
 
+import processors
 from processors.duplicates import (
     PROCESS_FROM,
+    SIMILARITY,
     DuplicatesConfig,
     DuplicatesFacts,
     DuplicatesState,
     Verdict,
     decide,
     in_process_if_large,
+    load_similarity,
     render,
 )
 from processors.issue_api import marker
@@ -298,3 +302,17 @@ async def test_a_repository_without_open_issues_gets_an_empty_index_not_a_failur
 
 def test_unpacking_no_documents_gives_no_vectors() -> None:
     assert unpack(features_packed([])) == []
+
+
+async def test_the_similarity_module_and_numpy_are_imported_on_first_need(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A start does not import them (test_cli checks a real start); the first event that
+    # needs them imports them in a worker thread, and the next ones find them there.
+    monkeypatch.delitem(sys.modules, SIMILARITY)
+    monkeypatch.delattr(processors, "similarity")
+    await load_similarity()
+    loaded = sys.modules[SIMILARITY]
+    assert loaded.SimilarityIndex is not SimilarityIndex  # imported afresh
+    await load_similarity()
+    assert sys.modules[SIMILARITY] is loaded
