@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import pytest
@@ -17,7 +19,8 @@ from github_app.dispatch.registry import Registry
 from github_app.queue.memory import DUPLICATE
 from github_app.queue.priority import Priority
 from github_app.queue.redis_queue import RedisQueue, SharedQueueStats
-from github_app.redis_link import RedisLink
+from github_app.queue.redis_scripts import GROUP, Keys
+from github_app.redis_link import PREFIX, RedisLink
 from tests.conftest import make_settings, running_app, wait_for
 from tests.deliveries import app_payload, issue_event, signed
 from tests.helpers_unit import envelope
@@ -248,3 +251,64 @@ async def test_a_replica_that_did_not_answer_lets_go_of_the_events_another_one_c
             assert shared(live).claimed == 1
     finally:
         await link.aclose()
+
+
+async def test_an_event_settled_while_redis_is_away_is_not_claimed_before_its_settle_is_sent(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replica A finishes an event while Redis is away: the settle and the record of its
+    succeeded processors wait in A's outbox. Redis answers again and B's claim runs after
+    REDIS_CLAIM_IDLE, before A's outbox sent: the entry is still A's (its upkeep touches it
+    as one it holds), so B does not take the event and do it a second time."""
+    claim_idle = 0.5
+    stream = Keys(PREFIX).stream(Priority.NORMAL)
+    link_a, link_b = RedisLink(redis_server.url), RedisLink(redis_server.url)
+    one = RedisQueue(link_a, 100, 10**8, claim_idle=claim_idle)
+    two = RedisQueue(link_b, 100, 10**8, claim_idle=claim_idle)
+
+    async def idle_of_the_entry() -> float:
+        pending: Any = await link_b.client.xpending_range(stream, GROUP, "-", "+", 10)
+        assert [p["consumer"].decode() for p in pending] == [one.replica_id]
+        return float(pending[0]["time_since_delivered"]) / 1000
+
+    try:
+        await link_a.client.config_set("appendfsync", "always")  # the kill -9 loses nothing
+        await two.sync()
+        async with anyio.create_task_group() as group:
+            group.start_soon(one.feed)  # A's pump and upkeep; its outbox is held back
+            assert (await one.admit(envelope("d-1"), Priority.NORMAL)).admitted
+            await wait_for(lambda: len(one) == 1, what="A to read the event")
+            item = one.take()
+            assert item is not None
+            one.succeeded.add("d-1", "welcome")
+            redis_server.stop()
+            one.done(item)
+            settled_at = time.monotonic()
+            redis_server.start()
+            # Untouched since before the outage, the entry would be claimed now; A touched it
+            # since Redis answers again (idle below half of REDIS_CLAIM_IDLE).
+            kept = False
+            with anyio.move_on_after(5):
+                while not kept:
+                    await anyio.sleep(0.01)
+                    waited = time.monotonic() - settled_at
+                    kept = waited >= claim_idle and await idle_of_the_entry() < claim_idle / 2
+            # the try, the succeeded record, the settle and the lease's release wait in A
+            assert (shared(one).settling, shared(one).writes_waiting) == (1, 4)
+            await two.sync()  # B's claim
+            # neither B nor A itself (its upkeep claims too) takes the event to do it again
+            assert (shared(two).claimed, shared(two).holding) == (0, 0)
+            assert (shared(one).claimed, shared(one).holding, len(one)) == (0, 0, 0)
+            assert kept
+            await group.start(one.send_writes)
+            await one.sync()
+            assert await link_b.client.xlen(stream) == 0  # acknowledged and deleted
+            assert (await link_b.client.xpending(stream, GROUP))["pending"] == 0
+            assert await link_b.client.exists(Keys(PREFIX).succeeded("d-1"))
+            # sent: A's upkeep forgets it, without taking it for one another replica claimed
+            await wait_for(lambda: shared(one).settling == 0, what="A to forget the settled")
+            group.cancel_scope.cancel()
+    finally:
+        await link_a.aclose()
+        await link_b.aclose()
+    assert "claimed by another replica" not in caplog.text

@@ -27,7 +27,10 @@ How the ``EventQueue`` contract is kept (layout and scripts: ``redis_scripts``):
   entry is acknowledged and deleted with its record; a retried or deferred one
   stays pending with its attempts, not-before and last error in its record,
   so a claim by another replica keeps them. Settles made while Redis is away
-  are sent once it answers again.
+  are sent once it answers again; until its settle was sent a finished or
+  dead-lettered event's entry stays this replica's (its upkeep touches it as
+  one it holds), or another replica would claim it after an outage and do
+  it again, the record of its succeeded processors waiting in the same outbox.
 - A replica that dies leaves its entries pending: after ``claim_idle`` seconds
   without their owner touching them, another replica claims them
   (``XAUTOCLAIM``); the interrupted try was counted in the record when it was
@@ -133,6 +136,7 @@ class SharedQueueStats:
     claimed: int = 0  # events claimed from replicas that stopped answering
     given_back: int = 0
     writes_waiting: int = 0
+    settling: int = 0  # events settled here whose settles wait among those writes
     refused_unavailable: int = 0
 
 
@@ -141,6 +145,12 @@ class _Held:
     priority: Priority
     entry_id: bytes
     delivery_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Settling:
+    held: _Held
+    write: int  # the outbox's count of writes once its settle was written
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +220,8 @@ class RedisQueue:
             journal=self,
         )
         self._held: dict[int, _Held] = {}  # seq -> where its entry is, for what this replica holds
+        # seq -> the entry of an event settled here whose settle the outbox has not sent yet
+        self._settling: dict[int, _Settling] = {}
         # a dead replica's leases time out when its events may be claimed
         self._leases = IssueLeases(self._client, self._keys, self._me, claim_idle, self._outbox)
         self._lost: set[int] = set()  # events another replica claimed from this one
@@ -419,6 +431,7 @@ class RedisQueue:
                 [held.entry_id, item.size, keys.lane(item.envelope.issue_key), item.seq],
                 f"the end of {held.delivery_id}",
             )
+            self._settling[item.seq] = _Settling(held, self._outbox.written)
         self._left(item)
 
     def dead_lettered(self, entry: DeadLetter) -> None:
@@ -452,6 +465,7 @@ class RedisQueue:
                 ],
                 f"the dead letter {entry.delivery_id}",
             )
+            self._settling[item.seq] = _Settling(held, self._outbox.written)
         self._left(item)
 
     def redriven(self, old_seq: int, item: QueuedEvent) -> None:
@@ -480,11 +494,18 @@ class RedisQueue:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Feed the scheduler from Redis and send its writes, for the life of the app."""
         async with anyio.create_task_group() as group:
-            await group.start(self._outbox.run)
-            group.start_soon(self._feed)
+            await group.start(self.send_writes)
+            group.start_soon(self.feed)
             task_status.started()
 
-    async def _feed(self) -> None:
+    async def send_writes(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The outbox: this replica's writes sent in order, for the life of the app (``run``
+        runs it with ``feed``; a test runs ``feed`` alone to hold the writes back)."""
+        await self._outbox.run(task_status=task_status)
+
+    async def feed(self) -> None:
         """The pump and the upkeep, until ``give_back`` stops them (the outbox goes on)."""
         with anyio.CancelScope() as self._feeding:
             async with anyio.create_task_group() as group:
@@ -626,7 +647,9 @@ class RedisQueue:
 
         Claims wait until this replica has been connected for ``claim_idle``: the idle time
         of an entry grows while Redis is away too, and after an outage every live replica
-        must have touched its entries again before any of them looks like a dead one's.
+        must have touched its entries again before any of them looks like a dead one's
+        (those it settled meanwhile too: their settles wait in its outbox, sent up to
+        ``RETRY_MAX`` after Redis answers again).
         """
         period = max(0.05, min(self._claim_idle / 3, 2.0))
         await self._prepared.wait()
@@ -648,9 +671,12 @@ class RedisQueue:
             await anyio.sleep(period)
 
     async def _touch(self) -> None:
-        """Reset the idle time of every entry held here, so no other replica claims it."""
+        """Reset the idle time of every entry held here, or settled here with its settle not
+        sent yet, so no other replica claims it."""
+        sent = self._outbox.sent
+        self._settling = {s: e for s, e in self._settling.items() if e.write > sent}
         by_stream: dict[Priority, list[bytes]] = {}
-        for held in self._held.values():
+        for held in (*self._held.values(), *(e.held for e in self._settling.values())):
             by_stream.setdefault(held.priority, []).append(held.entry_id)
         for priority, ids in by_stream.items():
             for start in range(0, len(ids), 500):
@@ -662,12 +688,22 @@ class RedisQueue:
 
     def _let_go(self, priority: Priority, entry_ids: set[bytes]) -> None:
         """Entries another replica claimed (this one did not answer for ``claim_idle``): they
-        are its events now; this replica drops them where they wait (``take`` skips them)."""
-        seqs = {
-            seq
-            for seq, held in self._held.items()
-            if held.priority is priority and held.entry_id in entry_ids
-        }
+        are its events now; this replica drops them where they wait (``take`` skips them).
+        A settled one is forgotten without a word: its settle was sent meanwhile (acknowledged
+        and deleted, it is no longer pending), or it was claimed, and is left to its claimer."""
+
+        def where(entries: Mapping[int, _Held]) -> set[int]:
+            return {
+                seq
+                for seq, held in entries.items()
+                if held.priority is priority and held.entry_id in entry_ids
+            }
+
+        for seq in where({s: e.held for s, e in self._settling.items()}):
+            del self._settling[seq]
+        seqs = where(self._held)
+        if not seqs:
+            return
         for seq in seqs:
             del self._held[seq]
         self._lost |= seqs
@@ -695,7 +731,11 @@ class RedisQueue:
                 for entry_id, fields in answer[1]
                 if fields
             ]
-        claimed = [entry for entry in claimed if entry.seq not in self._held]
+        claimed = [
+            entry
+            for entry in claimed
+            if entry.seq not in self._held and entry.seq not in self._settling
+        ]
         if claimed:
             self._claimed += len(claimed)
             log.info(
@@ -812,6 +852,7 @@ class RedisQueue:
             claimed=self._claimed,
             given_back=self._given_back,
             writes_waiting=len(self._outbox),
+            settling=len(self._settling),
             refused_unavailable=self.refused_unavailable,
         )
         return replace(
