@@ -69,10 +69,13 @@ the mix.
 Changes are measured in epochs: after a width change one tick is skipped,
 then request latency and requests in flight are measured at the new width
 until enough requests came back; only requests started at the new width count
-for its latency. Epochs are measured whenever work waits and requests are on
-the wire, even with fewer events busy than the width (the app may fill slots
-slower than they free up): requests past GitHub's knee queue all the same, and
-a shrink then steps down from the slots in use. An epoch in which nothing was
+for its latency. Slow start's doublings skip no tick: only requests started
+once the old width's were back (the change plus GitHub's latency) count, and a
+raised reading in the first tick is measured one more tick before it is judged.
+Epochs are measured whenever work waits and requests are on the wire, even
+with fewer events busy than the width (the app may fill slots slower than they
+free up): requests past GitHub's knee queue all the same, and a shrink then
+steps down from the slots in use. An epoch in which nothing was
 on the wire (events that make no request) leaves GitHub idle: it gives no
 latency and does not stop growth.
 Two epochs are compared only across a change of requests in flight large
